@@ -1,0 +1,13 @@
+//! The one error type of this crate.
+
+/// What went wrong while protecting, unprotecting or judging a certificate.
+///
+/// Variants name the certificate (by serial, lowercase hex) or the file they
+/// concern; they never carry key material or payload bytes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The bytes are neither a PEM nor a DER X.509 certificate.
+    #[error("not an X.509 certificate (PEM or DER): {reason}")]
+    CertificateParse { reason: String },
+}

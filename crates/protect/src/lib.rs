@@ -1,0 +1,22 @@
+//! Message protection for the NHN profile: CMS sign-then-encrypt and
+//! decrypt-then-verify, and the X.509 checks every certificate passes before
+//! it is used (validity period, key usage, chain, revocation).
+//!
+//! The judging code is pure: it takes the instant and the revocation data it
+//! judges by as arguments. Fetching CRLs over the network is a separate piece
+//! that keeps a cache warm, so a slow CRL server never stalls a send.
+//!
+//! ```
+//! use helsemelding_protect::Certificate;
+//! // Certificates are read from PEM or DER alike.
+//! assert!(Certificate::from_pem_or_der(b"not a certificate").is_err());
+//! ```
+
+mod certificate;
+mod error;
+
+pub use certificate::{Certificate, KeyUsage};
+pub use error::Error;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,1 @@
+//! Address registry and CPP/CPA collaboration profiles.

@@ -1,0 +1,8 @@
+//! What the tests of every crate share: a test PKI made at test time, paths
+//! to the real third-party samples in `../shared/fixtures`, and (from the
+//! transport issue on) the private RabbitMQ harness and independent peers.
+//!
+//! This crate is a dev-dependency only; no production code may use it.
+
+pub mod fixtures;
+pub mod pki;
