@@ -23,3 +23,6 @@ mod time;
 pub use error::{Error, Result};
 pub use herid::HerId;
 pub use time::{format_utc_seconds, parse_lenient as parse_timestamp};
+mod xml;
+pub use xml::{Code, Limits};
+pub mod msghead;
