@@ -25,4 +25,6 @@ pub use herid::HerId;
 pub use time::{format_utc_seconds, parse_lenient as parse_timestamp};
 mod xml;
 pub use xml::{Code, Limits};
+pub mod apprec;
+pub mod dialog;
 pub mod msghead;
