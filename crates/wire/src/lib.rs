@@ -27,4 +27,5 @@ mod xml;
 pub use xml::{Code, Limits};
 pub mod apprec;
 pub mod dialog;
+pub mod metadata;
 pub mod msghead;
