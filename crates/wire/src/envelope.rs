@@ -193,6 +193,34 @@ pub struct Envelope {
     pub application: AppProperties,
 }
 
+/// An AMQP message body as it arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// `data` sections (the profile sends exactly one).
+    Data(Vec<Vec<u8>>),
+    /// An `amqp-value` section.
+    Value(AppValue),
+    /// An `amqp-sequence` section or none at all.
+    Other,
+}
+
+impl Body {
+    /// The payload bytes: the `data` sections (concatenated, as AMQP
+    /// defines a multi-section body), or an `amqp-value` binary or string.
+    /// Anything else is refused as `transport:invalid-field-value`.
+    pub fn into_payload(self) -> Result<Vec<u8>> {
+        match self {
+            Body::Data(sections) => Ok(sections.concat()),
+            Body::Value(AppValue::Binary(bytes)) => Ok(bytes),
+            Body::Value(AppValue::String(text)) => Ok(text.into_bytes()),
+            Body::Value(_) | Body::Other => Err(Error::InvalidHeader {
+                field: "Body",
+                reason: "neither data sections nor a binary or string amqp-value".into(),
+            }),
+        }
+    }
+}
+
 /// Where an outgoing message goes and how replies find their way back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Routing {
@@ -849,6 +877,34 @@ mod tests {
         let headers = envelope.read_headers(false).unwrap();
         assert!(headers.protected);
         assert_eq!(headers.content_type, None);
+    }
+
+    #[test]
+    fn body_forms() {
+        assert_eq!(
+            Body::Data(vec![b"<a/>".to_vec()]).into_payload().unwrap(),
+            b"<a/>"
+        );
+        assert_eq!(
+            Body::Data(vec![b"<a".to_vec(), b"/>".to_vec()])
+                .into_payload()
+                .unwrap(),
+            b"<a/>"
+        );
+        assert_eq!(Body::Data(vec![]).into_payload().unwrap(), b"");
+        assert_eq!(
+            Body::Value(AppValue::Binary(vec![1, 2]))
+                .into_payload()
+                .unwrap(),
+            [1, 2]
+        );
+        assert_eq!(
+            Body::Value(AppValue::string("x")).into_payload().unwrap(),
+            b"x"
+        );
+        let err = Body::Value(AppValue::Long(1)).into_payload().unwrap_err();
+        assert_eq!(err.condition(), Some(ErrorCondition::InvalidFieldValue));
+        assert!(Body::Other.into_payload().is_err());
     }
 
     #[test]

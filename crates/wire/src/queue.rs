@@ -154,6 +154,51 @@ pub const QUEUE_PLACEHOLDER: &str = "{queue}";
 /// Placeholder for the exchange name in an address template.
 pub const EXCHANGE_PLACEHOLDER: &str = "{exchange}";
 
+/// The broker dialects, as configuration names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// RabbitMQ v1 addresses (`rabbitmq`), NHN's broker today.
+    RabbitMq,
+    /// RabbitMQ 4 v2 addresses (`rabbitmq-v2`).
+    RabbitMqV2,
+    /// Azure Service Bus, plain queue names (`servicebus`).
+    ServiceBus,
+}
+
+impl Dialect {
+    /// The configuration name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Dialect::RabbitMq => "rabbitmq",
+            Dialect::RabbitMqV2 => "rabbitmq-v2",
+            Dialect::ServiceBus => "servicebus",
+        }
+    }
+
+    /// The address templates of this dialect.
+    pub fn templates(self, exchange: Option<&str>) -> AddressTemplates {
+        match self {
+            Dialect::RabbitMq => AddressTemplates::rabbitmq(exchange),
+            Dialect::RabbitMqV2 => AddressTemplates::rabbitmq_v2(exchange),
+            Dialect::ServiceBus => AddressTemplates::service_bus(),
+        }
+    }
+}
+
+impl std::str::FromStr for Dialect {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Dialect> {
+        [Dialect::RabbitMq, Dialect::RabbitMqV2, Dialect::ServiceBus]
+            .into_iter()
+            .find(|d| d.name().eq_ignore_ascii_case(text.trim()))
+            .ok_or_else(|| Error::InvalidAddress {
+                address: text.to_string(),
+                reason: "unknown dialect (rabbitmq, rabbitmq-v2 or servicebus)",
+            })
+    }
+}
+
 /// How queue names become AMQP link addresses for one broker.
 ///
 /// Templates contain `{queue}` and optionally `{exchange}`; the exchange
@@ -399,6 +444,34 @@ mod tests {
         let sb = AddressTemplates::service_bus();
         assert_eq!(sb.sender_address("93252_async"), "93252_async");
         assert_eq!(sb.receiver_address("91462_error"), "91462_error");
+    }
+
+    #[test]
+    fn dialects_by_name() {
+        let d: Dialect = "RabbitMQ".parse().unwrap();
+        assert_eq!(d, Dialect::RabbitMq);
+        assert_eq!(
+            d.templates(Some("NHNTESTServiceBus"))
+                .sender_address("1_async"),
+            "/exchange/NHNTESTServiceBus/1_async"
+        );
+        assert_eq!(
+            "servicebus"
+                .parse::<Dialect>()
+                .unwrap()
+                .templates(None)
+                .receiver_address("1_async"),
+            "1_async"
+        );
+        assert_eq!(
+            "rabbitmq-v2"
+                .parse::<Dialect>()
+                .unwrap()
+                .templates(None)
+                .receiver_address("1_async"),
+            "/queues/1_async"
+        );
+        assert!("kafka".parse::<Dialect>().is_err());
     }
 
     #[test]
