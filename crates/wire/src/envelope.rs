@@ -454,12 +454,8 @@ impl Envelope {
 
     /// A HER-id property, from a decimal string, int or long.
     pub fn her_id(&self, name: &str) -> Result<HerId> {
-        let invalid = |reason| Error::InvalidHerId {
-            field: name.to_string(),
-            reason,
-        };
         match self.application.get(name) {
-            None | Some(AppValue::Null) => Err(invalid("missing")),
+            None | Some(AppValue::Null) => Err(crate::herid::invalid(name, "", "missing")),
             Some(AppValue::String(text)) => HerId::parse_field(name, text),
             Some(AppValue::Int(value)) => HerId::from_i64_field(name, i64::from(*value)),
             Some(AppValue::Long(value)) => HerId::from_i64_field(name, *value),
@@ -467,7 +463,11 @@ impl Envelope {
             Some(AppValue::ULong(value)) => {
                 HerId::from_i64_field(name, i64::try_from(*value).unwrap_or(i64::MAX))
             }
-            Some(_) => Err(invalid("neither a string nor an integer")),
+            Some(other) => Err(crate::herid::invalid(
+                name,
+                &format!("{other:?}"),
+                "neither a string nor an integer",
+            )),
         }
     }
 
@@ -821,21 +821,25 @@ mod tests {
 
     #[test]
     fn junk_values_are_invalid_field_values() {
-        let cases: Vec<(&str, AppValue, &str)> = vec![
-            ("fromHerId", AppValue::string("abc"), "fromHerId"),
-            ("toHerId", AppValue::Long(-4), "toHerId"),
-            ("toHerId", AppValue::Double(91462.0), "toHerId"),
+        let cases: Vec<(&str, AppValue, &[&str])> = vec![
+            ("fromHerId", AppValue::string("abc"), &["fromHerId", "abc"]),
+            ("toHerId", AppValue::Long(-4), &["toHerId", "-4"]),
+            (
+                "toHerId",
+                AppValue::Double(91462.0),
+                &["toHerId", "Double(91462.0)"],
+            ),
             (
                 "applicationTimeStamp",
                 AppValue::string("yesterday"),
-                "applicationTimeStamp",
+                &["applicationTimeStamp"],
             ),
             (
                 "applicationTimeStamp",
                 AppValue::Long(5),
-                "applicationTimeStamp",
+                &["applicationTimeStamp"],
             ),
-            ("cpaId", AppValue::string("not-a-guid"), "cpaId"),
+            ("cpaId", AppValue::string("not-a-guid"), &["cpaId"]),
         ];
         for (key, value, field) in cases {
             let mut envelope = reference_envelope();
@@ -846,7 +850,7 @@ mod tests {
                 Some(ErrorCondition::InvalidFieldValue),
                 "{key} {value:?}"
             );
-            assert_eq!(err.condition_data(), [field], "{key} {value:?}");
+            assert_eq!(err.condition_data(), field, "{key} {value:?}");
         }
         let mut envelope = reference_envelope();
         envelope.properties.message_id = Some(AmqpId::ULong(7));

@@ -15,6 +15,9 @@ pub enum Error {
     InvalidHerId {
         /// The field or element that held it (e.g. `fromHerId`).
         field: String,
+        /// The value refused, as text (a header value, never payload),
+        /// cut to 64 characters.
+        value: String,
         /// Why it was refused.
         reason: &'static str,
     },
@@ -140,7 +143,7 @@ impl Error {
     pub fn condition_data(&self) -> Vec<String> {
         match self {
             Error::MissingHeaders { fields } => fields.iter().map(|f| f.to_string()).collect(),
-            Error::InvalidHerId { field, .. } => vec![field.clone()],
+            Error::InvalidHerId { field, value, .. } => vec![field.clone(), value.clone()],
             Error::InvalidHeader { field, .. } => vec![field.to_string()],
             Error::NotForUs { expected, received } => {
                 vec![expected.to_string(), received.to_string()]

@@ -148,6 +148,37 @@ impl ErrorReport {
         })
     }
 
+    /// A report about a certificate problem, with the data the reference
+    /// library sends: `Subject: <subject>;Thumbprint: <SHA-1 hex, upper case>;`.
+    pub fn certificate(
+        condition: ErrorCondition,
+        description: impl Into<String>,
+        subject: &str,
+        sha1_thumbprint_hex: &str,
+    ) -> ErrorReport {
+        ErrorReport {
+            condition,
+            description: description.into(),
+            data: vec![
+                format!("Subject: {subject}"),
+                format!("Thumbprint: {}", sha1_thumbprint_hex.to_ascii_uppercase()),
+            ],
+        }
+    }
+
+    /// A report about a header/payload mismatch: `<expected>;<received>;`.
+    pub fn mismatch(
+        description: impl Into<String>,
+        expected: impl Into<String>,
+        received: impl Into<String>,
+    ) -> ErrorReport {
+        ErrorReport {
+            condition: ErrorCondition::InvalidFieldValue,
+            description: description.into(),
+            data: vec![expected.into(), received.into()],
+        }
+    }
+
     /// `errorConditionData` on the wire: every value followed by `;`.
     pub fn data_on_wire(&self) -> String {
         join_data(&self.data)
@@ -488,6 +519,23 @@ mod tests {
         let empty = ReceivedErrorReport::from_envelope(&Envelope::default());
         assert_eq!(empty.condition_text, None);
         assert!(empty.data.is_empty());
+    }
+
+    #[test]
+    fn certificate_and_mismatch_data() {
+        let report = ErrorReport::certificate(
+            ErrorCondition::ExpiredCertificate,
+            "expired",
+            "CN=DIGITAL DIALOG, O=NHN",
+            "a1b2c3",
+        );
+        assert_eq!(
+            report.data_on_wire(),
+            "Subject: CN=DIGITAL DIALOG, O=NHN;Thumbprint: A1B2C3;"
+        );
+        let report = ErrorReport::mismatch("sender", "93238", "109989");
+        assert_eq!(report.condition, ErrorCondition::InvalidFieldValue);
+        assert_eq!(report.data_on_wire(), "93238;109989;");
     }
 
     #[test]

@@ -39,21 +39,21 @@ impl HerId {
     pub fn parse_field(field: &str, text: &str) -> Result<HerId> {
         let digits = text.trim_ascii();
         if digits.is_empty() {
-            return Err(invalid(field, "empty"));
+            return Err(invalid(field, text, "empty"));
         }
         if !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(invalid(field, "not a decimal integer"));
+            return Err(invalid(field, text, "not a decimal integer"));
         }
         let significant = digits.trim_start_matches('0');
         if significant.len() > 10 {
-            return Err(invalid(field, "out of range"));
+            return Err(invalid(field, text, "out of range"));
         }
         let value: i64 = if significant.is_empty() {
             0
         } else {
             significant
                 .parse()
-                .map_err(|_| invalid(field, "out of range"))?
+                .map_err(|_| invalid(field, text, "out of range"))?
         };
         Self::from_i64_field(field, value)
     }
@@ -61,18 +61,21 @@ impl HerId {
     /// A HER-id from an integer value read from `field` (AMQP int or long).
     pub fn from_i64_field(field: &str, value: i64) -> Result<HerId> {
         if value <= 0 {
-            return Err(invalid(field, "not positive"));
+            return Err(invalid(field, &value.to_string(), "not positive"));
         }
         u32::try_from(value)
             .ok()
             .and_then(HerId::new)
-            .ok_or_else(|| invalid(field, "out of range"))
+            .ok_or_else(|| invalid(field, &value.to_string(), "out of range"))
     }
 }
 
-fn invalid(field: &str, reason: &'static str) -> Error {
+/// The error for a refused HER-id; the value is kept short, as it goes
+/// into logs and error reports.
+pub(crate) fn invalid(field: &str, value: &str, reason: &'static str) -> Error {
     Error::InvalidHerId {
         field: field.to_string(),
+        value: value.chars().take(64).collect(),
         reason,
     }
 }
@@ -157,6 +160,22 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn error_carries_a_short_value() {
+        let err = HerId::parse_field("fromHerId", "abc").unwrap_err();
+        assert_eq!(err.condition_data(), ["fromHerId", "abc"]);
+        let long = "9".repeat(500);
+        let Error::InvalidHerId { value, .. } = HerId::parse_field("fromHerId", &long).unwrap_err()
+        else {
+            panic!()
+        };
+        assert_eq!(value.len(), 64);
+        assert_eq!(
+            HerId::try_from(-7_i64).unwrap_err().condition_data(),
+            ["HER-id", "-7"]
+        );
     }
 
     #[test]
