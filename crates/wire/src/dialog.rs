@@ -105,6 +105,19 @@ pub fn communication_test_request(
     })
 }
 
+/// A Dialogmelding 1.1 `Notat` (a free-text dialogue message) in a MsgHead,
+/// as XML: `tema` is the note's subject, `text` its content.
+pub fn dialog_note(head: &NewMsgHead, tema: &str, text: &str) -> String {
+    head.write(|out| {
+        out.start("Dialogmelding", &[("xmlns", NAMESPACE)]);
+        out.start("Notat", &[]);
+        out.text_element("Tema", tema);
+        out.text_element("TekstNotatInnhold", text);
+        out.end("Notat");
+        out.end("Dialogmelding");
+    })
+}
+
 /// The answer to a communication test request: parties swapped,
 /// `RefToParent` = the request's `MsgId`, as XML.
 pub fn communication_test_response(request: &MsgHead, msg_id: &str, now: DateTime<Utc>) -> String {
@@ -193,6 +206,40 @@ mod tests {
         assert_eq!(codes[0].s.as_deref(), Some("2.16.578.1.12.4.1.1.7601"));
         assert!(foresporsel_types("<x/>").is_empty());
         assert!(foresporsel_types("<<<").is_empty());
+    }
+
+    #[test]
+    fn dialog_note_round_trip() {
+        let head = NewMsgHead {
+            msg_type: Code::new("DIALOG_HELSEFAGLIG", "Helsefaglig dialog"),
+            msg_id: "n-1".into(),
+            gen_date: now(),
+            ack: true,
+            ref_to_parent: None,
+            ref_to_conversation: None,
+            sender: party("Kommune", 91462, 91463),
+            receiver: party("Legekontor", 56704, 258521),
+            content_description: None,
+        };
+        let xml = dialog_note(
+            &head,
+            "Oppfølging",
+            "Pasienten & pårørende <ønsker> samtale",
+        );
+        let m = MsgHead::parse(xml.as_bytes()).unwrap();
+        assert_eq!(m.function(), "DIALOG_HELSEFAGLIG");
+        let DocumentContent::Xml {
+            source, namespace, ..
+        } = m.business_document().unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(namespace.as_deref(), Some(NAMESPACE));
+        assert!(source.contains("<TekstNotatInnhold>Pasienten &amp; pårørende &lt;ønsker&gt; samtale</TekstNotatInnhold>"));
+        assert!(!is_communication_test_request(&m));
+        let metadata = crate::metadata::extract(xml.as_bytes()).unwrap();
+        assert_eq!(metadata["X-MessageInfo-SchemaNamespace"], NAMESPACE);
+        assert_eq!(metadata["X-Receiver-Lvl2Id"], "258521");
     }
 
     #[test]

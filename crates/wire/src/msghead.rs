@@ -351,6 +351,25 @@ pub struct NewMsgHead {
 }
 
 impl NewMsgHead {
+    /// The MsgHead XML around a business document given as XML text (any
+    /// namespace, e.g. an IPLOS report). The document must be well-formed;
+    /// a leading BOM or XML declaration is dropped. Its text is inserted as
+    /// given (not re-indented).
+    pub fn to_xml(&self, business_document: &str) -> Result<String> {
+        let document = business_document
+            .trim_start_matches('\u{feff}')
+            .trim_start();
+        let document = match document.strip_prefix("<?xml") {
+            Some(rest) => rest
+                .split_once("?>")
+                .map_or("", |(_, body)| body)
+                .trim_start(),
+            None => document,
+        };
+        xml::parse_text(document, &Limits::default())?;
+        Ok(self.write(|out| out.raw(document.trim_end())))
+    }
+
     /// The MsgHead XML with `body` written into the first document's
     /// `Content` by the callback (so that it is indented with the rest).
     pub(crate) fn write(&self, body: impl FnOnce(&mut XmlOut)) -> String {
@@ -605,6 +624,46 @@ mod tests {
             DocumentContent::Base64 { base64 } => assert_eq!(base64.len(), 140),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn writes_around_any_business_document() {
+        let head = NewMsgHead {
+            msg_type: Code::new("IPLOS_STAT", "IPLOS statistikk"),
+            msg_id: "m-1".into(),
+            gen_date: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            ack: true,
+            ref_to_parent: None,
+            ref_to_conversation: None,
+            sender: Party {
+                name: Some("Kommune".into()),
+                her_id: Some(her(91462)),
+                sub: None,
+            },
+            receiver: Party {
+                name: Some("Helsedirektoratet".into()),
+                her_id: Some(her(2359)),
+                sub: None,
+            },
+            content_description: None,
+        };
+        let xml = head
+            .to_xml("\u{feff}<?xml version=\"1.0\"?>\n<Iplos xmlns=\"urn:iplos\"><Antall>3</Antall></Iplos>\n")
+            .unwrap();
+        assert!(!xml.contains("<?xml"));
+        let m = MsgHead::parse(xml.as_bytes()).unwrap();
+        assert!(m.wants_receipt());
+        assert_eq!(m.function(), "IPLOS_STAT");
+        m.check_parties(her(91462), her(2359)).unwrap();
+        assert_eq!(
+            m.business_document(),
+            Some(&DocumentContent::Xml {
+                namespace: Some("urn:iplos".into()),
+                local_name: "Iplos".into(),
+                source: "<Iplos xmlns=\"urn:iplos\"><Antall>3</Antall></Iplos>".into()
+            })
+        );
+        assert!(head.to_xml("<broken>").is_err());
     }
 
     #[test]

@@ -240,6 +240,13 @@ impl XmlOut {
         self.end(name);
     }
 
+    /// Insert well-formed XML text as it is.
+    pub(crate) fn raw(&mut self, xml_text: &str) {
+        self.write(quick_xml::events::Event::Text(
+            quick_xml::events::BytesText::from_escaped(xml_text),
+        ));
+    }
+
     pub(crate) fn code(&mut self, name: &str, code: &Code) {
         self.empty(name, &code.attributes());
     }
