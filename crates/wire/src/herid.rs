@@ -116,6 +116,29 @@ impl From<HerId> for u32 {
     }
 }
 
+impl serde::Serialize for HerId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u32(self.0)
+    }
+}
+
+/// Configuration may write a HER-id as a number or a decimal string.
+impl<'de> serde::Deserialize<'de> for HerId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<HerId, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        let parsed = match Raw::deserialize(deserializer)? {
+            Raw::Number(value) => HerId::from_i64_field("HER-id", value),
+            Raw::Text(text) => HerId::parse_field("HER-id", &text),
+        };
+        parsed.map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +210,18 @@ mod tests {
         assert!(HerId::try_from(0_u32).is_err());
         assert_eq!(HerId::new(1).unwrap().get(), 1);
         assert!(HerId::new(0).is_none());
+    }
+
+    #[test]
+    fn serde_number_or_string() {
+        let id: HerId = serde_json::from_str("91462").unwrap();
+        assert_eq!(id.get(), 91462);
+        let id: HerId = serde_json::from_str("\"93238\"").unwrap();
+        assert_eq!(id.get(), 93238);
+        assert_eq!(serde_json::to_string(&id).unwrap(), "93238");
+        assert!(serde_json::from_str::<HerId>("0").is_err());
+        assert!(serde_json::from_str::<HerId>("\"x\"").is_err());
+        assert!(serde_json::from_str::<HerId>("1.5").is_err());
     }
 
     #[test]
