@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod config;
 
 /// Signed and encrypted health messages over Norsk Helsenett's service bus.
 #[derive(Parser)]
@@ -30,6 +31,8 @@ enum Command {
     Version,
     /// Show the payload metadata (X-MessageInfo-* etc.) of a MsgHead or AppRec file.
     Metadata(cmd::metadata::Args),
+    /// Show the effective configuration (file plus HELSEMELDING_* variables).
+    Config(cmd::config::Args),
 }
 
 fn main() -> ExitCode {
@@ -44,15 +47,21 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("helsemelding: {error:#}");
+            // One line, whatever the causes' own messages contain, so that
+            // log collectors and the EHR's wrapper see one event.
+            let message = format!("{error:#}");
+            eprintln!(
+                "helsemelding: {}",
+                message.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
             ExitCode::FAILURE
         }
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let _ = &cli.config;
     match cli.command {
+        Command::Config(args) => cmd::config::run(cli.config.as_deref(), args),
         Command::Version => {
             println!("helsemelding {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

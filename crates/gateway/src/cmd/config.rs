@@ -1,0 +1,109 @@
+//! `helsemelding --config F config`: loads and validates the configuration
+//! and prints the effective values (secrets shown only as set or not set),
+//! so an operator sees what the gateway will do before starting it.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+
+use crate::config::{BrokerEndpoint, Config, KeyPair, Registry};
+
+/// Show the effective configuration after environment overrides.
+#[derive(clap::Args)]
+pub struct Args {
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(config_path: Option<&Path>, args: Args) -> Result<ExitCode> {
+    let path = config_path.context("no configuration: give --config FILE")?;
+    let config = Config::load(path)?;
+    let summary = summarise(&config);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_text(&summary, "");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summarise(config: &Config) -> Value {
+    let broker = match &config.broker.endpoint {
+        BrokerEndpoint::Amqp {
+            url,
+            password,
+            exchange,
+        } => json!({
+            "url": url.as_str(),
+            "exchange": exchange,
+            "password": if password.is_some() { "set" } else { "not set" },
+        }),
+        BrokerEndpoint::Local { path } => json!({ "local": path }),
+    };
+    let registry = match &config.registry {
+        Registry::Dir(dir) => json!({ "dir": dir }),
+        Registry::Http {
+            address_url,
+            cppa_url,
+            cache_seconds,
+        } => json!({
+            "address_url": address_url.as_str(),
+            "cppa_url": cppa_url.as_ref().map(|u| u.as_str()),
+            "cache_seconds": cache_seconds,
+        }),
+    };
+    json!({
+        "her_id": config.her_id,
+        "broker": broker,
+        "dialect": format!("{:?}", config.broker.dialect).to_lowercase(),
+        "ca_file": config.broker.ca_file,
+        "reply_queue": config.broker.reply_queue,
+        "identity": {
+            "signing": key_pair(&config.identity.signing),
+            "decryption": key_pair(&config.identity.decryption),
+            "legacy_decryption": key_pair(&config.identity.legacy_decryption),
+        },
+        "registry": registry,
+        "trust": {
+            "anchors": config.trust.anchors,
+            "revocation": format!("{:?}", config.trust.revocation).to_lowercase(),
+            "crl_timeout_ms": config.trust.crl_timeout_ms,
+            "allow_3des": config.trust.allow_3des,
+        },
+        "store": config.store_path,
+        "receipts": {
+            "deadline_hours": config.receipts.deadline_hours,
+            "deadline_hours_by_function": config.receipts.deadline_hours_by_function,
+        },
+        "audit_retention_days": config.audit_retention_days,
+    })
+}
+
+fn key_pair(pair: &Option<KeyPair>) -> Value {
+    let show = |p: &PathBuf| p.display().to_string();
+    match pair {
+        None => Value::Null,
+        Some(KeyPair::Files { cert, key }) => json!({ "cert": show(cert), "key": show(key) }),
+        Some(KeyPair::Pkcs12 { bundle }) => json!({ "p12": show(bundle) }),
+    }
+}
+
+fn print_text(value: &Value, prefix: &str) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                let name = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                print_text(inner, &name);
+            }
+        }
+        Value::String(text) => println!("{prefix} = {text}"),
+        other => println!("{prefix} = {other}"),
+    }
+}

@@ -1,0 +1,604 @@
+//! Configuration: one TOML file, every key overridable by an environment
+//! variable `HELSEMELDING_<SECTION>_<KEY>` (top-level keys:
+//! `HELSEMELDING_<KEY>`), read raw and turned into a validated [`Config`] at
+//! start-up. Every error names the key (and the variable, when it came from
+//! one); nothing later re-checks. Relative paths are relative to the file.
+//!
+//! ```toml
+//! her_id = 91462
+//! [broker]
+//! url = "amqps://user@sb.test.nhn.no:5671/NHNTESTServiceBus"  # or amqp://, or "local:PATH"
+//! dialect = "rabbitmq"            # or "servicebus"
+//! ca_file = "extra-root.pem"      # optional
+//! [identity]
+//! signing_cert = "sign.pem"
+//! signing_key = "sign.key"
+//! decryption_cert = "enc.pem"
+//! decryption_key = "enc.key"
+//! [registry]
+//! dir = "registry"
+//! [trust]
+//! anchors = ["ca.pem"]
+//! revocation = "require"          # require | warn | off
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+
+/// Sections whose keys may be overridden from the environment.
+const SECTIONS: &[&str] = &[
+    "broker", "identity", "registry", "trust", "store", "receipts", "audit",
+];
+
+/// Variables that share the prefix but are not configuration keys.
+const NOT_KEYS: &[&str] = &["HELSEMELDING_LOG", "HELSEMELDING_P12_PASSWORD"];
+
+/// The raw file, exactly as written: unknown keys are errors.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    her_id: u32,
+    broker: RawBroker,
+    #[serde(default)]
+    identity: RawIdentity,
+    registry: RawRegistry,
+    #[serde(default)]
+    trust: RawTrust,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    receipts: RawReceipts,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBroker {
+    url: String,
+    #[serde(default)]
+    dialect: Dialect,
+    ca_file: Option<PathBuf>,
+    /// Only from `HELSEMELDING_BROKER_PASSWORD` in practice: a password in a
+    /// file that is also readable as configuration is refused below.
+    password: Option<String>,
+    /// The exchange of the RabbitMQ dialect; defaults to the URL's path.
+    exchange: Option<String>,
+    /// This instance's queue for synchronous replies; defaults to `<her_id>_syncreply`.
+    reply_queue: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    signing_cert: Option<PathBuf>,
+    signing_key: Option<PathBuf>,
+    signing_p12: Option<PathBuf>,
+    decryption_cert: Option<PathBuf>,
+    decryption_key: Option<PathBuf>,
+    decryption_p12: Option<PathBuf>,
+    legacy_decryption_cert: Option<PathBuf>,
+    legacy_decryption_key: Option<PathBuf>,
+    legacy_decryption_p12: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistry {
+    dir: Option<PathBuf>,
+    address_url: Option<String>,
+    cppa_url: Option<String>,
+    #[serde(default = "default_cache_seconds")]
+    cache_seconds: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTrust {
+    #[serde(default)]
+    anchors: Vec<PathBuf>,
+    #[serde(default)]
+    revocation: Revocation,
+    #[serde(default = "default_crl_timeout_ms")]
+    crl_timeout_ms: u64,
+    #[serde(default)]
+    allow_3des: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReceipts {
+    #[serde(default = "default_receipt_hours")]
+    deadline_hours: u32,
+    /// Per message function, e.g. `DIALOG_INNBYGGER_EKONTAKT = 48`.
+    #[serde(default)]
+    deadline_hours_by_function: BTreeMap<String, u32>,
+}
+
+impl Default for RawReceipts {
+    fn default() -> Self {
+        RawReceipts {
+            deadline_hours: default_receipt_hours(),
+            deadline_hours_by_function: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    #[serde(default = "default_retention_days")]
+    retention_days: i64,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        RawAudit {
+            retention_days: default_retention_days(),
+        }
+    }
+}
+
+fn default_cache_seconds() -> u64 {
+    300
+}
+fn default_crl_timeout_ms() -> u64 {
+    1000
+}
+fn default_receipt_hours() -> u32 {
+    24
+}
+fn default_retention_days() -> i64 {
+    730
+}
+
+/// Which address forms the broker understands.
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// `/exchange/<exchange>/<queue>` to send, `/amq/queue/<queue>` to receive.
+    #[default]
+    Rabbitmq,
+    /// Plain queue names (Azure Service Bus, legacy).
+    Servicebus,
+}
+
+/// What to do when a certificate's revocation status cannot be learned.
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Revocation {
+    /// Unknown status is an error.
+    #[default]
+    Require,
+    /// Unknown status is logged and the certificate used.
+    Warn,
+    /// No revocation checks (development only).
+    Off,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub her_id: u32,
+    pub broker: Broker,
+    pub identity: Identity,
+    pub registry: Registry,
+    pub trust: Trust,
+    pub store_path: PathBuf,
+    pub receipts: Receipts,
+    pub audit_retention_days: i64,
+}
+
+/// Where messages travel.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    pub endpoint: BrokerEndpoint,
+    pub dialect: Dialect,
+    pub ca_file: Option<PathBuf>,
+    pub reply_queue: String,
+}
+
+/// The broker named by `broker.url`.
+#[derive(Clone)]
+pub enum BrokerEndpoint {
+    /// An AMQP 1.0 broker. The password never appears in `Debug` output.
+    Amqp {
+        url: url::Url,
+        password: Option<String>,
+        exchange: Option<String>,
+    },
+    /// The embedded queue store in a local SQLite file.
+    Local { path: PathBuf },
+}
+
+impl std::fmt::Debug for BrokerEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BrokerEndpoint::Amqp {
+                url,
+                exchange,
+                password,
+            } => {
+                let mut shown = url.clone();
+                let _ = shown.set_password(None);
+                f.debug_struct("Amqp")
+                    .field("url", &shown.as_str())
+                    .field("exchange", exchange)
+                    .field("password", &password.as_ref().map(|_| "<set>"))
+                    .finish()
+            }
+            BrokerEndpoint::Local { path } => f.debug_struct("Local").field("path", path).finish(),
+        }
+    }
+}
+
+/// A certificate and its key, from separate files or one PKCS#12 bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPair {
+    Files { cert: PathBuf, key: PathBuf },
+    Pkcs12 { bundle: PathBuf },
+}
+
+/// Our own certificates.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub signing: Option<KeyPair>,
+    pub decryption: Option<KeyPair>,
+    pub legacy_decryption: Option<KeyPair>,
+}
+
+/// Where parties, certificates and profiles come from.
+#[derive(Debug, Clone)]
+pub enum Registry {
+    /// The embedded file registry.
+    Dir(PathBuf),
+    /// NHN's REST services.
+    Http {
+        address_url: url::Url,
+        cppa_url: Option<url::Url>,
+        cache_seconds: u64,
+    },
+}
+
+/// How certificates are judged.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    pub anchors: Vec<PathBuf>,
+    pub revocation: Revocation,
+    pub crl_timeout_ms: u64,
+    pub allow_3des: bool,
+}
+
+/// When an application receipt is overdue.
+#[derive(Debug, Clone)]
+pub struct Receipts {
+    pub deadline_hours: u32,
+    pub deadline_hours_by_function: BTreeMap<String, u32>,
+}
+
+impl Config {
+    /// Reads `path`, applies `HELSEMELDING_*` variables from the process
+    /// environment and validates the result.
+    pub fn load(path: &Path) -> Result<Config> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given (for tests).
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read configuration file {}", path.display()))?;
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| {
+            let line = e
+                .span()
+                .map_or(0, |span| text[..span.start].lines().count().max(1));
+            anyhow!(
+                "configuration file {} line {line}: {}",
+                path.display(),
+                e.message().trim()
+            )
+        })?;
+        if table
+            .get("broker")
+            .and_then(|b| b.get("password"))
+            .is_some()
+        {
+            bail!(
+                "configuration file {}: key broker.password: passwords are not kept in the configuration file; set HELSEMELDING_BROKER_PASSWORD",
+                path.display()
+            );
+        }
+        apply_env(&mut table, env)?;
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                anyhow!(
+                    "configuration file {}: key {}: {}",
+                    path.display(),
+                    e.path(),
+                    e.inner()
+                )
+            })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        validate(raw, base).with_context(|| format!("configuration file {}", path.display()))
+    }
+}
+
+/// Puts `HELSEMELDING_<SECTION>_<KEY>=value` into the table. A value that
+/// reads as a TOML integer, boolean or array is taken as one, else as a string.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<()> {
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("HELSEMELDING_") else {
+            continue;
+        };
+        if NOT_KEYS.contains(&name.as_str()) || rest.starts_with("TEST_") {
+            continue;
+        }
+        let rest = rest.to_ascii_lowercase();
+        let parsed = parse_env_value(&value);
+        if rest == "her_id" {
+            table.insert(rest, parsed);
+            continue;
+        }
+        let Some((section, key)) = SECTIONS.iter().find_map(|s| {
+            rest.strip_prefix(s)
+                .and_then(|k| k.strip_prefix('_'))
+                .map(|k| (*s, k.to_string()))
+        }) else {
+            bail!("environment variable {name} names no configuration key (expected HELSEMELDING_<SECTION>_<KEY> with a section of {})", SECTIONS.join(", "));
+        };
+        let entry = table
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(section_table) = entry.as_table_mut() else {
+            bail!("configuration key {section} must be a table to take {name}");
+        };
+        // The broker password is a string whatever it looks like.
+        let parsed = if section == "broker" && key == "password" {
+            toml::Value::String(value)
+        } else {
+            parsed
+        };
+        section_table.insert(key, parsed);
+    }
+    Ok(())
+}
+
+fn parse_env_value(value: &str) -> toml::Value {
+    let looks_structured = value.parse::<i64>().is_ok()
+        || value == "true"
+        || value == "false"
+        || value.trim_start().starts_with('[');
+    if looks_structured {
+        if let Ok(table) = toml::from_str::<toml::Table>(&format!("v = {value}")) {
+            if let Some(parsed) = table.get("v") {
+                return parsed.clone();
+            }
+        }
+    }
+    toml::Value::String(value.to_string())
+}
+
+fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
+    if raw.her_id == 0 {
+        bail!("key her_id: a HER-id is a positive integer");
+    }
+    let resolve = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+    let existing = |key: &str, p: &Path| -> Result<PathBuf> {
+        let path = resolve(p);
+        if !path.is_file() {
+            bail!("key {key}: file {} does not exist", path.display());
+        }
+        Ok(path)
+    };
+    let broker = validate_broker(&raw, base, &existing)?;
+    let identity = Identity {
+        signing: key_pair(
+            "identity.signing",
+            &raw.identity.signing_cert,
+            &raw.identity.signing_key,
+            &raw.identity.signing_p12,
+            &existing,
+        )?,
+        decryption: key_pair(
+            "identity.decryption",
+            &raw.identity.decryption_cert,
+            &raw.identity.decryption_key,
+            &raw.identity.decryption_p12,
+            &existing,
+        )?,
+        legacy_decryption: key_pair(
+            "identity.legacy_decryption",
+            &raw.identity.legacy_decryption_cert,
+            &raw.identity.legacy_decryption_key,
+            &raw.identity.legacy_decryption_p12,
+            &existing,
+        )?,
+    };
+    let registry = validate_registry(raw.registry, &resolve)?;
+    let anchors = raw
+        .trust
+        .anchors
+        .iter()
+        .enumerate()
+        .map(|(i, p)| existing(&format!("trust.anchors[{i}]"), p))
+        .collect::<Result<Vec<_>>>()?;
+    if raw.trust.crl_timeout_ms == 0 || raw.trust.crl_timeout_ms > 60_000 {
+        bail!(
+            "key trust.crl_timeout_ms: {} is outside 1..=60000",
+            raw.trust.crl_timeout_ms
+        );
+    }
+    if raw.audit.retention_days < helsemelding_store::audit::MINIMUM_RETENTION_DAYS {
+        bail!(
+            "key audit.retention_days: {} is shorter than the minimum of {} days (two years)",
+            raw.audit.retention_days,
+            helsemelding_store::audit::MINIMUM_RETENTION_DAYS
+        );
+    }
+    Ok(Config {
+        her_id: raw.her_id,
+        broker,
+        identity,
+        registry,
+        trust: Trust {
+            anchors,
+            revocation: raw.trust.revocation,
+            crl_timeout_ms: raw.trust.crl_timeout_ms,
+            allow_3des: raw.trust.allow_3des,
+        },
+        store_path: resolve(
+            raw.store
+                .path
+                .as_deref()
+                .unwrap_or(Path::new("helsemelding.db")),
+        ),
+        receipts: Receipts {
+            deadline_hours: raw.receipts.deadline_hours,
+            deadline_hours_by_function: raw.receipts.deadline_hours_by_function,
+        },
+        audit_retention_days: raw.audit.retention_days,
+    })
+}
+
+fn validate_broker(
+    raw: &RawConfig,
+    base: &Path,
+    existing: &dyn Fn(&str, &Path) -> Result<PathBuf>,
+) -> Result<Broker> {
+    let endpoint = if let Some(path) = raw.broker.url.strip_prefix("local:") {
+        if path.is_empty() {
+            bail!("key broker.url: `local:` needs a path, e.g. local:queues.db");
+        }
+        let path = Path::new(path);
+        BrokerEndpoint::Local {
+            path: if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                base.join(path)
+            },
+        }
+    } else {
+        let url = url::Url::parse(&raw.broker.url)
+            .map_err(|e| anyhow!("key broker.url: not a URL ({e})"))?;
+        if !matches!(url.scheme(), "amqp" | "amqps") {
+            bail!(
+                "key broker.url: scheme {} is not amqp, amqps or local",
+                url.scheme()
+            );
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            bail!("key broker.url: no host");
+        }
+        if url.password().is_some() {
+            bail!("key broker.url: the URL holds a password; set HELSEMELDING_BROKER_PASSWORD instead");
+        }
+        let from_path = url.path().trim_matches('/');
+        let exchange = raw
+            .broker
+            .exchange
+            .clone()
+            .or_else(|| (!from_path.is_empty()).then(|| from_path.to_string()));
+        BrokerEndpoint::Amqp {
+            url,
+            password: raw.broker.password.clone(),
+            exchange,
+        }
+    };
+    let ca_file = raw
+        .broker
+        .ca_file
+        .as_deref()
+        .map(|p| existing("broker.ca_file", p))
+        .transpose()?;
+    Ok(Broker {
+        endpoint,
+        dialect: raw.broker.dialect,
+        ca_file,
+        reply_queue: raw
+            .broker
+            .reply_queue
+            .clone()
+            .unwrap_or_else(|| format!("{}_syncreply", raw.her_id)),
+    })
+}
+
+fn key_pair(
+    key: &str,
+    cert: &Option<PathBuf>,
+    private_key: &Option<PathBuf>,
+    p12: &Option<PathBuf>,
+    existing: &dyn Fn(&str, &Path) -> Result<PathBuf>,
+) -> Result<Option<KeyPair>> {
+    match (cert, private_key, p12) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(private_key), None) => Ok(Some(KeyPair::Files {
+            cert: existing(&format!("{key}_cert"), cert)?,
+            key: existing(&format!("{key}_key"), private_key)?,
+        })),
+        (None, None, Some(bundle)) => Ok(Some(KeyPair::Pkcs12 {
+            bundle: existing(&format!("{key}_p12"), bundle)?,
+        })),
+        (_, _, Some(_)) => {
+            bail!("key {key}_p12: give either {key}_p12 or {key}_cert with {key}_key, not both")
+        }
+        (Some(_), None, None) => bail!("key {key}_key: {key}_cert is set but its key is missing"),
+        (None, Some(_), None) => {
+            bail!("key {key}_cert: {key}_key is set but its certificate is missing")
+        }
+    }
+}
+
+fn validate_registry(raw: RawRegistry, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<Registry> {
+    let parse = |key: &str, value: &str| -> Result<url::Url> {
+        let url =
+            url::Url::parse(value).map_err(|e| anyhow!("key registry.{key}: not a URL ({e})"))?;
+        if url.scheme() != "https"
+            && url.host_str() != Some("127.0.0.1")
+            && url.host_str() != Some("localhost")
+        {
+            bail!("key registry.{key}: registry services are reached over https");
+        }
+        Ok(url)
+    };
+    match (raw.dir, raw.address_url) {
+        (Some(dir), None) => Ok(Registry::Dir(resolve(&dir))),
+        (None, Some(address)) => Ok(Registry::Http {
+            address_url: parse("address_url", &address)?,
+            cppa_url: raw
+                .cppa_url
+                .as_deref()
+                .map(|u| parse("cppa_url", u))
+                .transpose()?,
+            cache_seconds: raw.cache_seconds,
+        }),
+        (Some(_), Some(_)) => {
+            bail!("key registry.dir: give either registry.dir or registry.address_url, not both")
+        }
+        (None, None) => {
+            bail!("key registry.dir: set registry.dir (the file registry) or registry.address_url")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,225 @@
+use super::*;
+
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for file in [
+            "sign.pem",
+            "sign.key",
+            "enc.pem",
+            "enc.key",
+            "ca.pem",
+            "bundle.p12",
+        ] {
+            std::fs::write(dir.path().join(file), b"x").unwrap();
+        }
+        Setup { dir }
+    }
+
+    fn load(&self, text: &str, env: &[(&str, &str)]) -> Result<Config> {
+        let path = self.dir.path().join("helsemelding.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load_with_env(
+            &path,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    fn error(&self, text: &str, env: &[(&str, &str)]) -> String {
+        format!("{:#}", self.load(text, env).unwrap_err())
+    }
+}
+
+const FULL: &str = r#"
+her_id = 91462
+[broker]
+url = "amqps://user@sb.test.nhn.no:5671/NHNTESTServiceBus"
+dialect = "rabbitmq"
+ca_file = "ca.pem"
+[identity]
+signing_cert = "sign.pem"
+signing_key = "sign.key"
+decryption_cert = "enc.pem"
+decryption_key = "enc.key"
+[registry]
+dir = "registry"
+[trust]
+anchors = ["ca.pem"]
+revocation = "require"
+"#;
+
+#[test]
+fn the_documented_example_loads_with_paths_resolved_beside_the_file() {
+    let setup = Setup::new();
+    let config = setup.load(FULL, &[]).unwrap();
+    assert_eq!(config.her_id, 91462);
+    let BrokerEndpoint::Amqp {
+        url,
+        exchange,
+        password,
+    } = &config.broker.endpoint
+    else {
+        panic!("expected an AMQP broker")
+    };
+    assert_eq!(url.host_str(), Some("sb.test.nhn.no"));
+    assert_eq!(exchange.as_deref(), Some("NHNTESTServiceBus"));
+    assert_eq!(password, &None);
+    assert_eq!(config.broker.reply_queue, "91462_syncreply");
+    assert_eq!(config.broker.ca_file, Some(setup.dir.path().join("ca.pem")));
+    assert_eq!(
+        config.identity.signing,
+        Some(KeyPair::Files {
+            cert: setup.dir.path().join("sign.pem"),
+            key: setup.dir.path().join("sign.key")
+        })
+    );
+    assert!(
+        matches!(&config.registry, Registry::Dir(d) if d == &setup.dir.path().join("registry"))
+    );
+    assert_eq!(config.trust.revocation, Revocation::Require);
+    assert_eq!(config.trust.crl_timeout_ms, 1000);
+    assert_eq!(config.receipts.deadline_hours, 24);
+    assert_eq!(config.audit_retention_days, 730);
+}
+
+#[test]
+fn environment_variables_override_keys_by_section() {
+    let setup = Setup::new();
+    let config = setup
+        .load(
+            FULL,
+            &[
+                ("HELSEMELDING_HER_ID", "109989"),
+                ("HELSEMELDING_BROKER_URL", "local:queues.db"),
+                ("HELSEMELDING_TRUST_REVOCATION", "warn"),
+                ("HELSEMELDING_RECEIPTS_DEADLINE_HOURS", "48"),
+                ("HELSEMELDING_LOG", "debug"),
+                ("HELSEMELDING_P12_PASSWORD", "ignored here"),
+                ("HELSEMELDING_TEST_AMQP_URL", "ignored too"),
+                ("PATH", "/usr/bin"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(config.her_id, 109989);
+    assert!(
+        matches!(&config.broker.endpoint, BrokerEndpoint::Local { path } if path == &setup.dir.path().join("queues.db"))
+    );
+    assert_eq!(config.trust.revocation, Revocation::Warn);
+    assert_eq!(config.receipts.deadline_hours, 48);
+}
+
+#[test]
+fn the_broker_password_comes_only_from_the_environment_and_never_shows() {
+    let setup = Setup::new();
+    let config = setup
+        .load(FULL, &[("HELSEMELDING_BROKER_PASSWORD", "12345")])
+        .unwrap();
+    let BrokerEndpoint::Amqp { password, .. } = &config.broker.endpoint else {
+        panic!()
+    };
+    assert_eq!(password.as_deref(), Some("12345"), "digits stay a string");
+    assert!(!format!("{config:?}").contains("12345"));
+
+    let in_file = FULL.replace(
+        "dialect = \"rabbitmq\"",
+        "dialect = \"rabbitmq\"\npassword = \"s3cret\"",
+    );
+    let error = setup.error(&in_file, &[]);
+    assert!(
+        error.contains("broker.password") && !error.contains("s3cret"),
+        "{error}"
+    );
+    let in_url = FULL.replace("amqps://user@", "amqps://user:s3cret@");
+    let error = setup.error(&in_url, &[]);
+    assert!(
+        error.contains("broker.url")
+            && error.contains("HELSEMELDING_BROKER_PASSWORD")
+            && !error.contains("s3cret"),
+        "{error}"
+    );
+}
+
+#[test]
+fn unknown_keys_and_bad_values_name_the_key() {
+    let setup = Setup::new();
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (&FULL.replace("dialect", "dialekt"), &[], "dialekt"),
+        (
+            &FULL.replace("\"rabbitmq\"", "\"kafka\""),
+            &[],
+            "broker.dialect",
+        ),
+        (
+            &FULL.replace("\"require\"", "\"sometimes\""),
+            &[],
+            "trust.revocation",
+        ),
+        (
+            &FULL.replace("her_id = 91462", "her_id = \"abc\""),
+            &[],
+            "her_id",
+        ),
+        (&FULL.replace("her_id = 91462", "her_id = 0"), &[], "her_id"),
+        (&FULL.replace("amqps://", "http://"), &[], "broker.url"),
+        (
+            &FULL.replace("\"sign.key\"", "\"missing.key\""),
+            &[],
+            "identity.signing_key",
+        ),
+        (
+            &FULL.replace("signing_key = \"sign.key\"\n", ""),
+            &[],
+            "identity.signing_key",
+        ),
+        (
+            &FULL.replace(
+                "anchors = [\"ca.pem\"]",
+                "anchors = [\"ca.pem\", \"nope.pem\"]",
+            ),
+            &[],
+            "trust.anchors[1]",
+        ),
+        (FULL, &[("HELSEMELDING_BROKER_URLL", "x")], "urll"),
+        (
+            FULL,
+            &[("HELSEMELDING_NOSECTION_X", "x")],
+            "HELSEMELDING_NOSECTION_X",
+        ),
+        (
+            FULL,
+            &[("HELSEMELDING_AUDIT_RETENTION_DAYS", "30")],
+            "audit.retention_days",
+        ),
+        ("her_id = [", &[], "line 1"),
+    ];
+    for (text, env, key) in cases {
+        let error = setup.error(text, env);
+        assert!(error.contains(key), "expected {key:?} in: {error}");
+    }
+}
+
+#[test]
+fn a_pkcs12_bundle_replaces_a_cert_and_key_but_not_both() {
+    let setup = Setup::new();
+    let with_p12 = FULL.replace(
+        "signing_cert = \"sign.pem\"\nsigning_key = \"sign.key\"",
+        "signing_p12 = \"bundle.p12\"",
+    );
+    let config = setup.load(&with_p12, &[]).unwrap();
+    assert_eq!(
+        config.identity.signing,
+        Some(KeyPair::Pkcs12 {
+            bundle: setup.dir.path().join("bundle.p12")
+        })
+    );
+    let both = FULL.replace(
+        "signing_key = \"sign.key\"",
+        "signing_key = \"sign.key\"\nsigning_p12 = \"bundle.p12\"",
+    );
+    assert!(setup.error(&both, &[]).contains("identity.signing_p12"));
+}

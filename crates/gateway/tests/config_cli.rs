@@ -1,0 +1,52 @@
+//! `helsemelding --config F config`: the effective configuration, secrets hidden.
+
+use std::process::Command;
+
+fn helsemelding() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_helsemelding"))
+}
+
+#[test]
+fn shows_the_effective_configuration_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    std::fs::write(
+        &path,
+        "her_id = 91462\n[broker]\nurl = \"amqp://her@127.0.0.1:5672/NHNTestServiceBus\"\n[registry]\ndir = \"reg\"\n",
+    )
+    .unwrap();
+    let output = helsemelding()
+        .args(["--config", path.to_str().unwrap(), "config", "--json"])
+        .env("HELSEMELDING_BROKER_PASSWORD", "hunter2")
+        .env("HELSEMELDING_TRUST_REVOCATION", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(!stdout.contains("hunter2"));
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["her_id"], 91462);
+    assert_eq!(json["broker"]["exchange"], "NHNTestServiceBus");
+    assert_eq!(json["broker"]["password"], "set");
+    assert_eq!(json["trust"]["revocation"], "warn");
+    assert_eq!(json["reply_queue"], "91462_syncreply");
+}
+
+#[test]
+fn a_bad_key_fails_with_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    std::fs::write(&path, "her_id = 91462\n[broker]\nurl = \"local:q.db\"\ncolour = \"red\"\n[registry]\ndir = \"reg\"\n").unwrap();
+    let output = helsemelding()
+        .args(["--config", path.to_str().unwrap(), "config"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("colour"), "{stderr}");
+}
