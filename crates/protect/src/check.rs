@@ -217,15 +217,16 @@ pub fn check_certificate(certificate: &Certificate, request: &CheckRequest<'_>) 
     if !chain_is_trusted(certificate, request.trust, request.at) {
         report.errors.push(Problem::Untrusted);
     }
-    match (request.revocation, revocation_status(certificate, request)) {
-        (RevocationPolicy::Off, _) | (_, RevocationStatus::Good) => {}
-        (_, RevocationStatus::Revoked) => report.errors.push(Problem::Revoked),
-        (RevocationPolicy::Require, RevocationStatus::Unknown) => {
-            report.errors.push(Problem::RevocationUnknown)
-        }
-        (RevocationPolicy::Warn, RevocationStatus::Unknown) => {
+    if request.revocation == RevocationPolicy::Off {
+        return report;
+    }
+    match revocation_status(certificate, request) {
+        RevocationStatus::Good => {}
+        RevocationStatus::Revoked => report.errors.push(Problem::Revoked),
+        RevocationStatus::Unknown if request.revocation == RevocationPolicy::Warn => {
             report.warnings.push(Problem::RevocationUnknown)
         }
+        RevocationStatus::Unknown => report.errors.push(Problem::RevocationUnknown),
     }
     report
 }

@@ -100,6 +100,10 @@ pub struct FetcherConfig {
     /// Largest CRL accepted, in bytes (default 64 MiB): a hostile server
     /// must not exhaust memory.
     pub max_crl_bytes: usize,
+    /// Least time between background refreshes of one URL (default 5 min),
+    /// so a CRL server that keeps publishing the same list near its
+    /// nextUpdate is not asked on every lookup.
+    pub refresh_interval: Duration,
     /// The clock that decides freshness (default: the system clock).
     pub clock: Clock,
 }
@@ -111,6 +115,7 @@ impl Default for FetcherConfig {
             background_timeout: Duration::from_secs(30),
             cache_dir: None,
             max_crl_bytes: 64 << 20,
+            refresh_interval: Duration::from_secs(300),
             clock: Arc::new(Utc::now),
         }
     }
@@ -123,6 +128,7 @@ impl std::fmt::Debug for FetcherConfig {
             .field("background_timeout", &self.background_timeout)
             .field("cache_dir", &self.cache_dir)
             .field("max_crl_bytes", &self.max_crl_bytes)
+            .field("refresh_interval", &self.refresh_interval)
             .finish_non_exhaustive()
     }
 }
@@ -147,6 +153,8 @@ struct State {
     cache: HashMap<String, Crl>,
     /// Fetches under way, by URL; the flag turns true when one ends.
     in_flight: HashMap<String, watch::Receiver<bool>>,
+    /// When a background refresh was last started, by URL.
+    last_refresh: HashMap<String, DateTime<Utc>>,
 }
 
 impl CrlFetcher {
@@ -182,7 +190,7 @@ impl CrlFetcher {
         let now = (self.inner.config.clock)();
         let cached = self.cached(url);
         if let Some(crl) = cached.as_ref().filter(|crl| crl.is_current_at(now)) {
-            if needs_refresh(crl, now) {
+            if needs_refresh(crl, now) && self.may_refresh(url, now) {
                 self.start_fetch(url);
             }
             return Some(crl.clone());
@@ -216,6 +224,21 @@ impl CrlFetcher {
             }
         }
         crls
+    }
+
+    /// Whether a background refresh of `url` may start now (and if so, notes it).
+    fn may_refresh(&self, url: &str, now: DateTime<Utc>) -> bool {
+        let interval = chrono::Duration::from_std(self.inner.config.refresh_interval)
+            .unwrap_or(chrono::Duration::MAX);
+        let mut state = self.state();
+        let due = state
+            .last_refresh
+            .get(url)
+            .is_none_or(|last| now - *last >= interval);
+        if due {
+            state.last_refresh.insert(url.to_string(), now);
+        }
+        due
     }
 
     fn in_memory(&self, url: &str) -> Option<Crl> {

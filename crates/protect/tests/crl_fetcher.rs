@@ -233,6 +233,24 @@ async fn a_crl_near_next_update_is_refreshed_in_the_background() {
     );
     let refreshed = eventually(Duration::from_secs(3), || setup.server.requests() == 2).await;
     assert!(refreshed, "the background refresh reached the server");
+
+    // The server still publishes the same CRL: the next lookups do not ask
+    // again until the refresh interval (5 min by default) has passed.
+    let settled = eventually(Duration::from_secs(3), || {
+        std::fs::read_dir(cache.path()).is_ok_and(|d| d.count() == 1)
+    })
+    .await;
+    assert!(settled);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..3 {
+        assert_eq!(fetcher.crls_for(&setup.certificate).await.len(), 1);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(setup.server.requests(), 2);
+    *now.lock().unwrap() += chrono::Duration::minutes(6);
+    fetcher.crls_for(&setup.certificate).await;
+    let again = eventually(Duration::from_secs(3), || setup.server.requests() == 3).await;
+    assert!(again, "after the interval a refresh is tried again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
