@@ -33,6 +33,8 @@ enum Command {
     Metadata(cmd::metadata::Args),
     /// Show the effective configuration (file plus HELSEMELDING_* variables).
     Config(cmd::config::Args),
+    /// Certificate tools (`cert check`).
+    Cert(cmd::cert::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,5 +69,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Metadata(args) => cmd::metadata::run(args),
+        Command::Cert(args) => cmd::cert::run(args),
     }
 }

@@ -164,7 +164,7 @@ impl PartialEq for Certificate {
     }
 }
 
-fn name_to_string(name: &openssl::x509::X509NameRef) -> String {
+pub(crate) fn name_to_string(name: &openssl::x509::X509NameRef) -> String {
     name.entries()
         .map(|entry| {
             let key = entry.object().nid().short_name().unwrap_or("?");
@@ -175,14 +175,18 @@ fn name_to_string(name: &openssl::x509::X509NameRef) -> String {
         .join(", ")
 }
 
-fn asn1_to_utc(time: &Asn1TimeRef) -> DateTime<Utc> {
+pub(crate) fn asn1_to_utc(time: &Asn1TimeRef) -> DateTime<Utc> {
     let epoch = Asn1Time::from_unix(0).expect("the epoch is representable");
-    let diff = epoch.diff(time).expect("certificate times are comparable");
+    // A malformed time (hostile input OpenSSL still parsed) reads as the
+    // earliest instant rather than panicking; chain verification rejects it.
+    let Ok(diff) = epoch.diff(time) else {
+        return DateTime::<Utc>::MIN_UTC;
+    };
     let seconds = i64::from(diff.days) * 86_400 + i64::from(diff.secs);
     DateTime::from_timestamp(seconds, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-fn first_openssl_reason(stack: &openssl::error::ErrorStack) -> String {
+pub(crate) fn first_openssl_reason(stack: &openssl::error::ErrorStack) -> String {
     stack
         .errors()
         .first()

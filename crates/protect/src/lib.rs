@@ -13,10 +13,18 @@
 //! ```
 
 mod certificate;
+pub mod check;
+mod crl;
 mod error;
+pub mod revocation;
 
 pub use certificate::{Certificate, KeyUsage};
+pub use check::{
+    check_certificate, CheckReport, CheckRequest, Problem, RevocationPolicy, TrustAnchors, Usage,
+};
+pub use crl::Crl;
 pub use error::Error;
+pub use revocation::{BlockingCrlFetcher, CrlFetcher, CrlSource, FetcherConfig, StaticCrls};
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

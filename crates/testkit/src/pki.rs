@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, Duration, Utc};
-use openssl::asn1::{Asn1Integer, Asn1Time};
+use openssl::asn1::{Asn1Integer, Asn1Object, Asn1OctetString, Asn1Time};
 use openssl::bn::BigNum;
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
-use openssl::x509::extension::{BasicConstraints, KeyUsage};
+use openssl::x509::extension::{BasicConstraints, CrlNumber, KeyUsage};
 use openssl::x509::{
     X509Builder, X509Crl, X509CrlBuilder, X509Extension, X509NameBuilder, X509RevokedBuilder,
     X509v3Context, X509,
@@ -91,6 +91,7 @@ impl Default for LeafOptions {
 pub struct TestPki {
     pub ca: Issued,
     next_serial: AtomicU32,
+    next_crl_number: AtomicU32,
 }
 
 impl TestPki {
@@ -131,6 +132,7 @@ impl TestPki {
                 key,
             },
             next_serial: AtomicU32::new(0x1000),
+            next_crl_number: AtomicU32::new(1),
         }
     }
 
@@ -203,9 +205,34 @@ impl TestPki {
                 .unwrap();
             builder.add_revoked(entry.build()).unwrap();
         }
+        // rust-openssl's builder insists on the two extensions RFC 5280 requires.
+        builder
+            .append_extension(authority_key_identifier(&self.ca.cert))
+            .unwrap();
+        let number = self.next_crl_number.fetch_add(1, Ordering::Relaxed);
+        builder
+            .append_extension(
+                CrlNumber::new(BigNum::from_u32(number).unwrap())
+                    .unwrap()
+                    .build()
+                    .unwrap(),
+            )
+            .unwrap();
         builder.sign(&self.ca.key, MessageDigest::sha256()).unwrap();
         builder.build().unwrap()
     }
+}
+
+/// AuthorityKeyIdentifier { keyIdentifier: SHA-1 of the issuer's public key
+/// (the SubjectPublicKeyInfo DER: unique per key, which is all tests need) }.
+fn authority_key_identifier(issuer: &X509) -> X509Extension {
+    let spki = issuer.public_key().unwrap().public_key_to_der().unwrap();
+    let key_id = openssl::sha::sha1(&spki);
+    let mut der = vec![0x30, 2 + key_id.len() as u8, 0x80, key_id.len() as u8];
+    der.extend_from_slice(&key_id);
+    let oid = Asn1Object::from_str("2.5.29.35").unwrap();
+    let contents = Asn1OctetString::new_from_bytes(&der).unwrap();
+    X509Extension::new_from_der(&oid, false, &contents).unwrap()
 }
 
 /// The typed extension builders cover neither CRL distribution points nor

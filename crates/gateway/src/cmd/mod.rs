@@ -1,3 +1,5 @@
 //! One module per subcommand.
 pub mod metadata;
 pub mod config;
+
+pub mod cert;
