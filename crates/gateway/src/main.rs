@@ -28,6 +28,8 @@ struct Cli {
 enum Command {
     /// Print the version and the profile this build speaks.
     Version,
+    /// Read NHN registry documents; manage the embedded file registry.
+    Registry(cmd::registry::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,5 +57,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("helsemelding {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Registry(args) => cmd::registry::run(args),
     }
 }
