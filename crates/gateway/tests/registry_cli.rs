@@ -318,7 +318,19 @@ fn party_json_for_every_record() {
         let keys: Vec<_> = value.as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys.len(), 5, "{keys:?}");
     }
-    // Human output names the queues too.
+    // Human output names the queues too (and the profile's roles).
+    let output = run(&["registry", "profile", &fixture("CPP_93238.xml")]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("party 93238 Digitale innbyggertjenester"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Dialog_Innbygger_Digitalbruker 1.1 as DIALOG_INNBYGGER_DIGITALBRUKERreceiver"
+        ),
+        "{text}"
+    );
     let output = run(&[
         "registry",
         "party",

@@ -54,8 +54,8 @@ pub struct PartyProfile {
     pub channels: Vec<DeliveryChannel>,
     /// Encryption certificate (the one `ApplicationCertificateRef` points at).
     pub encryption_certificate: Option<Certificate>,
-    /// Signing certificate (see [`PartyProfile::signing_certificate`] docs in
-    /// the parser: NHN's documents name it `certId="sign"`).
+    /// Signing certificate: `certId="sign"` in NHN's documents, else the one
+    /// `SigningCertificateRef` points at.
     pub signing_certificate: Option<Certificate>,
 }
 

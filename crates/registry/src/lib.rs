@@ -116,3 +116,39 @@ pub(crate) fn check_cpa_id(cpa_id: &str) -> Result<&str> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cppa::ChannelKind;
+    use crate::party::queue_name;
+
+    #[test]
+    fn channel_kinds_of_both_naming_schemes() {
+        let kind = ChannelKind::from_channel_id;
+        assert_eq!(kind("AMQPAsync_81b6cff2"), Some(ChannelKind::AMQPAsync));
+        assert_eq!(kind("AMQPSync_4d060363"), Some(ChannelKind::AMQPSync));
+        assert_eq!(
+            kind("asyncAMQPChannelC1_8093240"),
+            Some(ChannelKind::AMQPAsync)
+        );
+        assert_eq!(
+            kind("syncAMQPChannelC2_8093240"),
+            Some(ChannelKind::AMQPSync)
+        );
+        assert_eq!(kind("SMTP_1"), None);
+    }
+
+    #[test]
+    fn queue_names_and_cpa_ids() {
+        assert_eq!(
+            queue_name("sb.test.nhn.no/DigitalDialog/93238_async"),
+            "93238_async"
+        );
+        assert_eq!(queue_name("93238_async"), "93238_async");
+        assert!(check_cpa_id("49391409-e528-4919-b4a3-9ccdab72c8c1").is_ok());
+        for bad in ["", "../x", "a/b", "a b", &"a".repeat(65)] {
+            assert!(check_cpa_id(bad).is_err(), "{bad:?}");
+        }
+    }
+}

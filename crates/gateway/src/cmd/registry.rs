@@ -139,7 +139,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         RegistryCommand::Show { dir, her_id, json } => {
             let registry = FileRegistry::new(&dir);
             let party = registry.party(her_id)?;
-            let certificates = registry.party_certificates(her_id)?;
+            // A party imported without certificates or CPP shows them as null.
+            let certificates = match registry.party_certificates(her_id) {
+                Err(helsemelding_registry::Error::NotFound { .. }) => Default::default(),
+                other => other?,
+            };
             let summary = |c: Option<&Certificate>| c.map(CertificateSummary::of);
             if json {
                 let mut value = party_json(&party);
