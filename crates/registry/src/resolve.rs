@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::certificates::PartyCertificates;
 use crate::cppa::{ChannelKind, CollaborationDocument, PartyProfile};
-use crate::party::queue_name;
+use crate::party::{queue_name, AmqpTransportStatus};
 use crate::{CommunicationParty, Error, HerId, QueueAddresses, Registry, Result};
 
 /// Where a working profile came from.
@@ -53,6 +53,9 @@ pub struct WorkingProfile {
     /// Signing certificates accepted from the counterpart: current first,
     /// then previous ones (rotation).
     pub signing_certificates: Vec<Certificate>,
+    /// The address registry's AMQP transport state of the counterpart, when
+    /// known: never send to a party whose transport is `Disabled`.
+    pub amqp_transport_status: Option<AmqpTransportStatus>,
     counterpart: Option<PartyProfile>,
     ours: Option<PartyProfile>,
 }
@@ -80,6 +83,12 @@ impl WorkingProfile {
             (None, _) => true,
         };
         theirs && ours
+    }
+
+    /// Whether the address registry allows sending to the counterpart over
+    /// AMQP (false only when it says `Disabled`).
+    pub fn amqp_allowed(&self) -> bool {
+        self.amqp_transport_status != Some(AmqpTransportStatus::Disabled)
     }
 
     /// Whether a signature by `signer` is one of the counterpart's.
@@ -142,6 +151,7 @@ pub fn from_record(
         queues: record.queues.names(),
         encryption_certificate: certificates.and_then(|c| c.current_encryption().cloned()),
         signing_certificates: certificates.map(|c| c.signing.clone()).unwrap_or_default(),
+        amqp_transport_status: record.amqp_transport_status,
         counterpart: None,
         ours: None,
     }
@@ -181,6 +191,7 @@ fn from_party(
             .clone()
             .or_else(|| certificates.and_then(|c| c.current_encryption().cloned())),
         signing_certificates: signing,
+        amqp_transport_status: record.and_then(|r| r.amqp_transport_status),
         counterpart: Some(counterpart.clone()),
         ours: None,
     }

@@ -69,6 +69,7 @@ async fn add_then_read_back() {
         encryption.serial_hex()
     );
     assert!(profile.allows("DIALOG_INNBYGGER_TEST", Direction::Send));
+    assert!(profile.amqp_allowed());
 
     // A queue prefix replaces the HER-id in the queue names.
     registry
@@ -232,4 +233,17 @@ fn cpa_v2_checks_both_parties() {
     assert!(profile.allows("LagreSkjemainstans", Direction::Send));
     assert!(!profile.allows("NO_SUCH_FUNCTION", Direction::Send));
     assert!(helsemelding_registry::resolve::from_cpa(&cpa, 8093238, 1, None).is_err());
+}
+
+#[tokio::test]
+async fn disabled_amqp_transport_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = FileRegistry::new(dir.path());
+    let record =
+        br#"{"herId": 5151, "name": "Stengt", "active": true, "amqpTransportStatus": "Disabled",
+        "amqpAddress": {"amqpAsyncQueue": "tb.test.nhn.no/NHNTESTServiceBus/5151_async"}}"#;
+    assert_eq!(registry.import(record).unwrap(), Imported::Party(5151));
+    let profile = resolve(&registry, 1, 5151).await.unwrap();
+    assert!(!profile.amqp_allowed());
+    assert_eq!(profile.queues.async_queue.as_deref(), Some("5151_async"));
 }
