@@ -423,3 +423,41 @@ fn add_show_import_round_trip() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("not found"));
 }
+
+#[test]
+fn certificate_lookup_json_for_every_fixture() {
+    for (file, serial) in [
+        ("GetCertificateDetailsForEncryption_93238.xml", HN.0),
+        ("GetCertificateDetailsForEncryption_94867.xml", HN.0),
+        ("GetCertificateDetailsForEncryption_93252.xml", CP.0),
+        (
+            "GetCertificateDetailsForValidatingSignature_93238.xml",
+            HN.1,
+        ),
+        (
+            "GetCertificateDetailsForValidatingSignature_94867.xml",
+            HN.1,
+        ),
+        (
+            "GetCertificateDetailsForValidatingSignature_93252.xml",
+            CP.1,
+        ),
+    ] {
+        let value = json(&["registry", "certificate", &fixture(file), "--json"]);
+        assert_eq!(value["certificate"]["serial"], serial, "{file}");
+        assert!(
+            value["ldap_url"]
+                .as_str()
+                .unwrap()
+                .starts_with("ldap://ldap.test4.buypass.no/"),
+            "{file}"
+        );
+    }
+    let value = json(&[
+        "registry",
+        "certificate",
+        &fixture("GetCertificateDetailsForEncryption_93252.xml"),
+        "--json",
+    ]);
+    assert_eq!(value["certificate"]["not_after"], "2017-08-14T21:59:00Z");
+}

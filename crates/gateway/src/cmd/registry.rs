@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 use helsemelding_protect::Certificate;
+use helsemelding_registry::certificates::parse_certificate_details;
 use helsemelding_registry::cppa::{
     parse_collaboration_document, ChannelKind, CollaborationDocument,
 };
@@ -41,6 +42,14 @@ enum RegistryCommand {
         /// CommunicationDetails XML or JSON file.
         file: PathBuf,
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a certificate look-up answer (`GetCertificateDetailsFor…`).
+    Certificate {
+        /// CertificateDetails XML file.
+        file: PathBuf,
+        /// Print JSON: `{"certificate": CERT, "ldap_url": STRING|null}`.
         #[arg(long)]
         json: bool,
     },
@@ -109,6 +118,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 print_json(&party_json(&party));
             } else {
                 print_party(&party);
+            }
+        }
+        RegistryCommand::Certificate { file, json } => {
+            let details = parse_certificate_details(&read(&file)?)
+                .with_context(|| format!("{}", file.display()))?;
+            let summary = CertificateSummary::of(&details.certificate);
+            if json {
+                print_json(&json!({ "certificate": summary, "ldap_url": details.ldap_url }));
+            } else {
+                print_certificate("looked-up", Some(&summary));
+                println!(
+                    "  published at: {}",
+                    details.ldap_url.as_deref().unwrap_or("-")
+                );
             }
         }
         RegistryCommand::Add {
