@@ -35,6 +35,8 @@ enum Command {
     Config(cmd::config::Args),
     /// Certificate tools (`cert check`).
     Cert(cmd::cert::Args),
+    /// Read NHN registry documents; manage the embedded file registry.
+    Registry(cmd::registry::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,5 +72,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Metadata(args) => cmd::metadata::run(args),
         Command::Cert(args) => cmd::cert::run(args),
+        Command::Registry(args) => cmd::registry::run(args),
     }
 }

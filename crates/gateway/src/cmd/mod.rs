@@ -3,3 +3,4 @@ pub mod metadata;
 pub mod config;
 
 pub mod cert;
+pub mod registry;

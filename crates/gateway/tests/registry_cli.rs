@@ -1,0 +1,463 @@
+//! `helsemelding registry …` through the real binary: JSON shapes for every
+//! fixture, and the file registry round trip.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use helsemelding_testkit::fixtures::nhn;
+use helsemelding_testkit::pki::{TestPki, Usage};
+use serde_json::Value;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_helsemelding"))
+        .args(args)
+        .output()
+        .expect("run helsemelding")
+}
+
+fn json(args: &[&str]) -> Value {
+    let output = run(args);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+fn fixture(name: &str) -> String {
+    nhn(&format!("registry/{name}")).display().to_string()
+}
+
+fn profile(name: &str) -> Value {
+    json(&["registry", "profile", &fixture(name), "--json"])
+}
+
+/// (file, kind, id, [(her_id, name, roles, async endpoint, encryption serial, signing serial)])
+type Expected = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(
+        u64,
+        &'static str,
+        usize,
+        &'static str,
+        &'static str,
+        &'static str,
+    )],
+);
+
+const HN: (&str, &str) = ("10a2dc098eeb4fc80678", "10a3f7e99720077e30aa");
+const CP: (&str, &str) = ("1d5a932bb4694cdc8ec4", "1d5be79f34c56e4e944e");
+const CPP_ID: &str = "db5342ce-2e56-47b6-b4dc-054969f96f6f";
+const OLD: &str = "49391409-e528-4919-b4a3-9ccdab72c8c1";
+const NEW: &str = "9333f3de-e85c-4c26-9066-6800055b1b8e";
+const DD: &str = "sb.test.nhn.no/DigitalDialog/";
+const DI: &str = "Digitale innbyggertjenester";
+const TL: &str = "Testlege Testlege";
+
+const PROFILES: &[Expected] = &[
+    (
+        "CPP_93238.xml",
+        "cpp",
+        CPP_ID,
+        &[(93238, DI, 14, "93238_async", HN.0, HN.1)],
+    ),
+    (
+        "CPP_93239.xml",
+        "cpp",
+        CPP_ID,
+        &[(93239, DI, 15, "93239_async", HN.0, HN.1)],
+    ),
+    (
+        "CPP_91462.xml",
+        "cpp",
+        CPP_ID,
+        &[(92462, TL, 14, "93238_async", HN.0, HN.1)],
+    ),
+    (
+        "CPP_93252.xml",
+        "cpp",
+        CPP_ID,
+        &[(93252, TL, 14, "93238_async", HN.0, HN.1)],
+    ),
+    (
+        "CPP_Rest_93238.xml",
+        "cpp",
+        CPP_ID,
+        &[(93238, DI, 15, "93238_async", HN.0, HN.1)],
+    ),
+    (
+        "CPP_Rest_93239.xml",
+        "cpp",
+        CPP_ID,
+        &[(93239, DI, 15, "93239_async", HN.0, HN.1)],
+    ),
+    (
+        "msgtests_CPP_93238.xml",
+        "cpp",
+        CPP_ID,
+        &[(93238, DI, 15, "93238_async", HN.0, HN.1)],
+    ),
+    (
+        "CPA_93252.xml",
+        "cpa",
+        OLD,
+        &[
+            (93238, DI, 14, "93238_async", HN.0, HN.1),
+            (93252, TL, 14, "93252_async", CP.0, CP.1),
+        ],
+    ),
+    (
+        "CPA_49391409-e528-4919-b4a3-9ccdab72c8c1.xml",
+        "cpa",
+        OLD,
+        &[
+            (93238, DI, 14, "93238_async", HN.0, HN.1),
+            (93252, TL, 14, "93252_async", CP.0, CP.1),
+        ],
+    ),
+    (
+        "CPA_93252_ChangedSignedCertificate.xml",
+        "cpa",
+        OLD,
+        &[
+            (93238, DI, 14, "93238_async", CP.1, CP.1),
+            (93252, TL, 14, "93252_async", CP.0, CP.1),
+        ],
+    ),
+    (
+        "CPA_93253.xml",
+        "cpa",
+        NEW,
+        &[
+            (93238, DI, 14, "93238_async", HN.0, HN.1),
+            (93253, TL, 14, "93253_async", CP.0, CP.1),
+        ],
+    ),
+    (
+        "CPA_Rest_49391409-e528-4919-b4a3-9ccdab72c8c1.xml",
+        "cpa",
+        OLD,
+        &[
+            (93238, DI, 14, "93238_async", HN.0, HN.1),
+            (93252, TL, 14, "93252_async", CP.0, CP.1),
+        ],
+    ),
+    (
+        "CPA_Rest_93252.xml",
+        "cpa",
+        NEW,
+        &[
+            (93238, DI, 14, "93238_async", HN.0, HN.1),
+            (93252, TL, 14, "93252_async", CP.0, CP.1),
+        ],
+    ),
+    (
+        "CPA_Rest_93253.xml",
+        "cpa",
+        NEW,
+        &[
+            (93238, DI, 14, "93238_async", HN.0, HN.1),
+            (93253, TL, 14, "93253_async", CP.0, CP.1),
+        ],
+    ),
+    (
+        "msgtests_CPA_93252.xml",
+        "cpa",
+        NEW,
+        &[
+            (93238, DI, 14, "93238_async", HN.0, HN.1),
+            (93252, TL, 14, "93252_async", CP.0, CP.1),
+        ],
+    ),
+];
+
+#[test]
+fn profile_json_for_every_cpp_and_cpa() {
+    for (file, kind, id, parties) in PROFILES {
+        let value = profile(file);
+        assert_eq!(value["kind"], *kind, "{file}");
+        assert_eq!(value["id"], *id, "{file}");
+        let got = value["parties"].as_array().unwrap();
+        assert_eq!(got.len(), parties.len(), "{file}");
+        for (party, (her_id, name, roles, endpoint, enc, sign)) in got.iter().zip(parties.iter()) {
+            assert_eq!(party["her_id"], *her_id, "{file}");
+            assert_eq!(party["name"], *name, "{file}");
+            assert_eq!(party["roles"].as_array().unwrap().len(), *roles, "{file}");
+            assert_eq!(
+                party["endpoints"]["AMQPAsync"],
+                format!("{DD}{endpoint}"),
+                "{file}"
+            );
+            assert!(
+                party["endpoints"]["AMQPSync"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("_sync"),
+                "{file}"
+            );
+            assert_eq!(
+                party["certificates"]["encryption"]["serial"], *enc,
+                "{file}"
+            );
+            assert_eq!(party["certificates"]["signing"]["serial"], *sign, "{file}");
+        }
+    }
+}
+
+#[test]
+fn profile_json_shape_in_detail() {
+    let value = profile("CPP_93238.xml");
+    let role = &value["parties"][0]["roles"][0];
+    assert_eq!(role["process"], "Dialog_Innbygger_Digitalbruker");
+    assert_eq!(role["version"], "1.1");
+    assert_eq!(role["role"], "DIALOG_INNBYGGER_DIGITALBRUKERreceiver");
+    // Actions once each, in document order.
+    assert_eq!(
+        role["can_send"],
+        serde_json::json!(["DIALOG_INNBYGGER_DIGITALBRUKER", "APPREC"])
+    );
+    assert_eq!(
+        role["can_receive"],
+        serde_json::json!(["DIALOG_INNBYGGER_DIGITALBRUKER", "APPREC"])
+    );
+    let cert = &value["parties"][0]["certificates"]["signing"];
+    assert_eq!(cert["not_before"], "2014-02-05T23:00:00Z");
+    assert_eq!(cert["not_after"], "2017-02-06T22:59:00Z");
+    assert!(cert["subject"]
+        .as_str()
+        .unwrap()
+        .contains("TEST helsenorge.no tjenester"));
+    assert_eq!(cert.as_object().unwrap().len(), 4);
+
+    let value = profile("CPA_v2_51795e2c-9d39-44e0-9168-5bee38f20819.xml");
+    assert_eq!(value["kind"], "cpa");
+    assert_eq!(value["id"], "51795e2c-9d39-44e0-9168-5bee38f20819");
+    let party = &value["parties"][1];
+    assert_eq!(party["her_id"], 8093238);
+    assert_eq!(party["roles"].as_array().unwrap().len(), 32);
+    assert_eq!(
+        party["endpoints"]["AMQPAsync"],
+        "sb.test.nhn.no/NHNTESTServiceBus/8093238_async"
+    );
+    assert_eq!(
+        party["endpoints"]["AMQPSync"],
+        "sb.test.nhn.no/NHNTESTServiceBus/8093238_sync"
+    );
+    assert_eq!(
+        party["certificates"]["signing"]["serial"],
+        "01db515665a4adeed3b5cf"
+    );
+    assert_eq!(
+        party["certificates"]["signing"]["not_after"],
+        "2021-10-11T21:59:00Z"
+    );
+}
+
+#[test]
+fn degenerate_profiles_fail_cleanly() {
+    for file in ["CPP_94867.xml", "CPA_94867.xml"] {
+        let output = run(&["registry", "profile", &fixture(file), "--json"]);
+        assert!(!output.status.success(), "{file}");
+        assert!(output.stdout.is_empty(), "{file}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("empty document"), "{file}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{file}: {stderr}");
+    }
+}
+
+#[test]
+fn party_json_for_every_record() {
+    let dd = ["93238", "94867", "91462", "93252"];
+    for her in dd {
+        let value = json(&[
+            "registry",
+            "party",
+            &fixture(&format!("CommunicationDetails_{her}.xml")),
+            "--json",
+        ]);
+        assert_eq!(value["her_id"], her.parse::<u64>().unwrap(), "{her}");
+        assert_eq!(value["active"], true);
+        assert_eq!(value["queues"]["async"], format!("{her}_async"));
+        assert_eq!(value["queues"]["sync"], format!("{her}_sync"));
+        assert_eq!(value["queues"]["error"], format!("{her}_error"));
+        assert_eq!(value["queues"]["syncreply"], Value::Null);
+    }
+    let value = json(&[
+        "registry",
+        "party",
+        &fixture("CommunicationDetails_93238.xml"),
+        "--json",
+    ]);
+    assert_eq!(value["name"], "Digitale innbyggertjenester");
+    assert_eq!(value["parent_her_id"], 2397);
+    let value = json(&[
+        "registry",
+        "party",
+        &fixture("msgtests_CommunicationDetails_93238.xml"),
+        "--json",
+    ]);
+    assert_eq!(value["name"], "Alexander Dahl");
+    assert_eq!(value["parent_her_id"], 93237);
+    for (her, name) in [
+        ("8141705", "Allmennlege"),
+        ("8141791", "Jonny Karl Rønhovde"),
+    ] {
+        let value = json(&[
+            "registry",
+            "party",
+            &fixture(&format!("CommunicationDetailsRest_{her}.json")),
+            "--json",
+        ]);
+        assert_eq!(value["her_id"], her.parse::<u64>().unwrap());
+        assert_eq!(value["name"], name);
+        assert_eq!(value["parent_her_id"], 8141703);
+        assert_eq!(value["queues"]["syncreply"], "8141703_syncreply");
+        let keys: Vec<_> = value.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys.len(), 5, "{keys:?}");
+    }
+    // Human output names the queues too (and the profile's roles).
+    let output = run(&["registry", "profile", &fixture("CPP_93238.xml")]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("party 93238 Digitale innbyggertjenester"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Dialog_Innbygger_Digitalbruker 1.1 as DIALOG_INNBYGGER_DIGITALBRUKERreceiver"
+        ),
+        "{text}"
+    );
+    let output = run(&[
+        "registry",
+        "party",
+        &fixture("CommunicationDetails_93238.xml"),
+    ]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("async queue: 93238_async"));
+}
+
+fn write_cert(dir: &Path, pki: &TestPki, name: &str, usage: Usage) -> (String, String) {
+    let issued = pki.issue(name, usage);
+    let (path, _key) = issued.write_pem(dir, name);
+    (path.display().to_string(), issued.serial_hex())
+}
+
+#[test]
+fn add_show_import_round_trip() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("registry");
+    let dir_s = dir.display().to_string();
+    let pki = TestPki::new("CLI test CA");
+    let (signing, signing_serial) = write_cert(work.path(), &pki, "sign", Usage::Signing);
+    let (encryption, encryption_serial) = write_cert(work.path(), &pki, "enc", Usage::Encryption);
+    let cpp = fixture("CPP_93239.xml");
+    let output = run(&[
+        "registry",
+        "add",
+        "--dir",
+        &dir_s,
+        "--her-id",
+        "93239",
+        "--name",
+        "Legekontoret",
+        "--signing-cert",
+        &signing,
+        "--encryption-cert",
+        &encryption,
+        "--cpp",
+        &cpp,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let value = json(&["registry", "show", "--dir", &dir_s, "93239", "--json"]);
+    assert_eq!(value["her_id"], 93239);
+    assert_eq!(value["name"], "Legekontoret");
+    assert_eq!(value["parent_her_id"], Value::Null);
+    assert_eq!(value["active"], true);
+    assert_eq!(
+        value["queues"],
+        serde_json::json!({"async": "93239_async", "sync": "93239_sync", "error": "93239_error", "syncreply": "93239_syncreply"})
+    );
+    assert_eq!(value["certificates"]["signing"]["serial"], signing_serial);
+    assert_eq!(
+        value["certificates"]["encryption"]["serial"],
+        encryption_serial
+    );
+
+    let output = run(&[
+        "registry",
+        "import",
+        "--dir",
+        &dir_s,
+        &fixture("CommunicationDetails_93252.xml"),
+        &fixture("CPA_93252.xml"),
+        &fixture("CPP_93252.xml"),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let value = json(&["registry", "show", "--dir", &dir_s, "93252", "--json"]);
+    assert_eq!(value["name"], "Alexander Dahl");
+    assert_eq!(value["queues"]["error"], "93252_error");
+    // No PEM files for an imported party: its CPP's certificates.
+    assert_eq!(value["certificates"]["signing"]["serial"], HN.1);
+    assert!(dir.join(format!("cpas/{OLD}.xml")).is_file());
+
+    let output = run(&[
+        "registry",
+        "import",
+        "--dir",
+        &dir_s,
+        &fixture("CPP_94867.xml"),
+    ]);
+    assert!(!output.status.success());
+    let output = run(&["registry", "show", "--dir", &dir_s, "1", "--json"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not found"));
+}
+
+#[test]
+fn certificate_lookup_json_for_every_fixture() {
+    for (file, serial) in [
+        ("GetCertificateDetailsForEncryption_93238.xml", HN.0),
+        ("GetCertificateDetailsForEncryption_94867.xml", HN.0),
+        ("GetCertificateDetailsForEncryption_93252.xml", CP.0),
+        (
+            "GetCertificateDetailsForValidatingSignature_93238.xml",
+            HN.1,
+        ),
+        (
+            "GetCertificateDetailsForValidatingSignature_94867.xml",
+            HN.1,
+        ),
+        (
+            "GetCertificateDetailsForValidatingSignature_93252.xml",
+            CP.1,
+        ),
+    ] {
+        let value = json(&["registry", "certificate", &fixture(file), "--json"]);
+        assert_eq!(value["certificate"]["serial"], serial, "{file}");
+        assert!(
+            value["ldap_url"]
+                .as_str()
+                .unwrap()
+                .starts_with("ldap://ldap.test4.buypass.no/"),
+            "{file}"
+        );
+    }
+    let value = json(&[
+        "registry",
+        "certificate",
+        &fixture("GetCertificateDetailsForEncryption_93252.xml"),
+        "--json",
+    ]);
+    assert_eq!(value["certificate"]["not_after"], "2017-08-14T21:59:00Z");
+}
