@@ -1,6 +1,6 @@
 //! One module per subcommand.
-pub mod metadata;
 pub mod config;
+pub mod metadata;
 
 pub mod cert;
 pub mod registry;
