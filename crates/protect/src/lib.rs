@@ -13,10 +13,17 @@
 //! ```
 
 mod certificate;
+mod cms;
 mod error;
+mod identity;
 
 pub use certificate::{Certificate, KeyUsage};
+pub use cms::{
+    protect, unprotect, ContentCipher, ProtectOptions, UnprotectOptions, CONTENT_TYPE_PROTECTED,
+    CONTENT_TYPE_UNPROTECTED,
+};
 pub use error::Error;
+pub use identity::Identity;
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
