@@ -28,6 +28,12 @@ struct Cli {
 enum Command {
     /// Print the version and the profile this build speaks.
     Version,
+    /// Sign a payload and encrypt it to a recipient (CMS, DER).
+    Protect(cmd::protect::Args),
+    /// Decrypt a protected message and verify its sender's signature.
+    Unprotect(cmd::unprotect::Args),
+    /// Performance figures, each as a ratio to a limit measured in the same run.
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,5 +61,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("helsemelding {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Protect(args) => cmd::protect::run(args),
+        Command::Unprotect(args) => cmd::unprotect::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     }
 }
