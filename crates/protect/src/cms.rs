@@ -184,10 +184,11 @@ fn verify(signed_der: &[u8], expected_signer: &Certificate) -> Result<Vec<u8>> {
         signer_serial: expected_serial.clone(),
         reason: first_reason(&e),
     };
-    let mut cms = CmsContentInfo::from_der(signed_der).map_err(|e| Error::NotCms {
-        layer: "SignedData",
-        reason: first_reason(&e),
-    })?;
+    let mut cms =
+        CmsContentInfo::from_der(&signed.der_without_certificates).map_err(|e| Error::NotCms {
+            layer: "SignedData",
+            reason: first_reason(&e),
+        })?;
     let mut trusted = Stack::new().map_err(bad_signature)?;
     trusted
         .push(expected_signer.x509().clone())

@@ -35,7 +35,10 @@ impl Identity {
                 serial: certificate.serial_hex(),
             });
         }
-        Ok(Identity { certificate, key })
+        Ok(Identity {
+            certificate,
+            key: provider_native(key),
+        })
     }
 
     /// Reads a certificate file and a private key file, each PEM or DER.
@@ -126,6 +129,15 @@ pub(crate) fn ensure_legacy_provider() -> std::result::Result<(), String> {
         .as_ref()
         .map(|_| ())
         .map_err(Clone::clone)
+}
+
+/// A key built through the legacy API (e.g. `PKey::from_rsa`) is copied into
+/// OpenSSL 3's provider form on every CMS operation, losing its cached RSA
+/// blinding each time; decoding it once from PKCS#8 makes it provider-native.
+fn provider_native(key: PKey<Private>) -> PKey<Private> {
+    key.private_key_to_pkcs8()
+        .and_then(|der| PKey::private_key_from_pkcs8(&der))
+        .unwrap_or(key)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {

@@ -11,6 +11,7 @@ use ::cms::content_info::ContentInfo;
 use ::cms::enveloped_data::{EnvelopedData, RecipientIdentifier, RecipientInfo};
 use ::cms::signed_data::{SignedData, SignerIdentifier};
 use der::asn1::ObjectIdentifier;
+use der::Any;
 use der::{Decode, Encode};
 use openssl::cms::CmsContentInfo;
 use openssl::x509::X509Name;
@@ -33,6 +34,10 @@ pub(crate) struct Envelope {
 #[derive(Debug)]
 pub(crate) struct Signed {
     pub signers: Vec<PartyId>,
+    /// The same ContentInfo with the `certificates` field dropped. That field
+    /// is outside the signature, we never trust its contents, and OpenSSL 3.0
+    /// spends about a millisecond decoding each public key in it.
+    pub der_without_certificates: Vec<u8>,
 }
 
 /// How a recipient or signer is named in the message.
@@ -132,7 +137,7 @@ pub(crate) fn read_signed(bytes: &[u8]) -> Result<Signed> {
             content.content_type
         )));
     }
-    let signed: SignedData = content
+    let mut signed: SignedData = content
         .content
         .decode_as()
         .map_err(|e| not_cms(e.to_string()))?;
@@ -152,7 +157,20 @@ pub(crate) fn read_signed(bytes: &[u8]) -> Result<Signed> {
             }
         })
         .collect();
-    Ok(Signed { signers })
+    signed.certificates = None;
+    let der_without_certificates = Any::encode_from(&signed)
+        .and_then(|content| {
+            ContentInfo {
+                content_type: ID_SIGNED_DATA,
+                content,
+            }
+            .to_der()
+        })
+        .map_err(|e| not_cms(e.to_string()))?;
+    Ok(Signed {
+        signers,
+        der_without_certificates,
+    })
 }
 
 /// Decodes DER, or BER re-encoded as DER by OpenSSL.
