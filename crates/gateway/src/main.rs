@@ -37,6 +37,12 @@ enum Command {
     Cert(cmd::cert::Args),
     /// Read NHN registry documents; manage the embedded file registry.
     Registry(cmd::registry::Args),
+    /// Sign a payload and encrypt it to a recipient (CMS, DER).
+    Protect(cmd::protect::Args),
+    /// Decrypt a protected message and verify its sender's signature.
+    Unprotect(cmd::unprotect::Args),
+    /// Performance figures, each as a ratio to a limit measured in the same run.
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -73,5 +79,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Metadata(args) => cmd::metadata::run(args),
         Command::Cert(args) => cmd::cert::run(args),
         Command::Registry(args) => cmd::registry::run(args),
+        Command::Protect(args) => cmd::protect::run(args),
+        Command::Unprotect(args) => cmd::unprotect::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     }
 }

@@ -25,6 +25,15 @@ pub use check::{
 pub use crl::Crl;
 pub use error::Error;
 pub use revocation::{BlockingCrlFetcher, CrlFetcher, CrlSource, FetcherConfig, StaticCrls};
+mod cms;
+mod identity;
+
+pub use cms::{
+    protect, unprotect, ContentCipher, ProtectOptions, UnprotectOptions, CONTENT_TYPE_PROTECTED,
+    CONTENT_TYPE_UNPROTECTED,
+};
+pub use error::Error;
+pub use identity::Identity;
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
