@@ -14,26 +14,24 @@
 
 mod certificate;
 pub mod check;
+mod cms;
 mod crl;
 mod error;
+mod identity;
 pub mod revocation;
 
 pub use certificate::{Certificate, KeyUsage};
 pub use check::{
     check_certificate, CheckReport, CheckRequest, Problem, RevocationPolicy, TrustAnchors, Usage,
 };
-pub use crl::Crl;
-pub use error::Error;
-pub use revocation::{BlockingCrlFetcher, CrlFetcher, CrlSource, FetcherConfig, StaticCrls};
-mod cms;
-mod identity;
-
 pub use cms::{
     protect, unprotect, ContentCipher, ProtectOptions, UnprotectOptions, CONTENT_TYPE_PROTECTED,
     CONTENT_TYPE_UNPROTECTED,
 };
+pub use crl::Crl;
 pub use error::Error;
 pub use identity::Identity;
+pub use revocation::{BlockingCrlFetcher, CrlFetcher, CrlSource, FetcherConfig, StaticCrls};
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
