@@ -41,6 +41,10 @@ enum Command {
     Protect(cmd::protect::Args),
     /// Decrypt a protected message and verify its sender's signature.
     Unprotect(cmd::unprotect::Args),
+    /// Check, read or prune the hash-chained audit log.
+    Audit(cmd::audit::Args),
+    /// Sent messages and their application receipts (AppRec); what is overdue.
+    Receipts(cmd::receipts::Args),
     /// Performance figures, each as a ratio to a limit measured in the same run.
     Bench(cmd::bench::Args),
 }
@@ -82,5 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Protect(args) => cmd::protect::run(args),
         Command::Unprotect(args) => cmd::unprotect::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Audit(args) => cmd::audit::run(cli.config.as_deref(), args),
+        Command::Receipts(args) => cmd::receipts::run(cli.config.as_deref(), args),
     }
 }

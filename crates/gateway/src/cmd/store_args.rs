@@ -1,0 +1,31 @@
+//! Finding the store: from `--store PATH`, else from the configuration.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use helsemelding_store::Store;
+
+use crate::config::Config;
+
+/// Where the SQLite store is, for commands that only read or check it.
+#[derive(clap::Args)]
+pub struct StoreArgs {
+    /// The store database (default: `store.path` of the configuration).
+    #[arg(long, value_name = "PATH", global = true)]
+    store: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// Opens the store named by `--store` or by the configuration file.
+    pub fn open(&self, config: Option<&Path>) -> Result<Store> {
+        let path = match (&self.store, config) {
+            (Some(path), _) => path.clone(),
+            (None, Some(config)) => Config::load(config)?.store_path,
+            (None, None) => anyhow::bail!("no store: give --store PATH or --config FILE"),
+        };
+        if !path.is_file() {
+            anyhow::bail!("store {} does not exist", path.display());
+        }
+        Store::open(&path).with_context(|| format!("store {}", path.display()))
+    }
+}
