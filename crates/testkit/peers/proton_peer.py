@@ -14,6 +14,13 @@ from proton import Message, int32, symbol, timestamp
 from proton.utils import BlockingConnection
 
 
+def text(value):
+    """The value as plain text: proton's int32/timestamp print as int32(5) otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(int(value))
+    return str(value)
+
+
 def main():
     mode, url, address = sys.argv[1:4]
     conn = BlockingConnection(url, allowed_mechs="PLAIN", timeout=20)
@@ -57,7 +64,7 @@ def main():
                 "content_type": message.content_type,
                 "durable": message.durable,
                 "body_hex": bytes(body).hex() if body is not None else None,
-                "properties": {k: [type(v).__name__, str(v)] for k, v in (message.properties or {}).items()},
+                "properties": {k: [type(v).__name__, text(v)] for k, v in (message.properties or {}).items()},
             }
             print(json.dumps(out))
         else:
