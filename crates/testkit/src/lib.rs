@@ -4,5 +4,7 @@
 //!
 //! This crate is a dev-dependency only; no production code may use it.
 
+pub mod broker;
 pub mod fixtures;
+pub mod peers;
 pub mod pki;
