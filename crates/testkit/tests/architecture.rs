@@ -12,13 +12,44 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("registry", &["wire", "protect"]),
     ("transport", &["wire"]),
     ("store", &["wire"]),
-    ("messaging", &["wire", "protect", "registry", "transport", "store"]),
-    ("gateway", &["wire", "protect", "registry", "transport", "store", "messaging"]),
-    ("testkit", &["wire", "protect", "registry", "transport", "store", "messaging"]),
+    (
+        "messaging",
+        &["wire", "protect", "registry", "transport", "store"],
+    ),
+    (
+        "gateway",
+        &[
+            "wire",
+            "protect",
+            "registry",
+            "transport",
+            "store",
+            "messaging",
+        ],
+    ),
+    (
+        "testkit",
+        &[
+            "wire",
+            "protect",
+            "registry",
+            "transport",
+            "store",
+            "messaging",
+        ],
+    ),
 ];
 
 /// Crates that would bring I/O or async into the sans-I/O core.
-const IO_CRATES: &[&str] = &["tokio", "reqwest", "rusqlite", "fe2o3-amqp", "openssl", "ureq", "axum"];
+const IO_CRATES: &[&str] = &[
+    "tokio",
+    "reqwest",
+    "rusqlite",
+    "fe2o3-amqp",
+    "openssl",
+    "ureq",
+    "axum",
+];
 
 struct Dependency {
     name: String,
@@ -27,16 +58,28 @@ struct Dependency {
 
 fn workspace_dependencies() -> BTreeMap<String, Vec<Dependency>> {
     let output = Command::new(env!("CARGO"))
-        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let mut crates = BTreeMap::new();
     for package in metadata["packages"].as_array().unwrap() {
         let name = package["name"].as_str().unwrap();
-        let Some(short) = name.strip_prefix("helsemelding-") else { continue };
+        let Some(short) = name.strip_prefix("helsemelding-") else {
+            continue;
+        };
         let dependencies = package["dependencies"]
             .as_array()
             .unwrap()
@@ -65,14 +108,24 @@ fn our_crates_depend_downward_only() {
             continue;
         };
         for dependency in dependencies.iter().filter(|d| !d.dev) {
-            let Some(ours) = dependency.name.strip_prefix("helsemelding-") else { continue };
+            let Some(ours) = dependency.name.strip_prefix("helsemelding-") else {
+                continue;
+            };
             if !may_use.contains(ours) {
                 violations.push(format!("{name} depends on {ours}, which it may not use"));
             }
         }
     }
-    assert!(violations.is_empty(), "architecture violations:\n{}", violations.join("\n"));
-    assert!(crates.contains_key("wire") && crates.contains_key("gateway"), "metadata read: {:?}", crates.keys());
+    assert!(
+        violations.is_empty(),
+        "architecture violations:\n{}",
+        violations.join("\n")
+    );
+    assert!(
+        crates.contains_key("wire") && crates.contains_key("gateway"),
+        "metadata read: {:?}",
+        crates.keys()
+    );
 }
 
 #[test]
@@ -83,5 +136,8 @@ fn wire_is_free_of_io_crates() {
         .filter(|d| !d.dev && IO_CRATES.contains(&d.name.as_str()))
         .map(|d| d.name.clone())
         .collect();
-    assert!(io.is_empty(), "wire must stay sans-I/O but depends on {io:?}");
+    assert!(
+        io.is_empty(),
+        "wire must stay sans-I/O but depends on {io:?}"
+    );
 }
