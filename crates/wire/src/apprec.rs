@@ -211,8 +211,8 @@ impl AppRec {
 
     /// Read an AppRec within `limits`.
     pub fn parse_with_limits(payload: &[u8], limits: &Limits) -> Result<AppRec> {
-        let (text, _) = xml::as_text(payload, limits)?;
-        let document = xml::parse_text(text, limits)?;
+        let text = xml::as_text(payload, limits)?;
+        let document = xml::parse_text(&text, limits)?;
         Self::from_root(document.root_element())
     }
 

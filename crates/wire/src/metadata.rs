@@ -60,8 +60,8 @@ pub fn extract(payload: &[u8]) -> Result<Metadata> {
 
 /// Extract the metadata of a payload within `limits`.
 pub fn extract_with_limits(payload: &[u8], limits: &Limits) -> Result<Metadata> {
-    let (text, _) = xml::as_text(payload, limits)?;
-    let document = xml::parse_text(text, limits)?;
+    let text = xml::as_text(payload, limits)?;
+    let document = xml::parse_text(&text, limits)?;
     let root = document.root_element();
     let mut metadata = Metadata::new();
     let mut put = |key: &str, value: Option<String>| {

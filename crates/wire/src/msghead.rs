@@ -141,9 +141,9 @@ impl MsgHead {
 
     /// Read a MsgHead payload within `limits`.
     pub fn parse_with_limits(payload: &[u8], limits: &Limits) -> Result<MsgHead> {
-        let (text, _) = xml::as_text(payload, limits)?;
-        let document = xml::parse_text(text, limits)?;
-        Self::from_root(document.root_element(), text)
+        let text = xml::as_text(payload, limits)?;
+        let document = xml::parse_text(&text, limits)?;
+        Self::from_root(document.root_element(), &text)
     }
 
     pub(crate) fn from_root(root: Node<'_, '_>, text: &str) -> Result<MsgHead> {

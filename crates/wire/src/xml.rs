@@ -7,6 +7,7 @@
 //! declaration, indented, as the reference library writes.
 
 use roxmltree::{Document, Node, ParsingOptions};
+use std::borrow::Cow;
 
 use crate::error::{Error, Result};
 
@@ -32,9 +33,11 @@ impl Default for Limits {
     }
 }
 
-/// The payload as text, without a UTF-8 byte order mark; the offset of the
-/// text in the original bytes is returned too.
-pub(crate) fn as_text<'a>(bytes: &'a [u8], limits: &Limits) -> Result<(&'a str, usize)> {
+/// The payload as text. The encoding is the one its XML declaration names
+/// (KITH messages are often ISO-8859-1), else UTF-8 with or without a byte
+/// order mark; bytes that are not valid in that encoding are an error, never
+/// replaced. The original bytes stay what the application is handed.
+pub(crate) fn as_text<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Cow<'a, str>> {
     if bytes.len() > limits.max_bytes {
         return Err(Error::TooLarge {
             size: bytes.len(),
@@ -45,10 +48,30 @@ pub(crate) fn as_text<'a>(bytes: &'a [u8], limits: &Limits) -> Result<(&'a str, 
         Some(rest) => (rest, 3),
         None => (bytes, 0),
     };
-    let text = std::str::from_utf8(body).map_err(|e| Error::NotWellFormed {
-        reason: format!("not UTF-8 at byte {}", e.valid_up_to() + offset),
-    })?;
-    Ok((text, offset))
+    match declared_encoding(body) {
+        Some(encoding) if encoding != encoding_rs::UTF_8 => encoding
+            .decode_without_bom_handling_and_without_replacement(body)
+            .ok_or_else(|| Error::NotWellFormed {
+                reason: format!("not valid {} text", encoding.name()),
+            }),
+        _ => std::str::from_utf8(body)
+            .map(Cow::Borrowed)
+            .map_err(|e| Error::NotWellFormed {
+                reason: format!("not UTF-8 at byte {}", e.valid_up_to() + offset),
+            }),
+    }
+}
+
+/// The encoding named by `<?xml ... encoding="…"?>` at the very start, if any.
+fn declared_encoding(body: &[u8]) -> Option<&'static encoding_rs::Encoding> {
+    let declaration = body.strip_prefix(b"<?xml")?;
+    let end = declaration.iter().position(|&b| b == b'>')?;
+    let declaration = std::str::from_utf8(&declaration[..end]).ok()?;
+    let after = &declaration[declaration.find("encoding")? + "encoding".len()..];
+    let after = after.trim_start().strip_prefix('=')?.trim_start();
+    let quote = after.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let label = after[1..].split(quote).next()?;
+    encoding_rs::Encoding::for_label(label.trim().as_bytes())
 }
 
 /// Parse text into a read-only tree within `limits`.
@@ -336,7 +359,7 @@ mod tests {
         ));
         assert_eq!(
             as_text(b"\xEF\xBB\xBF<a/>", &Limits::default()).unwrap(),
-            ("<a/>", 3)
+            "<a/>"
         );
     }
 
