@@ -297,15 +297,26 @@ impl World {
             self.b.inbox.received().iter().all(|r| r.message_id != id),
             "the refused message was handed to the application"
         );
-        let events = self.b.store.audit().list(&AuditFilter {
-            message_id: Some(id.clone()),
-            ..AuditFilter::default()
-        });
-        assert!(events
-            .unwrap()
-            .iter()
-            .any(|e| e.event.kind == AuditKind::ErrorReported
-                && e.event.outcome == condition.as_str()));
+        // B audits after settling, which may be after A saw the report.
+        eventually("the error-reported audit event", || {
+            let events = self
+                .b
+                .store
+                .audit()
+                .list(&AuditFilter {
+                    message_id: Some(id.clone()),
+                    ..AuditFilter::default()
+                })
+                .unwrap();
+            events
+                .iter()
+                .any(|e| {
+                    e.event.kind == AuditKind::ErrorReported
+                        && e.event.outcome == condition.as_str()
+                })
+                .then_some(())
+        })
+        .await;
         report
     }
 }
