@@ -8,7 +8,7 @@ use rusqlite::Connection;
 
 fn event(n: u32) -> AuditEvent {
     AuditEvent {
-        kind: if n % 2 == 0 {
+        kind: if n.is_multiple_of(2) {
             AuditKind::Sent
         } else {
             AuditKind::Accepted
