@@ -47,6 +47,10 @@ enum Command {
     Receipts(cmd::receipts::Args),
     /// Performance figures, each as a ratio to a limit measured in the same run.
     Bench(cmd::bench::Args),
+    /// Sign, encrypt and send one async message; prints its message id.
+    Send(cmd::send::Args),
+    /// Run the receive pipelines, writing each accepted message to a directory.
+    Listen(cmd::listen::Args),
 }
 
 fn main() -> ExitCode {
@@ -88,5 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => cmd::bench::run(args),
         Command::Audit(args) => cmd::audit::run(cli.config.as_deref(), args),
         Command::Receipts(args) => cmd::receipts::run(cli.config.as_deref(), args),
+        Command::Send(args) => cmd::send::run(cli.config.as_deref(), args),
+        Command::Listen(args) => cmd::listen::run(cli.config.as_deref(), args),
     }
 }

@@ -135,6 +135,39 @@ impl Broker {
         }
     }
 
+    /// Declares the queues NHN's bus has for a party, `<her_id>_{async,sync,error,syncreply}`,
+    /// bound to the exchange and dead-lettering to `<her_id>_dl`, for tests that
+    /// need the real names (error reports go to `<sender>_error`). Use a HER-id
+    /// unique to the test; the queues are deleted on drop.
+    pub fn party_queues(&self, her_id: u32) -> PartyQueues {
+        let dead_letter = format!("{her_id}_dl");
+        let mut names = vec![dead_letter.clone()];
+        self.declare_queue(&dead_letter, serde_json::json!({}));
+        for kind in ["async", "sync", "error", "syncreply"] {
+            let name = format!("{her_id}_{kind}");
+            self.declare_queue(
+                &name,
+                serde_json::json!({
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": dead_letter,
+                }),
+            );
+            names.push(name);
+        }
+        for queue in &names {
+            let path = format!("/api/bindings/%2F/e/{}/q/{queue}", self.exchange);
+            self.mgmt(
+                "POST",
+                &path,
+                Some(serde_json::json!({ "routing_key": queue })),
+            );
+        }
+        PartyQueues {
+            broker: self.clone(),
+            names,
+        }
+    }
+
     fn declare_queue(&self, name: &str, arguments: serde_json::Value) {
         let body =
             serde_json::json!({ "durable": true, "auto_delete": false, "arguments": arguments });
@@ -268,6 +301,21 @@ impl TestQueue {
     /// The name of its dead-letter queue.
     pub fn dead_letter(&self) -> &str {
         &self.dead_letter
+    }
+}
+
+/// A party's queues made by [`Broker::party_queues`]; deleted on drop.
+#[derive(Debug)]
+pub struct PartyQueues {
+    broker: Broker,
+    names: Vec<String>,
+}
+
+impl Drop for PartyQueues {
+    fn drop(&mut self) {
+        for name in &self.names {
+            self.broker.delete_queue(name);
+        }
     }
 }
 

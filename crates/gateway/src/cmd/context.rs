@@ -1,0 +1,114 @@
+//! The running parts the messaging commands share, built from a validated
+//! configuration: identities, registry, transport, store and a [`Messenger`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _, Result};
+use helsemelding_messaging::{Messenger, MessengerConfig};
+use helsemelding_protect::{Certificate, Identity, RevocationPolicy, StaticCrls, TrustAnchors};
+use helsemelding_registry::FileRegistry;
+use helsemelding_store::Store;
+use helsemelding_transport::amqp::{AmqpOptions, Dialect};
+use helsemelding_wire::HerId;
+
+use super::identity_args::P12_PASSWORD_ENV;
+use crate::config::{self, BrokerEndpoint, Config, KeyPair};
+
+/// A messenger over the configured broker, registry and store.
+pub struct Context {
+    pub messenger: Messenger,
+}
+
+impl Context {
+    /// Loads the configuration at `path` and opens everything it names.
+    pub async fn open(path: Option<&Path>) -> Result<Context> {
+        let Some(path) = path else {
+            bail!("this command needs --config FILE");
+        };
+        let config = Config::load(path)?;
+        Self::from_config(&config).await
+    }
+
+    async fn from_config(config: &Config) -> Result<Context> {
+        let her_id = HerId::new(config.her_id).context("her_id is not a valid HER-id")?;
+        let signing = key_pair("signing", config.identity.signing.as_ref())?;
+        let decryption = key_pair("decryption", config.identity.decryption.as_ref())?;
+        let legacy = config
+            .identity
+            .legacy_decryption
+            .as_ref()
+            .map(|pair| key_pair("legacy decryption", Some(pair)))
+            .transpose()?;
+        let registry = match &config.registry {
+            config::Registry::Dir(dir) => Arc::new(FileRegistry::new(dir)),
+            config::Registry::Http { .. } => {
+                bail!("registry: only the file registry (registry.dir) is supported by send/listen yet")
+            }
+        };
+        let anchors = config
+            .trust
+            .anchors
+            .iter()
+            .map(|p| {
+                let bytes =
+                    std::fs::read(p).with_context(|| format!("trust anchor {}", p.display()))?;
+                Certificate::from_pem_or_der(&bytes)
+                    .with_context(|| format!("trust anchor {}", p.display()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let revocation = match config.trust.revocation {
+            config::Revocation::Require => RevocationPolicy::Require,
+            config::Revocation::Warn => RevocationPolicy::Warn,
+            config::Revocation::Off => RevocationPolicy::Off,
+        };
+        let (url, options) = match &config.broker.endpoint {
+            BrokerEndpoint::Local { path } => {
+                (format!("local:{}", path.display()), AmqpOptions::default())
+            }
+            BrokerEndpoint::Amqp { url, password, .. } => (
+                url.to_string(),
+                AmqpOptions {
+                    dialect: match config.broker.dialect {
+                        config::Dialect::Rabbitmq => Dialect::RabbitMq,
+                        config::Dialect::Servicebus => Dialect::ServiceBus,
+                    },
+                    password: password.clone(),
+                    ca_file: config.broker.ca_file.clone(),
+                    ..AmqpOptions::default()
+                },
+            ),
+        };
+        let transport = helsemelding_transport::open(&url, options)
+            .await
+            .context("opening the broker")?;
+        let store = Store::open(&config.store_path)
+            .with_context(|| format!("store {}", config.store_path.display()))?;
+        let mut messenger_config = MessengerConfig::new(
+            her_id,
+            signing,
+            decryption,
+            TrustAnchors::new(anchors),
+            // CRLs are fetched by the revocation service; with none at hand
+            // `revocation = "require"` refuses, so configure `warn` or `off`
+            // until the CRL fetcher is wired in.
+            Arc::new(StaticCrls::default()),
+        );
+        messenger_config.legacy_decryption = legacy;
+        messenger_config.revocation = revocation;
+        let messenger = Messenger::new(messenger_config, Arc::from(transport), registry, store);
+        Ok(Context { messenger })
+    }
+}
+
+fn key_pair(role: &str, pair: Option<&KeyPair>) -> Result<Identity> {
+    let identity = match pair {
+        None => bail!("identity: no {role} certificate and key configured"),
+        Some(KeyPair::Files { cert, key }) => Identity::from_files(cert, key),
+        Some(KeyPair::Pkcs12 { bundle }) => {
+            let password = std::env::var(P12_PASSWORD_ENV).unwrap_or_default();
+            Identity::from_pkcs12_file(bundle, &password)
+        }
+    };
+    identity.with_context(|| format!("{role} identity"))
+}

@@ -1,0 +1,163 @@
+//! `helsemelding --config F listen [--out-dir D] [--count N] [--idle-exit S]`:
+//! runs the receive pipelines and writes each accepted message as
+//! `D/<message-id>.xml` (payload bytes exactly) and `D/<message-id>.json`
+//! (who, what, when), atomically and before the message is accepted.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use async_trait::async_trait;
+use helsemelding_messaging::{
+    ErrorHandler, Handler, HandlerError, Listener, ListenerOptions, Received,
+};
+use helsemelding_wire::error_report::ReceivedErrorReport;
+use serde_json::json;
+
+use super::context::Context;
+
+/// Receive messages into a directory.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where to write the messages (created if missing).
+    #[arg(long, default_value = ".")]
+    out_dir: PathBuf,
+    /// Exit after this many accepted messages.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Exit after this many seconds without a message.
+    #[arg(long)]
+    idle_exit: Option<u64>,
+    /// Concurrent workers per queue.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+}
+
+struct ToDirectory {
+    dir: PathBuf,
+    accepted: AtomicU64,
+    last: std::sync::Mutex<Instant>,
+}
+
+impl ToDirectory {
+    fn write(&self, message: &Received) -> std::io::Result<()> {
+        // The message id names files: keep only what is safe in a file name.
+        let stem: String = message
+            .message_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let meta = json!({
+            "message_id": message.message_id,
+            "from_her_id": message.from.get(),
+            "to_her_id": message.to.get(),
+            "function": message.function,
+            "cpa_id": message.cpa_id.map(|c| c.to_string()),
+            "correlation_id": message.correlation_id,
+            "application_time": message.application_time.to_rfc3339(),
+            "enqueued_time": message.enqueued_time.map(|t| t.to_rfc3339()),
+            "received_at": message.received_at.to_rfc3339(),
+            "metadata": message.metadata,
+        });
+        write_atomic(&self.dir.join(format!("{stem}.xml")), &message.payload)?;
+        write_atomic(
+            &self.dir.join(format!("{stem}.json")),
+            serde_json::to_string_pretty(&meta)?.as_bytes(),
+        )
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let temp = path.with_extension("part");
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)
+}
+
+#[async_trait]
+impl Handler for ToDirectory {
+    async fn handle(&self, message: &Received) -> Result<(), HandlerError> {
+        let written = tokio::task::block_in_place(|| self.write(message));
+        written.map_err(|e| HandlerError::Retry {
+            reason: format!("writing to {}: {e}", self.dir.display()),
+        })?;
+        *self.last.lock().unwrap() = Instant::now();
+        let n = self.accepted.fetch_add(1, Ordering::SeqCst) + 1;
+        eprintln!(
+            "received {} from {} ({n})",
+            message.message_id, message.from
+        );
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ErrorHandler for ToDirectory {
+    async fn handle_error(&self, report: &ReceivedErrorReport) -> Result<(), HandlerError> {
+        *self.last.lock().unwrap() = Instant::now();
+        eprintln!(
+            "error report from {:?} about {:?}: {} {}",
+            report.from.map(|h| h.get()),
+            report.original_message_id,
+            report.condition_text.as_deref().unwrap_or("?"),
+            report.description.as_deref().unwrap_or(""),
+        );
+        Ok(())
+    }
+}
+
+pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
+    std::fs::create_dir_all(&args.out_dir)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let context = Context::open(config).await?;
+        context.messenger.flush_outbox().await?;
+        let sink = Arc::new(ToDirectory {
+            dir: args.out_dir.clone(),
+            accepted: AtomicU64::new(0),
+            last: std::sync::Mutex::new(Instant::now()),
+        });
+        let listener = Listener::start(
+            &context.messenger,
+            sink.clone(),
+            sink.clone(),
+            ListenerOptions {
+                workers: args.workers.max(1),
+                ..ListenerOptions::default()
+            },
+        )
+        .await?;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            if args
+                .count
+                .is_some_and(|n| sink.accepted.load(Ordering::SeqCst) >= n)
+            {
+                break;
+            }
+            let idle = sink.last.lock().unwrap().elapsed();
+            if args
+                .idle_exit
+                .is_some_and(|s| idle >= Duration::from_secs(s))
+            {
+                break;
+            }
+        }
+        listener.stop().await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}

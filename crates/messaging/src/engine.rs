@@ -1,0 +1,526 @@
+//! The receive engine's decisions, as pure functions: no I/O, no async, no
+//! clock. The driver ([`crate::receive`]) performs each step's I/O
+//! (store, registry, CMS, callback) and asks this module what the outcome
+//! means for the delivery; every path ends in one [`Decision`], and every
+//! decision settles the delivery.
+//!
+//! The rules are PROFILE.md's "Receiving": faults the sender should hear
+//! about are reported on the sender's error queue and the original is
+//! accepted; outages (registry, revocation service) are retried without
+//! spending delivery attempts; other failures are retried until the
+//! delivery limit and then dead-lettered.
+
+use std::time::Duration;
+
+use helsemelding_protect::{CheckReport, Problem};
+use helsemelding_wire::error_report::{ErrorCondition, ErrorReport};
+
+/// What to do with one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Every check passed: hand the payload to the application, accept only
+    /// after it returned success.
+    HandOver,
+    /// Tell the sender (an error report on its `_error` queue), then accept
+    /// the original so it is not retried.
+    ReportError(ErrorReport),
+    /// Release after `after`; `spend_attempt` is false for outages, which
+    /// must not count against the delivery limit.
+    Retry {
+        /// How long to hold the delivery before releasing it (a plain
+        /// release comes straight back on RabbitMQ).
+        after: Duration,
+        /// Whether this attempt counts against the delivery limit.
+        spend_attempt: bool,
+    },
+    /// Reject: the broker dead-letters it (`<herid>_dl` on NHN's bus).
+    DeadLetter {
+        /// Why, for the log and the audit.
+        reason: String,
+    },
+    /// Already handed over (or answered) earlier: accept without a second
+    /// hand-over.
+    AcceptDuplicate,
+}
+
+/// How retries are paced and bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Deliveries after which a message that keeps failing is dead-lettered
+    /// (the reference library's default is 10).
+    pub delivery_limit: u32,
+    /// Backoff before the first release.
+    pub backoff_min: Duration,
+    /// Cap of the backoff.
+    pub backoff_max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            delivery_limit: helsemelding_wire::queue::DEFAULT_DELIVERY_LIMIT,
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The backoff before releasing the `attempt`-th delivery (1-based):
+    /// doubling from `backoff_min`, capped at `backoff_max`.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(16);
+        self.backoff_min
+            .saturating_mul(1u32 << doublings)
+            .min(self.backoff_max)
+    }
+
+    /// A retry of the `attempt`-th delivery.
+    pub fn retry(&self, attempt: u32, spend_attempt: bool) -> Decision {
+        Decision::Retry {
+            after: self.backoff(attempt),
+            spend_attempt,
+        }
+    }
+
+    /// Before any work: a delivery past the limit is dead-lettered.
+    /// `attempts` counts this delivery.
+    pub fn on_delivery(&self, attempts: u32) -> Option<Decision> {
+        (attempts > self.delivery_limit).then(|| Decision::DeadLetter {
+            reason: format!(
+                "delivered {attempts} times, more than the limit of {}",
+                self.delivery_limit
+            ),
+        })
+    }
+
+    /// A failure that is neither the sender's fault nor an outage: retry,
+    /// spending an attempt (dead-lettered once the limit is reached).
+    pub fn on_local_failure(&self, attempt: u32) -> Decision {
+        self.retry(attempt, true)
+    }
+
+    /// An outage (registry or revocation service unreachable): retry
+    /// without spending an attempt.
+    pub fn on_outage(&self, attempt: u32) -> Decision {
+        self.retry(attempt, false)
+    }
+}
+
+/// A header that failed `check_incoming`: tell the sender when we know who
+/// it is, else dead-letter (there is nobody to tell).
+pub fn on_header_error(error: &helsemelding_wire::Error, sender_known: bool) -> Decision {
+    match ErrorReport::from_error(error) {
+        Some(report) if sender_known => Decision::ReportError(report),
+        _ => Decision::DeadLetter {
+            reason: format!("unreadable header and no sender to tell: {error}"),
+        },
+    }
+}
+
+/// What the registry said about the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryFailure {
+    /// The registry knows no such party, CPA or certificates.
+    NotFound,
+    /// The registry could not be reached or did not answer in time.
+    Unreachable,
+    /// The registry answered with something unusable.
+    Broken,
+}
+
+/// The sender's profile could not be found.
+pub fn on_registry_failure(
+    failure: RegistryFailure,
+    description: &str,
+    policy: &RetryPolicy,
+    attempt: u32,
+) -> Decision {
+    match failure {
+        RegistryFailure::NotFound => Decision::ReportError(ErrorReport {
+            condition: ErrorCondition::MissingCertificate,
+            description: description.to_string(),
+            data: Vec::new(),
+        }),
+        RegistryFailure::Unreachable => policy.on_outage(attempt),
+        RegistryFailure::Broken => policy.on_local_failure(attempt),
+    }
+}
+
+/// The profile has no signing certificate for the sender.
+pub fn on_no_signing_certificate(sender: u32) -> Decision {
+    Decision::ReportError(ErrorReport {
+        condition: ErrorCondition::MissingCertificate,
+        description: format!("no signing certificate is registered for HER-id {sender}"),
+        data: Vec::new(),
+    })
+}
+
+/// Why unprotecting failed, as far as the decision needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnprotectFailure {
+    /// Signed by a certificate that is not one of the claimed sender's.
+    WrongSigner {
+        /// Serial of the certificate that signed.
+        actual_serial: String,
+    },
+    /// A refused content-encryption algorithm (DES, 3DES when configured).
+    RefusedCipher(String),
+    /// Not for us, not CMS, undecryptable or a broken signature.
+    Invalid(String),
+}
+
+/// Unprotecting failed with every accepted signer certificate.
+pub fn on_unprotect_failure(failure: &UnprotectFailure, claimed_sender: u32) -> Decision {
+    let report = match failure {
+        UnprotectFailure::WrongSigner { actual_serial } => ErrorReport {
+            condition: ErrorCondition::SpoofingAttack,
+            description: format!(
+                "the message claims HER-id {claimed_sender} but was signed by certificate serial {actual_serial}, which is not one of that party's"
+            ),
+            data: vec![claimed_sender.to_string(), actual_serial.clone()],
+        },
+        UnprotectFailure::RefusedCipher(algorithm) => ErrorReport {
+            condition: ErrorCondition::UnsupportedMessage,
+            description: format!("refused content-encryption algorithm {algorithm}"),
+            data: Vec::new(),
+        },
+        UnprotectFailure::Invalid(reason) => ErrorReport {
+            condition: ErrorCondition::InvalidCertificate,
+            description: reason.clone(),
+            data: Vec::new(),
+        },
+    };
+    Decision::ReportError(report)
+}
+
+/// The sender's signing certificate was judged: `None` when it may be used.
+/// An unknown revocation status alone is an outage of the revocation
+/// service: retried, not reported.
+pub fn on_certificate_check(
+    report: &CheckReport,
+    subject: &str,
+    thumbprint_sha1: &str,
+    policy: &RetryPolicy,
+    attempt: u32,
+) -> Option<Decision> {
+    if report.is_ok() {
+        return None;
+    }
+    if report.only_revocation_unknown() {
+        return Some(policy.on_outage(attempt));
+    }
+    let condition = condition_of(report.error_condition()?);
+    let problems: Vec<&str> = report.errors.iter().map(|p| Problem::as_str(*p)).collect();
+    Some(Decision::ReportError(ErrorReport::certificate(
+        condition,
+        format!(
+            "the sender's signing certificate is not usable: {}",
+            problems.join(", ")
+        ),
+        subject,
+        thumbprint_sha1,
+    )))
+}
+
+fn condition_of(text: &str) -> ErrorCondition {
+    text.parse().unwrap_or(ErrorCondition::InvalidCertificate)
+}
+
+/// The payload failed the XML or MsgHead checks.
+pub fn on_payload_error(error: &helsemelding_wire::Error) -> Decision {
+    match ErrorReport::from_error(error) {
+        Some(report) => Decision::ReportError(report),
+        None => Decision::DeadLetter {
+            reason: error.to_string(),
+        },
+    }
+}
+
+/// The CPA (or CPP) does not allow the message function from this sender.
+pub fn on_function_not_allowed(function: &str, sender: u32) -> Decision {
+    Decision::ReportError(ErrorReport {
+        condition: ErrorCondition::UnsupportedMessage,
+        description: format!(
+            "message function {function} from HER-id {sender} is not in the collaboration profile"
+        ),
+        data: vec![function.to_string()],
+    })
+}
+
+/// What the application callback said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandlerError {
+    /// Not now (e.g. a database is down): release and retry.
+    Retry {
+        /// Why, for the log.
+        reason: String,
+    },
+    /// Never: tell the sender with this condition and accept the original.
+    Reject {
+        /// The condition to report (usually `transport:internal-error`).
+        condition: ErrorCondition,
+        /// The description to report.
+        description: String,
+    },
+}
+
+impl std::fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandlerError::Retry { reason } => write!(f, "retry: {reason}"),
+            HandlerError::Reject {
+                condition,
+                description,
+            } => write!(f, "reject ({}): {description}", condition.as_str()),
+        }
+    }
+}
+
+impl std::error::Error for HandlerError {}
+
+/// The application refused the message.
+pub fn on_handler_error(error: &HandlerError, policy: &RetryPolicy, attempt: u32) -> Decision {
+    match error {
+        HandlerError::Retry { .. } => policy.on_local_failure(attempt),
+        HandlerError::Reject {
+            condition,
+            description,
+        } => Decision::ReportError(ErrorReport {
+            condition: *condition,
+            description: description.clone(),
+            data: Vec::new(),
+        }),
+    }
+}
+
+/// The error report could not be sent: keep the original and try again
+/// later (its sender must hear about it), spending an attempt.
+pub fn on_report_send_failure(policy: &RetryPolicy, attempt: u32) -> Decision {
+    policy.on_local_failure(attempt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            delivery_limit: 10,
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(1),
+        }
+    }
+
+    fn condition(decision: &Decision) -> ErrorCondition {
+        match decision {
+            Decision::ReportError(report) => report.condition,
+            other => panic!("expected a report, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let p = policy();
+        assert_eq!(p.backoff(1), Duration::from_millis(100));
+        assert_eq!(p.backoff(2), Duration::from_millis(200));
+        assert_eq!(p.backoff(4), Duration::from_millis(800));
+        assert_eq!(p.backoff(5), Duration::from_secs(1));
+        assert_eq!(p.backoff(1000), Duration::from_secs(1));
+        assert_eq!(p.backoff(0), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn the_delivery_limit_dead_letters_the_eleventh_delivery() {
+        let p = policy();
+        assert_eq!(p.on_delivery(1), None);
+        assert_eq!(p.on_delivery(10), None);
+        assert!(matches!(
+            p.on_delivery(11),
+            Some(Decision::DeadLetter { .. })
+        ));
+    }
+
+    #[test]
+    fn outages_do_not_spend_attempts_local_failures_do() {
+        let p = policy();
+        assert_eq!(
+            p.on_outage(3),
+            Decision::Retry {
+                after: Duration::from_millis(400),
+                spend_attempt: false
+            }
+        );
+        assert_eq!(
+            p.on_local_failure(1),
+            Decision::Retry {
+                after: Duration::from_millis(100),
+                spend_attempt: true
+            }
+        );
+    }
+
+    #[test]
+    fn missing_headers_are_reported_with_their_names() {
+        let error = helsemelding_wire::Error::MissingHeaders {
+            fields: vec!["toHerId", "Label"],
+        };
+        let decision = on_header_error(&error, true);
+        assert_eq!(condition(&decision), ErrorCondition::InvalidFieldValue);
+        let Decision::ReportError(report) = decision else {
+            unreachable!()
+        };
+        assert_eq!(report.data_on_wire(), "toHerId;Label;");
+    }
+
+    #[test]
+    fn a_header_error_without_a_sender_is_dead_lettered() {
+        let error = helsemelding_wire::Error::MissingHeaders {
+            fields: vec!["fromHerId"],
+        };
+        assert!(matches!(
+            on_header_error(&error, false),
+            Decision::DeadLetter { .. }
+        ));
+    }
+
+    #[test]
+    fn registry_failures_by_kind() {
+        let p = policy();
+        assert_eq!(
+            condition(&on_registry_failure(RegistryFailure::NotFound, "x", &p, 1)),
+            ErrorCondition::MissingCertificate
+        );
+        assert_eq!(
+            on_registry_failure(RegistryFailure::Unreachable, "x", &p, 1),
+            Decision::Retry {
+                after: Duration::from_millis(100),
+                spend_attempt: false
+            }
+        );
+        assert!(matches!(
+            on_registry_failure(RegistryFailure::Broken, "x", &p, 2),
+            Decision::Retry {
+                spend_attempt: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn wrong_signer_is_spoofing_and_other_cms_failures_invalid_certificate() {
+        let spoof = on_unprotect_failure(
+            &UnprotectFailure::WrongSigner {
+                actual_serial: "0a".into(),
+            },
+            91462,
+        );
+        assert_eq!(condition(&spoof), ErrorCondition::SpoofingAttack);
+        assert_eq!(
+            condition(&on_unprotect_failure(
+                &UnprotectFailure::Invalid("not CMS".into()),
+                91462
+            )),
+            ErrorCondition::InvalidCertificate
+        );
+        assert_eq!(
+            condition(&on_unprotect_failure(
+                &UnprotectFailure::RefusedCipher("1.3.14.3.2.7".into()),
+                91462
+            )),
+            ErrorCondition::UnsupportedMessage
+        );
+    }
+
+    #[test]
+    fn certificate_problems_map_to_conditions_and_unknown_revocation_retries() {
+        let p = policy();
+        let judge = |errors: Vec<Problem>| {
+            on_certificate_check(
+                &CheckReport {
+                    errors,
+                    warnings: vec![],
+                },
+                "CN=x",
+                "ab12",
+                &p,
+                1,
+            )
+        };
+        assert_eq!(judge(vec![]), None);
+        let expired = judge(vec![Problem::Expired]).unwrap();
+        assert_eq!(condition(&expired), ErrorCondition::ExpiredCertificate);
+        let Decision::ReportError(report) = expired else {
+            unreachable!()
+        };
+        assert_eq!(report.data_on_wire(), "Subject: CN=x;Thumbprint: AB12;");
+        assert_eq!(
+            condition(&judge(vec![Problem::Revoked]).unwrap()),
+            ErrorCondition::RevokedCertificate
+        );
+        assert_eq!(
+            condition(&judge(vec![Problem::Expired, Problem::Untrusted]).unwrap()),
+            ErrorCondition::InvalidCertificate
+        );
+        assert_eq!(
+            judge(vec![Problem::RevocationUnknown]),
+            Some(Decision::Retry {
+                after: Duration::from_millis(100),
+                spend_attempt: false
+            })
+        );
+    }
+
+    #[test]
+    fn payload_errors_and_functions() {
+        let bad_xml = helsemelding_wire::Error::NotWellFormed {
+            reason: "line 1".into(),
+        };
+        assert_eq!(
+            condition(&on_payload_error(&bad_xml)),
+            ErrorCondition::NotWellFormedXml
+        );
+        let mismatch = helsemelding_wire::Error::Mismatch {
+            what: "MsgHead sender HER-id",
+            expected: "91462".into(),
+            received: "1".into(),
+        };
+        assert_eq!(
+            condition(&on_payload_error(&mismatch)),
+            ErrorCondition::InvalidFieldValue
+        );
+        assert_eq!(
+            condition(&on_function_not_allowed("FOO", 91462)),
+            ErrorCondition::UnsupportedMessage
+        );
+    }
+
+    #[test]
+    fn handler_errors() {
+        let p = policy();
+        assert!(matches!(
+            on_handler_error(
+                &HandlerError::Retry {
+                    reason: "db".into()
+                },
+                &p,
+                1
+            ),
+            Decision::Retry {
+                spend_attempt: true,
+                ..
+            }
+        ));
+        assert_eq!(
+            condition(&on_handler_error(
+                &HandlerError::Reject {
+                    condition: ErrorCondition::InternalError,
+                    description: "no".into()
+                },
+                &p,
+                1
+            )),
+            ErrorCondition::InternalError
+        );
+    }
+}

@@ -1,0 +1,94 @@
+//! The one error type of this crate.
+
+/// What failed while sending or running a receive pipeline. Variants carry
+/// HER-ids, message ids, queue names and certificate serials, never payload
+/// bytes or keys.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The registry could not tell us about a party.
+    #[error("registry look-up for HER-id {her_id}: {source}")]
+    Registry {
+        /// The party looked up.
+        her_id: u32,
+        /// The registry's error.
+        #[source]
+        source: helsemelding_registry::Error,
+    },
+    /// The address registry says the party's AMQP transport is disabled.
+    #[error(
+        "HER-id {her_id} has its AMQP transport disabled in the address registry; not sending"
+    )]
+    TransportDisabled {
+        /// The receiver.
+        her_id: u32,
+    },
+    /// The receiver's profile does not allow this message function.
+    #[error("message function {function} may not be sent to HER-id {her_id} per its collaboration profile")]
+    FunctionNotAllowed {
+        /// The receiver.
+        her_id: u32,
+        /// The message function.
+        function: String,
+    },
+    /// The receiver has no encryption certificate or queue in the registry.
+    #[error("HER-id {her_id} has no {what} in the registry")]
+    Incomplete {
+        /// The receiver.
+        her_id: u32,
+        /// What is missing.
+        what: &'static str,
+    },
+    /// A certificate failed its check before use.
+    #[error("{role} certificate serial {serial} is not usable: {problems}")]
+    Certificate {
+        /// Whose certificate and for what (e.g. `receiver 93252 encryption`).
+        role: String,
+        /// Its serial (hex).
+        serial: String,
+        /// The problems found.
+        problems: String,
+    },
+    /// The payload cannot be sent (not XML, say).
+    #[error("payload refused: {0}")]
+    Payload(#[source] helsemelding_wire::Error),
+    /// Signing or encrypting failed.
+    #[error("protecting message {message_id}: {source}")]
+    Protect {
+        /// The message.
+        message_id: String,
+        /// Why.
+        #[source]
+        source: helsemelding_protect::Error,
+    },
+    /// The durable store failed.
+    #[error("store: {0}")]
+    Store(#[from] helsemelding_store::Error),
+    /// Moving the message failed; an outbox entry stays pending and is resent.
+    #[error("transport: {0}")]
+    Transport(#[from] helsemelding_transport::Error),
+    /// The broker refused the message.
+    #[error("the broker refused message {message_id} for queue {queue}: {reason}")]
+    Refused {
+        /// The message.
+        message_id: String,
+        /// The queue.
+        queue: String,
+        /// The broker's reason.
+        reason: String,
+    },
+    /// An outbox entry could not be read back.
+    #[error("outbox entry {message_id} is unreadable: {reason}")]
+    Outbox {
+        /// The message.
+        message_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A background task died.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

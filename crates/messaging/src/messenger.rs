@@ -1,0 +1,476 @@
+//! Sending: resolve the receiver, check both certificates, protect, build
+//! the envelope as the reference library does, record it in the durable
+//! outbox, transfer it, and mark it sent only on the broker's Accepted
+//! outcome. The outbox pump resends what a crash or outage left pending,
+//! with the same message-id.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use helsemelding_protect::{
+    check_certificate, protect, Certificate, CheckReport, CheckRequest, CrlSource, Identity,
+    ProtectOptions, RevocationPolicy, TrustAnchors, Usage,
+};
+use helsemelding_registry::{resolve, Direction, Registry};
+use helsemelding_store::audit::{AuditEvent, AuditKind};
+use helsemelding_store::outbox::OutgoingMessage;
+use helsemelding_store::Store;
+use helsemelding_transport::{Message, Outcome, Sender, Transport};
+use helsemelding_wire::envelope::{Outgoing, Routing};
+use helsemelding_wire::queue::{queue_name, QueueKind};
+use helsemelding_wire::{metadata, HerId};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::convert;
+use crate::engine::RetryPolicy;
+use crate::error::{Error, Result};
+
+/// Who we are and how strictly we judge: everything a [`Messenger`] needs
+/// besides its transport, registry and store.
+#[derive(Clone)]
+pub struct MessengerConfig {
+    /// Our HER-id.
+    pub her_id: HerId,
+    /// Our signing identity (certificate with nonRepudiation, and its key).
+    pub signing: Identity,
+    /// Our current decryption identity (keyEncipherment).
+    pub decryption: Identity,
+    /// The previous decryption identity, during a certificate rotation.
+    pub legacy_decryption: Option<Identity>,
+    /// Anchors every certificate's chain must end in.
+    pub trust: TrustAnchors,
+    /// Where CRLs come from (a warm cache, or static files).
+    pub crls: Arc<dyn CrlSource>,
+    /// What an unknown revocation status means.
+    pub revocation: RevocationPolicy,
+    /// TTL of async messages (none by default, as the reference library).
+    pub async_ttl: Option<Duration>,
+    /// Retry pacing and the delivery limit of the receive pipelines.
+    pub retry: RetryPolicy,
+    /// Extra string application properties on every message we send.
+    pub extra_properties: Vec<(String, String)>,
+}
+
+impl MessengerConfig {
+    /// A configuration with the defaults: no async TTL, the default retry
+    /// policy, revocation required, no extra properties.
+    pub fn new(
+        her_id: HerId,
+        signing: Identity,
+        decryption: Identity,
+        trust: TrustAnchors,
+        crls: Arc<dyn CrlSource>,
+    ) -> Self {
+        MessengerConfig {
+            her_id,
+            signing,
+            decryption,
+            legacy_decryption: None,
+            trust,
+            crls,
+            revocation: RevocationPolicy::Require,
+            async_ttl: None,
+            retry: RetryPolicy::default(),
+            extra_properties: Vec::new(),
+        }
+    }
+}
+
+/// One async message to send.
+#[derive(Clone, Debug)]
+pub struct SendRequest {
+    /// The receiver.
+    pub to: HerId,
+    /// The message function (AMQP subject), e.g. `DIALOG_INNBYGGER_TEST`.
+    pub function: String,
+    /// The XML payload, sent (signed) byte for byte.
+    pub payload: Vec<u8>,
+}
+
+impl SendRequest {
+    /// A request to send `payload` as `function` to `to`.
+    pub fn new(to: HerId, function: impl Into<String>, payload: impl Into<Vec<u8>>) -> Self {
+        SendRequest {
+            to,
+            function: function.into(),
+            payload: payload.into(),
+        }
+    }
+}
+
+/// Sends messages and runs the outbox; cheap to clone (shared state).
+#[derive(Clone)]
+pub struct Messenger {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: MessengerConfig,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) registry: Arc<dyn Registry>,
+    pub(crate) store: Store,
+    senders: Mutex<HashMap<String, Box<dyn Sender>>>,
+}
+
+impl Messenger {
+    /// A messenger for `config.her_id` over these transport, registry and store.
+    pub fn new(
+        config: MessengerConfig,
+        transport: Arc<dyn Transport>,
+        registry: Arc<dyn Registry>,
+        store: Store,
+    ) -> Self {
+        Messenger {
+            inner: Arc::new(Inner {
+                config,
+                transport,
+                registry,
+                store,
+                senders: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Our HER-id.
+    pub fn her_id(&self) -> HerId {
+        self.inner.config.her_id
+    }
+
+    /// The store this messenger records in.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Our queue of `kind` (`<herid>_async` etc.).
+    pub fn our_queue(&self, kind: QueueKind) -> String {
+        queue_name(self.her_id(), kind)
+    }
+
+    /// Sends an async message and returns its message-id once the broker
+    /// accepted it. The protected message is in the outbox before it is
+    /// transferred: if this fails after that, [`Messenger::flush_outbox`]
+    /// sends it later with the same message-id.
+    pub async fn send(&self, request: SendRequest) -> Result<String> {
+        let ours = self.her_id();
+        let to = request.to;
+        let registry = self.inner.registry.clone();
+        let profile = resolve(&*registry, ours.get(), to.get())
+            .await
+            .map_err(|source| Error::Registry {
+                her_id: to.get(),
+                source,
+            })?;
+        if !profile.amqp_allowed() {
+            return Err(Error::TransportDisabled { her_id: to.get() });
+        }
+        if !profile.allows(&request.function, Direction::Send) {
+            return Err(Error::FunctionNotAllowed {
+                her_id: to.get(),
+                function: request.function,
+            });
+        }
+        let encryption = profile
+            .encryption_certificate
+            .clone()
+            .ok_or(Error::Incomplete {
+                her_id: to.get(),
+                what: "encryption certificate",
+            })?;
+        let queue = profile
+            .queues
+            .async_queue
+            .clone()
+            .unwrap_or_else(|| queue_name(to, QueueKind::Async));
+        let now = Utc::now();
+        self.require_usable(
+            &encryption,
+            Usage::Encryption,
+            format!("receiver {to} encryption"),
+            now,
+        )
+        .await?;
+        let signing = self.inner.config.signing.certificate().clone();
+        self.require_usable(&signing, Usage::Signing, "our signing".into(), now)
+            .await?;
+        let metadata = metadata::extract(&request.payload).map_err(Error::Payload)?;
+
+        let message_id = Uuid::new_v4().hyphenated().to_string();
+        let body = self
+            .protect(&message_id, request.payload, encryption)
+            .await?;
+        let config = &self.inner.config;
+        let ttl = config.async_ttl;
+        let envelope = Outgoing {
+            message_id: message_id.clone(),
+            from: ours,
+            to,
+            to_queue: queue.clone(),
+            function: request.function.clone(),
+            routing: Routing::Async {
+                reply_to: self.our_queue(QueueKind::Async),
+                ttl,
+            },
+            protected: true,
+            cpa_id: profile
+                .cpa_id
+                .as_deref()
+                .and_then(|id| Uuid::parse_str(id).ok()),
+            sent_at: now,
+            extra: metadata
+                .into_iter()
+                .chain(config.extra_properties.iter().cloned())
+                .collect(),
+        }
+        .into_envelope();
+        let message = convert::to_message(&envelope, body);
+        self.record_in_outbox(&message, to, &queue, now, ttl)
+            .await?;
+        self.transfer(&queue, message, Some(to)).await?;
+        Ok(message_id)
+    }
+
+    /// Sends every pending outbox entry (on start, after a crash or an
+    /// outage), oldest first, with its original message-id. Returns how
+    /// many the broker accepted; stops at the first transport failure.
+    pub async fn flush_outbox(&self) -> Result<usize> {
+        self.flush_outbox_older_than(Duration::ZERO).await
+    }
+
+    /// Runs [`Messenger::flush_outbox`] every `interval` for entries at
+    /// least `interval` old (younger ones are still being sent by `send`),
+    /// until the task is aborted.
+    pub fn spawn_outbox_pump(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let messenger = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                if let Err(error) = messenger.flush_outbox_older_than(interval).await {
+                    tracing::warn!(%error, "outbox pump: will try again");
+                }
+            }
+        })
+    }
+
+    async fn flush_outbox_older_than(&self, age: Duration) -> Result<usize> {
+        let cutoff = Utc::now() - chrono::Duration::from_std(age).unwrap_or_default();
+        let pending = self.with_store(|s| s.outbox().pending(1000)).await?;
+        let mut sent = 0;
+        for entry in pending.into_iter().filter(|e| e.created_at <= cutoff) {
+            let now = Utc::now();
+            if entry.expires_at.is_some_and(|at| at <= now) {
+                let id = entry.message_id.clone();
+                self.with_store(move |s| s.outbox().mark_failed(&id, now, "expired in the outbox"))
+                    .await?;
+                continue;
+            }
+            let mut message: Message =
+                serde_json::from_slice(&entry.envelope).map_err(|e| Error::Outbox {
+                    message_id: entry.message_id.clone(),
+                    reason: e.to_string(),
+                })?;
+            message.body = entry.body;
+            let to = HerId::new(entry.to_her_id);
+            match self.transfer(&entry.queue, message, to).await {
+                Ok(()) => sent += 1,
+                Err(Error::Refused { .. }) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(sent)
+    }
+
+    async fn record_in_outbox(
+        &self,
+        message: &Message,
+        to: HerId,
+        queue: &str,
+        now: DateTime<Utc>,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let entry = OutgoingMessage {
+            message_id: message.message_id.clone().unwrap_or_default(),
+            to_her_id: to.get(),
+            queue: queue.to_owned(),
+            function: message.subject.clone().unwrap_or_default(),
+            // The body is stored beside the envelope (serde skips it).
+            envelope: serde_json::to_vec(message).expect("a message serialises"),
+            body: message.body.clone(),
+            created_at: now,
+            expires_at: ttl.and_then(|t| chrono::Duration::from_std(t).ok().map(|t| now + t)),
+        };
+        self.with_store(move |s| s.outbox().enqueue(&entry)).await
+    }
+
+    /// Sends an outbox entry and settles it by the broker's outcome.
+    async fn transfer(&self, queue: &str, message: Message, to: Option<HerId>) -> Result<()> {
+        let message_id = message.message_id.clone().unwrap_or_default();
+        let function = message.subject.clone();
+        let result = self.send_to_queue(queue, message).await;
+        let now = Utc::now();
+        let id = message_id.clone();
+        match result {
+            Ok(()) => {
+                self.with_store(move |s| s.outbox().mark_sent(&id, now))
+                    .await?;
+                self.audit(AuditEvent {
+                    counterpart_her_id: to.map(HerId::get),
+                    message_id: Some(message_id),
+                    function,
+                    ..AuditEvent::new(AuditKind::Sent, self.actor(), "ok")
+                })
+                .await;
+                Ok(())
+            }
+            Err(Error::Refused { reason, .. }) if !reason.is_empty() => {
+                let why = reason.clone();
+                self.with_store(move |s| s.outbox().mark_failed(&id, now, &why))
+                    .await?;
+                Err(Error::Refused {
+                    message_id,
+                    queue: queue.to_owned(),
+                    reason,
+                })
+            }
+            Err(error) => {
+                let why = error.to_string();
+                self.with_store(move |s| s.outbox().record_attempt_failed(&id, &why))
+                    .await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Sends one message to `queue` on a cached sender link and returns
+    /// only on Accepted. `Refused` with an empty reason means Released
+    /// (worth trying again).
+    pub(crate) async fn send_to_queue(&self, queue: &str, message: Message) -> Result<()> {
+        let message_id = message.message_id.clone().unwrap_or_default();
+        let mut senders = self.inner.senders.lock().await;
+        if !senders.contains_key(queue) {
+            let sender = self.inner.transport.sender(queue).await?;
+            senders.insert(queue.to_owned(), sender);
+        }
+        let sender = senders.get_mut(queue).expect("inserted above");
+        let refused = |reason: String| Error::Refused {
+            message_id: message_id.clone(),
+            queue: queue.to_owned(),
+            reason,
+        };
+        match sender.send(message).await {
+            Ok(Outcome::Accepted) => Ok(()),
+            Ok(Outcome::Rejected { reason }) => Err(refused(if reason.is_empty() {
+                "rejected".into()
+            } else {
+                reason
+            })),
+            Ok(_) => Err(refused(String::new())),
+            Err(error) => {
+                // A failed link is not reused: the next send attaches a new one.
+                senders.remove(queue);
+                Err(error.into())
+            }
+        }
+    }
+
+    async fn protect(
+        &self,
+        message_id: &str,
+        payload: Vec<u8>,
+        recipient: Certificate,
+    ) -> Result<Vec<u8>> {
+        let signer = self.inner.config.signing.clone();
+        tokio::task::spawn_blocking(move || {
+            protect(&payload, &signer, &recipient, &ProtectOptions::default())
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+        .map_err(|source| Error::Protect {
+            message_id: message_id.to_owned(),
+            source,
+        })
+    }
+
+    /// Judges a certificate for `usage` at `at` with the configured anchors,
+    /// CRLs and policy.
+    pub(crate) async fn judge(
+        &self,
+        certificate: &Certificate,
+        usage: Usage,
+        at: DateTime<Utc>,
+    ) -> CheckReport {
+        let config = &self.inner.config;
+        let crls = if config.revocation == RevocationPolicy::Off {
+            Vec::new()
+        } else {
+            config.crls.crls_for(certificate).await
+        };
+        check_certificate(
+            certificate,
+            &CheckRequest {
+                usage,
+                at,
+                trust: &config.trust,
+                crls: &crls,
+                revocation: config.revocation,
+            },
+        )
+    }
+
+    async fn require_usable(
+        &self,
+        certificate: &Certificate,
+        usage: Usage,
+        role: String,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let report = self.judge(certificate, usage, at).await;
+        for warning in &report.warnings {
+            tracing::warn!(role, serial = certificate.serial_hex(), %warning, "certificate warning");
+        }
+        if report.is_ok() {
+            return Ok(());
+        }
+        Err(Error::Certificate {
+            role,
+            serial: certificate.serial_hex(),
+            problems: report
+                .errors
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// Runs a store operation off the async threads.
+    pub(crate) async fn with_store<T, F>(&self, operation: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> helsemelding_store::Result<T> + Send + 'static,
+    {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || operation(&store))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+            .map_err(Error::from)
+    }
+
+    /// Appends to the audit log; a failure is logged, never stops a flow
+    /// (the message must still be settled).
+    pub(crate) async fn audit(&self, event: AuditEvent) {
+        let kind = event.kind;
+        if let Err(error) = self
+            .with_store(move |s| s.audit().append(Utc::now(), &event).map(|_| ()))
+            .await
+        {
+            tracing::error!(%error, kind = kind.as_str(), "audit append failed");
+        }
+    }
+
+    pub(crate) fn actor(&self) -> String {
+        format!("herid:{}", self.her_id())
+    }
+}

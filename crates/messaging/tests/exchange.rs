@@ -1,0 +1,605 @@
+//! Two parties exchanging async messages through the messaging engine, and
+//! every error path ending on the sender's error queue: one suite, run on
+//! the local transport (fast) and on the private RabbitMQ of scripts/test.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use helsemelding_messaging::{
+    convert, ErrorHandler, Handler, HandlerError, Listener, ListenerOptions, Messenger,
+    MessengerConfig, Received, RetryPolicy, SendRequest,
+};
+use helsemelding_protect::{
+    protect, Certificate, Crl, Identity, ProtectOptions, RevocationPolicy, StaticCrls, TrustAnchors,
+};
+use helsemelding_registry::file::NewParty;
+use helsemelding_registry::FileRegistry;
+use helsemelding_store::audit::{AuditFilter, AuditKind};
+use helsemelding_store::outbox::{OutboxState, OutgoingMessage};
+use helsemelding_store::Store;
+use helsemelding_testkit::broker::{Broker, PartyQueues};
+use helsemelding_testkit::pki::{Issued, LeafOptions, TestPki, Usage};
+use helsemelding_transport::amqp::{AmqpOptions, AmqpTransport};
+use helsemelding_transport::local::LocalTransport;
+use helsemelding_transport::{Message, Transport};
+use helsemelding_wire::envelope::{Outgoing, Routing};
+use helsemelding_wire::error_report::{ErrorCondition, ReceivedErrorReport};
+use helsemelding_wire::queue::{queue_name, QueueKind};
+use helsemelding_wire::HerId;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(20);
+const FUNCTION: &str = "DIALOG_INNBYGGER_TEST";
+
+/// Collects what the application callbacks were given.
+#[derive(Default)]
+struct Inbox {
+    received: Mutex<Vec<Received>>,
+    errors: Mutex<Vec<ReceivedErrorReport>>,
+}
+
+#[async_trait]
+impl Handler for Inbox {
+    async fn handle(&self, message: &Received) -> Result<(), HandlerError> {
+        self.received.lock().unwrap().push(message.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ErrorHandler for Inbox {
+    async fn handle_error(&self, report: &ReceivedErrorReport) -> Result<(), HandlerError> {
+        self.errors.lock().unwrap().push(report.clone());
+        Ok(())
+    }
+}
+
+impl Inbox {
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    fn errors(&self) -> Vec<ReceivedErrorReport> {
+        self.errors.lock().unwrap().clone()
+    }
+}
+
+async fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+struct Party {
+    her_id: HerId,
+    signing: Issued,
+    encryption: Issued,
+    store: Store,
+    messenger: Messenger,
+    inbox: Arc<Inbox>,
+    listener: Option<Listener>,
+}
+
+impl Party {
+    fn identity(issued: &Issued) -> Identity {
+        Identity::new(
+            Certificate::from_x509(issued.cert.clone()),
+            issued.key.clone(),
+        )
+        .unwrap()
+    }
+}
+
+enum Net {
+    Local,
+    RabbitMq,
+}
+
+struct World {
+    pki: TestPki,
+    registry: Arc<FileRegistry>,
+    transport: Arc<dyn Transport>,
+    a: Party,
+    b: Party,
+    _dir: tempfile::TempDir,
+    _queues: Vec<PartyQueues>,
+}
+
+impl World {
+    async fn new(net: Net) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let (transport, her_ids, queues): (Arc<dyn Transport>, [u32; 2], Vec<PartyQueues>) =
+            match net {
+                Net::Local => (
+                    Arc::new(LocalTransport::open(dir.path().join("queues.db")).unwrap()),
+                    [91462, 109989],
+                    Vec::new(),
+                ),
+                Net::RabbitMq => {
+                    let broker = Broker::from_env();
+                    // Unique HER-ids: error reports go to the real `<sender>_error` names.
+                    let base = 800_000_000 + fastrand::u32(0..100_000_000);
+                    let ids = [base, base + 1];
+                    let queues = ids.iter().map(|id| broker.party_queues(*id)).collect();
+                    let url = format!("{}/{}", broker.amqp_url(), broker.exchange());
+                    let transport = AmqpTransport::new(&url, AmqpOptions::default()).unwrap();
+                    (Arc::new(transport), ids, queues)
+                }
+            };
+        let pki = TestPki::new("messaging test CA");
+        let registry = Arc::new(FileRegistry::new(dir.path().join("registry")));
+        let crl = Crl::from_x509_crl(pki.crl(&[], Utc::now() + chrono::Duration::days(1)));
+        let crls = Arc::new(StaticCrls::new(vec![crl]));
+        let trust = TrustAnchors::new(vec![Certificate::from_x509(pki.ca.cert.clone())]);
+        let mut parties = Vec::new();
+        for her_id in her_ids {
+            let signing = pki.issue(&format!("party {her_id} signing"), Usage::Signing);
+            let encryption = pki.issue(&format!("party {her_id} encryption"), Usage::Encryption);
+            registry
+                .add_party(&NewParty {
+                    her_id,
+                    name: format!("party {her_id}"),
+                    signing_certificate: Certificate::from_x509(signing.cert.clone()),
+                    encryption_certificate: Certificate::from_x509(encryption.cert.clone()),
+                    cpp: None,
+                    queue_prefix: None,
+                })
+                .unwrap();
+            let her_id = HerId::new(her_id).unwrap();
+            let mut config = MessengerConfig::new(
+                her_id,
+                Party::identity(&signing),
+                Party::identity(&encryption),
+                trust.clone(),
+                crls.clone(),
+            );
+            config.revocation = RevocationPolicy::Require;
+            config.retry = RetryPolicy {
+                delivery_limit: 10,
+                backoff_min: Duration::from_millis(50),
+                backoff_max: Duration::from_millis(200),
+            };
+            let store = Store::open(&dir.path().join(format!("{her_id}.db"))).unwrap();
+            let messenger =
+                Messenger::new(config, transport.clone(), registry.clone(), store.clone());
+            let inbox = Arc::new(Inbox::default());
+            let listener = Listener::start(
+                &messenger,
+                inbox.clone(),
+                inbox.clone(),
+                ListenerOptions {
+                    workers: 2,
+                    error_queue: true,
+                    poll: Duration::from_millis(200),
+                },
+            )
+            .await
+            .unwrap();
+            parties.push(Party {
+                her_id,
+                signing,
+                encryption,
+                store,
+                messenger,
+                inbox,
+                listener: Some(listener),
+            });
+        }
+        let b = parties.pop().unwrap();
+        let a = parties.pop().unwrap();
+        World {
+            pki,
+            registry,
+            transport,
+            a,
+            b,
+            _dir: dir,
+            _queues: queues,
+        }
+    }
+
+    async fn stop(mut self) {
+        for party in [&mut self.a, &mut self.b] {
+            party.listener.take().unwrap().stop().await.unwrap();
+        }
+        self.transport.close().await.unwrap();
+    }
+
+    /// A MsgHead from `from` to `to` around a small note.
+    fn payload(from: HerId, to: HerId) -> Vec<u8> {
+        format!(
+            r#"<MsgHead xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24">
+  <MsgInfo>
+    <Type V="{FUNCTION}" DN="Test" />
+    <MIGversion>v1.2 2006-05-24</MIGversion>
+    <GenDate>2026-11-23T10:00:00Z</GenDate>
+    <MsgId>{id}</MsgId>
+    <Sender><Organisation><OrganisationName>A</OrganisationName><Ident><Id>{from}</Id><TypeId V="HER" S="2.16.578.1.12.4.1.1.9051" DN="HER-id" /></Ident></Organisation></Sender>
+    <Receiver><Organisation><OrganisationName>B</OrganisationName><Ident><Id>{to}</Id><TypeId V="HER" S="2.16.578.1.12.4.1.1.9051" DN="HER-id" /></Ident></Organisation></Receiver>
+  </MsgInfo>
+  <Document><RefDoc><MsgType V="XML" DN="XML-instans" /><Content><Note xmlns="urn:test">Hei, æøå</Note></Content></RefDoc></Document>
+</MsgHead>"#,
+            id = Uuid::new_v4()
+        )
+        .into_bytes()
+    }
+
+    /// A message as a peer might put it on the wire: `payload` signed by
+    /// `signer`, encrypted to B, claiming to come from A.
+    fn raw_to_b(&self, payload: &[u8], signer: &Issued) -> Message {
+        let body = protect(
+            payload,
+            &Party::identity(signer),
+            &Certificate::from_x509(self.b.encryption.cert.clone()),
+            &ProtectOptions::default(),
+        )
+        .unwrap();
+        let envelope = Outgoing {
+            message_id: Uuid::new_v4().hyphenated().to_string(),
+            from: self.a.her_id,
+            to: self.b.her_id,
+            to_queue: queue_name(self.b.her_id, QueueKind::Async),
+            function: FUNCTION.into(),
+            routing: Routing::Async {
+                reply_to: queue_name(self.a.her_id, QueueKind::Async),
+                ttl: None,
+            },
+            protected: true,
+            cpa_id: None,
+            sent_at: Utc::now(),
+            extra: Vec::new(),
+        }
+        .into_envelope();
+        convert::to_message(&envelope, body)
+    }
+
+    async fn put_to_b(&self, message: Message) {
+        let mut sender = self
+            .transport
+            .sender(&queue_name(self.b.her_id, QueueKind::Async))
+            .await
+            .unwrap();
+        let outcome = sender.send(message).await.unwrap();
+        assert_eq!(outcome, helsemelding_transport::Outcome::Accepted);
+        sender.close().await.unwrap();
+    }
+
+    /// Sends `message` to B as A would not: the report must reach A's error
+    /// queue with `condition`, and B's application must see nothing.
+    async fn expect_error_report(
+        &self,
+        message: Message,
+        condition: ErrorCondition,
+    ) -> ReceivedErrorReport {
+        let id = message.message_id.clone().unwrap();
+        self.put_to_b(message).await;
+        let report = eventually("the error report", || {
+            self.a
+                .inbox
+                .errors()
+                .into_iter()
+                .find(|r| r.original_message_id.as_deref() == Some(id.as_str()))
+        })
+        .await;
+        assert_eq!(report.condition, Some(condition), "{report:?}");
+        assert_eq!(report.from, Some(self.b.her_id));
+        assert_eq!(report.to, Some(self.a.her_id));
+        assert_eq!(report.function.as_deref(), Some(FUNCTION));
+        assert!(report.receiver_time.is_some());
+        assert!(
+            self.b.inbox.received().iter().all(|r| r.message_id != id),
+            "the refused message was handed to the application"
+        );
+        // B audits after settling, which may be after A saw the report.
+        eventually("the error-reported audit event", || {
+            let events = self
+                .b
+                .store
+                .audit()
+                .list(&AuditFilter {
+                    message_id: Some(id.clone()),
+                    ..AuditFilter::default()
+                })
+                .unwrap();
+            events
+                .iter()
+                .any(|e| {
+                    e.event.kind == AuditKind::ErrorReported
+                        && e.event.outcome == condition.as_str()
+                })
+                .then_some(())
+        })
+        .await;
+        report
+    }
+}
+
+async fn exchange_both_ways(net: Net) {
+    let world = World::new(net).await;
+    let (a, b) = (&world.a, &world.b);
+    let to_b = World::payload(a.her_id, b.her_id);
+    let id = a
+        .messenger
+        .send(SendRequest::new(b.her_id, FUNCTION, to_b.clone()))
+        .await
+        .unwrap();
+    assert!(Uuid::parse_str(&id).is_ok());
+    let got = eventually("B's hand-over", || b.inbox.received().into_iter().next()).await;
+    assert_eq!(got.payload, to_b, "payload bytes exactly as signed");
+    assert_eq!(got.message_id, id);
+    assert_eq!(got.correlation_id.as_deref(), Some(id.as_str()));
+    assert_eq!((got.from, got.to), (a.her_id, b.her_id));
+    assert_eq!(got.function, FUNCTION);
+    assert_eq!(got.cpa_id, None);
+    assert_eq!(got.metadata["X-MessageInfo-Type"], FUNCTION);
+    assert_eq!(got.queue, queue_name(b.her_id, QueueKind::Async));
+    assert!(matches!(
+        a.store.outbox().state(&id).unwrap(),
+        Some(OutboxState::Sent { .. })
+    ));
+
+    let to_a = World::payload(b.her_id, a.her_id);
+    let reply = b
+        .messenger
+        .send(SendRequest::new(a.her_id, FUNCTION, to_a.clone()))
+        .await
+        .unwrap();
+    let got = eventually("A's hand-over", || a.inbox.received().into_iter().next()).await;
+    assert_eq!((got.message_id, got.payload), (reply, to_a));
+    assert!(a.inbox.errors().is_empty() && b.inbox.errors().is_empty());
+    assert_eq!(b.inbox.received().len(), 1);
+    world.stop().await;
+}
+
+async fn error_paths_end_on_the_senders_error_queue(net: Net) {
+    let world = World::new(net).await;
+    let a_signing = world.a.signing.clone();
+
+    // Not XML (but properly signed and encrypted).
+    let message = world.raw_to_b(b"<MsgHead><unclosed>", &a_signing);
+    world
+        .expect_error_report(message, ErrorCondition::NotWellFormedXml)
+        .await;
+
+    // Signed by someone else than the claimed sender.
+    let mallory = world.pki.issue("mallory signing", Usage::Signing);
+    let payload = World::payload(world.a.her_id, world.b.her_id);
+    let message = world.raw_to_b(&payload, &mallory);
+    world
+        .expect_error_report(message, ErrorCondition::SpoofingAttack)
+        .await;
+
+    // MsgHead sender differs from fromHerId.
+    let payload = World::payload(HerId::new(4242).unwrap(), world.b.her_id);
+    let message = world.raw_to_b(&payload, &a_signing);
+    let report = world
+        .expect_error_report(message, ErrorCondition::InvalidFieldValue)
+        .await;
+    assert_eq!(
+        report.data,
+        vec![world.a.her_id.to_string(), "4242".to_string()]
+    );
+
+    // Missing subject (Label) and application timestamp.
+    let mut message = world.raw_to_b(&World::payload(world.a.her_id, world.b.her_id), &a_signing);
+    message.subject = None;
+    message
+        .application_properties
+        .remove("applicationTimeStamp");
+    let id = message.message_id.clone().unwrap();
+    world.put_to_b(message).await;
+    let report = eventually("the header report", || {
+        world
+            .a
+            .inbox
+            .errors()
+            .into_iter()
+            .find(|r| r.original_message_id.as_deref() == Some(id.as_str()))
+    })
+    .await;
+    assert_eq!(report.condition, Some(ErrorCondition::InvalidFieldValue));
+    assert_eq!(report.data, vec!["Label", "applicationTimeStamp"]);
+
+    // The sender's registered signing certificate has expired.
+    let expired = world.pki.issue_with(
+        "party a old signing",
+        Usage::Signing,
+        &LeafOptions {
+            not_before: Utc::now() - chrono::Duration::days(400),
+            not_after: Utc::now() - chrono::Duration::days(1),
+            ..LeafOptions::default()
+        },
+    );
+    world
+        .registry
+        .add_party(&NewParty {
+            her_id: world.a.her_id.get(),
+            name: "party a".into(),
+            signing_certificate: Certificate::from_x509(expired.cert.clone()),
+            encryption_certificate: Certificate::from_x509(world.a.encryption.cert.clone()),
+            cpp: None,
+            queue_prefix: None,
+        })
+        .unwrap();
+    let message = world.raw_to_b(&World::payload(world.a.her_id, world.b.her_id), &expired);
+    let report = world
+        .expect_error_report(message, ErrorCondition::ExpiredCertificate)
+        .await;
+    let thumbprint = Certificate::from_x509(expired.cert.clone()).thumbprint_sha1();
+    assert_eq!(
+        report.data.last().unwrap(),
+        &format!("Thumbprint: {}", thumbprint.to_ascii_uppercase())
+    );
+
+    assert!(world.b.inbox.received().is_empty());
+    assert!(
+        world.b.inbox.errors().is_empty(),
+        "reports are never answered"
+    );
+    world.stop().await;
+}
+
+async fn a_redelivered_message_is_handed_over_once(net: Net) {
+    let world = World::new(net).await;
+    let message = world.raw_to_b(
+        &World::payload(world.a.her_id, world.b.her_id),
+        &world.a.signing,
+    );
+    let id = message.message_id.clone().unwrap();
+    world.put_to_b(message.clone()).await;
+    eventually("the first hand-over", || {
+        (!world.b.inbox.received().is_empty()).then_some(())
+    })
+    .await;
+    world.put_to_b(message).await;
+    eventually("the duplicate accepted", || {
+        let events = world
+            .b
+            .store
+            .audit()
+            .list(&AuditFilter {
+                message_id: Some(id.clone()),
+                ..AuditFilter::default()
+            })
+            .unwrap();
+        events
+            .iter()
+            .any(|e| e.event.kind == AuditKind::Accepted && e.event.outcome == "duplicate")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(world.b.inbox.received().len(), 1);
+    assert!(world.a.inbox.errors().is_empty());
+    world.stop().await;
+}
+
+async fn an_outbox_entry_left_by_a_crash_is_sent_once_on_restart(net: Net) {
+    let world = World::new(net).await;
+    let payload = World::payload(world.a.her_id, world.b.her_id);
+    // What `send` records before the transfer; the process "dies" here.
+    let message = world.raw_to_b(&payload, &world.a.signing);
+    let id = message.message_id.clone().unwrap();
+    world
+        .a
+        .store
+        .outbox()
+        .enqueue(&OutgoingMessage {
+            message_id: id.clone(),
+            to_her_id: world.b.her_id.get(),
+            queue: queue_name(world.b.her_id, QueueKind::Async),
+            function: FUNCTION.into(),
+            envelope: serde_json::to_vec(&message).unwrap(),
+            body: message.body.clone(),
+            created_at: Utc::now(),
+            expires_at: None,
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(world.b.inbox.received().is_empty());
+
+    // A new messenger over the same store, as after a restart.
+    let restarted = Messenger::new(
+        MessengerConfig::new(
+            world.a.her_id,
+            Party::identity(&world.a.signing),
+            Party::identity(&world.a.encryption),
+            TrustAnchors::default(),
+            Arc::new(StaticCrls::default()),
+        ),
+        world.transport.clone(),
+        world.registry.clone(),
+        world.a.store.clone(),
+    );
+    assert_eq!(restarted.flush_outbox().await.unwrap(), 1);
+    assert_eq!(restarted.flush_outbox().await.unwrap(), 0, "sent once");
+    let got = eventually("the hand-over", || {
+        world.b.inbox.received().into_iter().next()
+    })
+    .await;
+    assert_eq!((got.message_id, got.payload), (id.clone(), payload));
+    assert!(matches!(
+        world.a.store.outbox().state(&id).unwrap(),
+        Some(OutboxState::Sent { .. })
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(world.b.inbox.received().len(), 1);
+    world.stop().await;
+}
+
+async fn sending_refuses_an_unknown_receiver_and_non_xml(net: Net) {
+    let world = World::new(net).await;
+    let unknown = HerId::new(123).unwrap();
+    let error = world
+        .a
+        .messenger
+        .send(SendRequest::new(unknown, FUNCTION, b"<a/>".to_vec()))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("123"), "{error}");
+    let error = world
+        .a
+        .messenger
+        .send(SendRequest::new(
+            world.b.her_id,
+            FUNCTION,
+            b"not xml".to_vec(),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, helsemelding_messaging::Error::Payload(_)),
+        "{error}"
+    );
+    assert_eq!(world.a.store.outbox().pending_count().unwrap(), 0);
+    world.stop().await;
+}
+
+macro_rules! suite {
+    ($net:ident, $flavor:meta) => {
+        #[allow(non_snake_case)]
+        mod $net {
+            use super::*;
+
+            #[$flavor]
+            async fn exchange_both_ways() {
+                super::exchange_both_ways(Net::$net).await;
+            }
+
+            #[$flavor]
+            async fn error_paths_end_on_the_senders_error_queue() {
+                super::error_paths_end_on_the_senders_error_queue(Net::$net).await;
+            }
+
+            #[$flavor]
+            async fn a_redelivered_message_is_handed_over_once() {
+                super::a_redelivered_message_is_handed_over_once(Net::$net).await;
+            }
+
+            #[$flavor]
+            async fn an_outbox_entry_left_by_a_crash_is_sent_once_on_restart() {
+                super::an_outbox_entry_left_by_a_crash_is_sent_once_on_restart(Net::$net).await;
+            }
+
+            #[$flavor]
+            async fn sending_refuses_an_unknown_receiver_and_non_xml() {
+                super::sending_refuses_an_unknown_receiver_and_non_xml(Net::$net).await;
+            }
+        }
+    };
+}
+
+suite!(
+    Local,
+    tokio::test(flavor = "multi_thread", worker_threads = 2)
+);
+suite!(
+    RabbitMq,
+    tokio::test(flavor = "multi_thread", worker_threads = 2)
+);
