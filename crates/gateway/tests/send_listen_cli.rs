@@ -7,7 +7,7 @@ use std::process::Command;
 use helsemelding_protect::Certificate;
 use helsemelding_registry::file::NewParty;
 use helsemelding_registry::FileRegistry;
-use helsemelding_testkit::pki::{TestPki, Usage};
+use helsemelding_testkit::pki::{LeafOptions, TestPki, Usage};
 
 const PAYLOAD: &str = r#"<MsgHead xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24">
   <MsgInfo>
@@ -35,14 +35,40 @@ fn helsemelding(config: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Serves `crl` (DER) to every request on 127.0.0.1 for the rest of the
+/// test process; returns its URL.
+fn serve_crl(crl: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/ca.crl", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/pkix-crl\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                crl.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&crl);
+        }
+    });
+    url
+}
+
 fn party_config(
     dir: &Path,
     pki: &TestPki,
     registry: &FileRegistry,
     her_id: u32,
+    crl_url: &str,
 ) -> std::path::PathBuf {
-    let signing = pki.issue(&format!("{her_id} signing"), Usage::Signing);
-    let encryption = pki.issue(&format!("{her_id} encryption"), Usage::Encryption);
+    let options = LeafOptions {
+        crl_url: Some(crl_url.to_string()),
+        ..LeafOptions::default()
+    };
+    let signing = pki.issue_with(&format!("{her_id} signing"), Usage::Signing, &options);
+    let encryption = pki.issue_with(&format!("{her_id} encryption"), Usage::Encryption, &options);
     let (sign_cert, sign_key) = signing.write_pem(dir, &format!("{her_id}-sign"));
     let (enc_cert, enc_key) = encryption.write_pem(dir, &format!("{her_id}-enc"));
     registry
@@ -69,7 +95,7 @@ decryption_key = "{}"
 dir = "{d}/registry"
 [trust]
 anchors = ["{d}/ca.pem"]
-revocation = "off"
+revocation = "require"
 [store]
 path = "{d}/{her_id}.db"
 "#,
@@ -89,8 +115,12 @@ fn send_then_listen_delivers_the_payload_byte_for_byte() {
     let pki = TestPki::new("cli test CA");
     std::fs::write(dir.path().join("ca.pem"), pki.ca.cert.to_pem().unwrap()).unwrap();
     let registry = FileRegistry::new(dir.path().join("registry"));
-    let a = party_config(dir.path(), &pki, &registry, 91462);
-    let b = party_config(dir.path(), &pki, &registry, 109989);
+    // Revocation is required, as by default: every certificate names a CRL
+    // served here, which revokes nothing.
+    let next_update = chrono::Utc::now() + chrono::Duration::days(1);
+    let crl_url = serve_crl(pki.crl(&[], next_update).to_der().unwrap());
+    let a = party_config(dir.path(), &pki, &registry, 91462, &crl_url);
+    let b = party_config(dir.path(), &pki, &registry, 109989, &crl_url);
     let payload_file = dir.path().join("note.xml");
     std::fs::write(&payload_file, PAYLOAD).unwrap();
 

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use helsemelding_messaging::{Messenger, MessengerConfig};
-use helsemelding_protect::{Certificate, Identity, RevocationPolicy, StaticCrls, TrustAnchors};
+use helsemelding_protect::{
+    Certificate, CrlFetcher, FetcherConfig, Identity, RevocationPolicy, TrustAnchors,
+};
 use helsemelding_registry::FileRegistry;
 use helsemelding_store::Store;
 use helsemelding_transport::amqp::{AmqpOptions, Dialect};
@@ -89,16 +91,30 @@ impl Context {
             signing,
             decryption,
             TrustAnchors::new(anchors),
-            // CRLs are fetched by the revocation service; with none at hand
-            // `revocation = "require"` refuses, so configure `warn` or `off`
-            // until the CRL fetcher is wired in.
-            Arc::new(StaticCrls::default()),
+            Arc::new(crl_fetcher(config)?),
         );
         messenger_config.legacy_decryption = legacy;
         messenger_config.revocation = revocation;
         let messenger = Messenger::new(messenger_config, Arc::from(transport), registry, store);
         Ok(Context { messenger })
     }
+}
+
+/// CRLs from the certificates' distribution points, waited for at most
+/// `trust.crl_timeout_ms` and kept on disk beside the store until their
+/// nextUpdate, so that a slow CRL server never stalls a send for longer.
+fn crl_fetcher(config: &Config) -> Result<CrlFetcher> {
+    let cache_dir = config
+        .store_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("crl-cache");
+    CrlFetcher::new(FetcherConfig {
+        timeout: std::time::Duration::from_millis(config.trust.crl_timeout_ms),
+        cache_dir: Some(cache_dir),
+        ..FetcherConfig::default()
+    })
+    .context("setting up the CRL fetcher")
 }
 
 fn key_pair(role: &str, pair: Option<&KeyPair>) -> Result<Identity> {
