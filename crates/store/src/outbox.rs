@@ -184,11 +184,13 @@ impl<'a> Outbox<'a> {
     /// Number of pending messages (for status and metrics).
     pub fn pending_count(&self) -> Result<u64> {
         let connection = self.store.lock();
-        Ok(connection.query_row(
+        // rusqlite 0.43 reads no u64 (without its fallible_uint feature).
+        let count: i64 = connection.query_row(
             "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
             [],
             |row| row.get(0),
-        )?)
+        )?;
+        Ok(count.max(0) as u64)
     }
 }
 
