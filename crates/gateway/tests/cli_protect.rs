@@ -264,8 +264,18 @@ fn bench_protect_prints_json_figures() {
         "protect_per_s",
         "unprotect_per_s",
         "rsa_private_per_s",
+        "rsa_public_per_s",
         "ratio",
     ] {
         assert!(report[key].as_f64().unwrap() > 0.0, "{key}: {report}");
     }
+    // A public-key operation is far cheaper than a private one, so the bound
+    // it puts on the ratio is close to, but below, 1.
+    let bound = report["rsa_bound"].as_f64().unwrap();
+    assert!(bound > 0.5 && bound < 1.0, "{report}");
+    assert!(
+        report["rsa_public_per_s"].as_f64().unwrap()
+            > report["rsa_private_per_s"].as_f64().unwrap(),
+        "{report}"
+    );
 }

@@ -1,18 +1,27 @@
 //! AMQP 1.0 on fe2o3-amqp, for RabbitMQ (the NHN bus) and Azure Service Bus.
 //!
-//! One connection and one session per [`AmqpTransport`], shared by all its
-//! links; links are attached lazily, reused, and re-attached (on a new
-//! session, or a new connection after capped exponential backoff with
-//! jitter) when the broker ends them: on RabbitMQ any attach or disposition
-//! error ends the whole session. Every broker call is bounded by
-//! [`AmqpOptions::operation_timeout`]. Links are detached, never closed
-//! (RabbitMQ 3.10 answers a closing detach with an error), and a closed
-//! receiver settles nothing: what it did not settle goes back to the queue.
+//! One connection per [`AmqpTransport`]. Senders share one session; each
+//! receiver has a session of its own, because RabbitMQ 3.10 keeps a
+//! detached link's unsettled deliveries with its session until the session
+//! ends: ending the receiver's session on close (or drop) gives them back.
+//! Links are attached lazily, reused, and re-attached (on a new session, or
+//! a new connection after capped exponential backoff with jitter) when the
+//! broker ends them: on RabbitMQ any attach or disposition error ends the
+//! whole session. Every broker call is bounded by
+//! [`AmqpOptions::operation_timeout`]; a receiver that cannot reconnect for
+//! longer than [`AmqpOptions::unavailable_after`] says so
+//! ([`Error::Unavailable`]) instead of looking idle. Because RabbitMQ
+//! accepts and drops messages sent to a missing queue behind an exchange,
+//! senders first check that their queue exists ([`Error::NoSuchQueue`]).
+//! Links are detached, never closed (RabbitMQ 3.10 answers a closing detach
+//! with an error), and a closed receiver settles nothing: what it did not
+//! settle goes back to the queue.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use fe2o3_amqp::connection::ConnectionHandle;
@@ -63,6 +72,10 @@ pub struct AmqpOptions {
     pub operation_timeout: Duration,
     /// How long `send` keeps reconnecting through an outage before it gives up.
     pub send_retry_for: Duration,
+    /// How long `receive` keeps reconnecting quietly (answering `None`)
+    /// before it reports [`Error::Unavailable`]; it still reconnects on
+    /// later calls.
+    pub unavailable_after: Duration,
     /// First reconnection delay; doubles per failed attempt.
     pub backoff_min: Duration,
     /// Cap of the reconnection delay.
@@ -81,6 +94,7 @@ impl Default for AmqpOptions {
             receiver_address: None,
             operation_timeout: Duration::from_secs(15),
             send_retry_for: Duration::from_secs(60),
+            unavailable_after: Duration::from_secs(15),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
             container_id: None,
@@ -159,6 +173,8 @@ struct Shared {
     closed: AtomicBool,
     /// Source of link ids: a delivery can only be settled on the link it came on.
     next_link_id: AtomicU64,
+    /// Queues seen to exist (see [`crate::Transport::check_queue`]).
+    known_queues: std::sync::Mutex<HashSet<String>>,
 }
 
 #[derive(Default)]
@@ -192,6 +208,7 @@ impl AmqpTransport {
                 live: Mutex::new(Live::default()),
                 closed: AtomicBool::new(false),
                 next_link_id: AtomicU64::new(1),
+                known_queues: std::sync::Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -285,41 +302,73 @@ impl Shared {
         }
     }
 
-    /// A live session, connecting (once, bounded) if there is none.
+    /// A live connection, connecting (once, bounded) if there is none.
+    async fn ensure_connection<'a>(
+        &self,
+        live: &'a mut Live,
+        queue: &str,
+    ) -> Result<&'a mut ConnectionHandle<()>, Error> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        if live.connection.as_ref().is_none_or(|c| c.is_closed()) {
+            live.session = None;
+            live.connection = None;
+            live.connection = Some(self.connect(queue).await?);
+        }
+        Ok(live.connection.as_mut().expect("connected above"))
+    }
+
+    /// Begins a session on the live connection (bounded). A failure forgets
+    /// the connection: it may be half dead.
+    async fn begin_session(
+        &self,
+        live: &mut Live,
+        queue: &str,
+    ) -> Result<SessionHandle<()>, Error> {
+        let connection = self.ensure_connection(live, queue).await?;
+        let result = self
+            .bounded("begin session", queue, Session::begin(connection))
+            .await;
+        match result {
+            Ok(Ok(session)) => Ok(session),
+            Ok(Err(reason)) => {
+                live.connection = None;
+                Err(Error::Connect {
+                    endpoint: format!("{:?}", self.endpoint),
+                    reason,
+                })
+            }
+            Err(timeout) => {
+                live.connection = None;
+                Err(timeout)
+            }
+        }
+    }
+
+    /// A session of its own on the shared connection, for a receiver or a
+    /// queue check: ending it gives back every delivery it holds, and an
+    /// attach error (which ends it on RabbitMQ) hurts no other link.
+    async fn private_session(&self, queue: &str) -> Result<SessionHandle<()>, Error> {
+        let mut live = self.live.lock().await;
+        let result = self.begin_session(&mut live, queue).await;
+        match &result {
+            Ok(_) => live.failures = 0,
+            Err(_) => live.failures = live.failures.saturating_add(1),
+        }
+        result
+    }
+
+    /// The shared session of the senders, begun if there is none.
     async fn ensure_session<'a>(
         &self,
         live: &'a mut Live,
         queue: &str,
     ) -> Result<&'a mut SessionHandle<()>, Error> {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(Error::Closed);
-        }
         let connection_dead = live.connection.as_ref().is_none_or(|c| c.is_closed());
-        if connection_dead {
-            live.session = None;
-            live.connection = None;
-            let connection = self.connect(queue).await?;
-            live.connection = Some(connection);
-        }
-        if live.session.as_ref().is_none_or(|s| s.is_ended()) {
-            let connection = live.connection.as_mut().expect("connected above");
-            match self
-                .bounded("begin session", queue, Session::begin(connection))
-                .await
-            {
-                Ok(Ok(session)) => live.session = Some(session),
-                Ok(Err(reason)) => {
-                    live.connection = None;
-                    return Err(Error::Connect {
-                        endpoint: format!("{:?}", self.endpoint),
-                        reason,
-                    });
-                }
-                Err(timeout) => {
-                    live.connection = None;
-                    return Err(timeout);
-                }
-            }
+        if connection_dead || live.session.as_ref().is_none_or(|s| s.is_ended()) {
+            let session = self.begin_session(live, queue).await?;
+            live.session = Some(session);
         }
         Ok(live.session.as_mut().expect("begun above"))
     }
@@ -398,15 +447,59 @@ impl Shared {
             }
             Ok(Err(reason)) => {
                 live.session = None;
-                Err(Error::Attach {
-                    queue: queue.to_owned(),
-                    reason,
-                })
+                Err(attach_error(queue, reason))
             }
             Err(timeout) => {
                 // A broker that does not answer an attach: start over.
                 live.session = None;
                 live.connection = None;
+                Err(timeout)
+            }
+        }
+    }
+
+    /// Whether `queue` exists, by attaching a receiver with no credit to
+    /// `address` on a session of its own and detaching it again (on RabbitMQ
+    /// an attach to a missing queue fails NOT_FOUND and ends the session).
+    /// Existence is remembered. Only "not found" is an error: a broker that
+    /// refuses to let us read another party's queue tells nothing, so that
+    /// is logged and the queue is assumed to exist (not remembered).
+    async fn check_queue(&self, queue: &str, address: &str) -> Result<(), Error> {
+        if self
+            .known_queues
+            .lock()
+            .expect("not poisoned")
+            .contains(queue)
+        {
+            return Ok(());
+        }
+        let mut session = self.private_session(queue).await?;
+        let name = format!("{queue}-check-{}", uuid::Uuid::new_v4().simple());
+        let attach = fe2o3_amqp::Receiver::builder()
+            .name(name)
+            .source(address.to_owned())
+            .credit_mode(CreditMode::Manual)
+            .attach(&mut session);
+        match self.bounded("check queue", queue, attach).await {
+            Ok(Ok(link)) => {
+                let detach = async { link.detach().await.map(drop).map_err(|(_, e)| e) };
+                let _ = self.bounded("detach", queue, detach).await;
+                let _ = self.bounded("end session", queue, session.end()).await;
+                self.known_queues
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(queue.to_owned());
+                Ok(())
+            }
+            Ok(Err(reason)) => match attach_error(queue, reason) {
+                e @ Error::NoSuchQueue { .. } => Err(e),
+                other => {
+                    tracing::warn!(queue, error = %other, "cannot check that the queue exists; assuming it does");
+                    Ok(())
+                }
+            },
+            Err(timeout) => {
+                self.drop_connection().await;
                 Err(timeout)
             }
         }
@@ -430,6 +523,27 @@ impl Shared {
     }
 }
 
+/// An attach refusal: [`Error::NoSuchQueue`] when the broker says the node
+/// is not there (AMQP `not-found`), else [`Error::Attach`].
+fn attach_error(queue: &str, reason: String) -> Error {
+    let squashed: String = reason
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if squashed.contains("notfound") {
+        Error::NoSuchQueue {
+            queue: queue.to_owned(),
+            reason,
+        }
+    } else {
+        Error::Attach {
+            queue: queue.to_owned(),
+            reason,
+        }
+    }
+}
+
 /// A link attach in progress, borrowing the session.
 type AttachFuture<'s, L, E> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<L, E>> + Send + 's>>;
@@ -437,10 +551,23 @@ type AttachFuture<'s, L, E> =
 #[async_trait]
 impl crate::Transport for AmqpTransport {
     async fn sender(&self, queue: &str) -> Result<Box<dyn crate::Sender>, Error> {
+        // RabbitMQ accepts (and drops) messages for a missing queue behind
+        // an exchange, so a missing queue is refused here. If the broker
+        // cannot be asked now, the sender asks before its first attach.
+        let checked = match self.check_queue(queue).await {
+            Ok(()) => true,
+            Err(e @ (Error::NoSuchQueue { .. } | Error::Closed)) => return Err(e),
+            Err(error) => {
+                tracing::warn!(queue, %error, "cannot check the queue now; will before sending");
+                false
+            }
+        };
         Ok(Box::new(AmqpSender {
             shared: Arc::clone(&self.shared),
             queue: queue.to_owned(),
             address: self.sender_address(queue),
+            check_address: self.receiver_address(queue),
+            checked,
             link: None,
         }))
     }
@@ -451,12 +578,20 @@ impl crate::Transport for AmqpTransport {
             queue: queue.to_owned(),
             address: self.receiver_address(queue),
             credit: credit.max(1),
+            session: None,
             link: None,
             link_id: 0,
+            outage: None,
         };
         // Attach now so that a missing queue is reported here, not on the first receive.
         receiver.ensure_link().await?;
         Ok(Box::new(receiver))
+    }
+
+    async fn check_queue(&self, queue: &str) -> Result<(), Error> {
+        self.shared
+            .check_queue(queue, &self.receiver_address(queue))
+            .await
     }
 
     async fn close(&self) -> Result<(), Error> {
@@ -479,11 +614,21 @@ struct AmqpSender {
     shared: Arc<Shared>,
     queue: String,
     address: String,
+    /// Where to look for the queue (its receiver address).
+    check_address: String,
+    /// Whether the queue is known to exist.
+    checked: bool,
     link: Option<fe2o3_amqp::Sender>,
 }
 
 impl AmqpSender {
     async fn ensure_link(&mut self) -> Result<(), Error> {
+        if !self.checked {
+            self.shared
+                .check_queue(&self.queue, &self.check_address)
+                .await?;
+            self.checked = true;
+        }
         if self.link.is_none() {
             let name = format!("{}-sender-{}", self.queue, uuid::Uuid::new_v4().simple());
             let address = self.address.clone();
@@ -525,7 +670,7 @@ impl crate::Sender for AmqpSender {
                     }
                 }
                 // The queue or exchange does not exist: retrying will not help.
-                Err(e @ Error::Attach { .. }) => return Err(e),
+                Err(e @ (Error::Attach { .. } | Error::NoSuchQueue { .. })) => return Err(e),
                 Err(e) => e,
             };
             self.link = None;
@@ -546,36 +691,79 @@ impl crate::Sender for AmqpSender {
     }
 }
 
+/// Receives on a link of its own session: ending the session is what makes
+/// RabbitMQ 3.10 give back the deliveries the link holds (a detach alone
+/// leaves them with the session), so `close` ends it and so does dropping
+/// the receiver (fe2o3 sends `end` when a session handle is dropped).
 struct AmqpReceiver {
     shared: Arc<Shared>,
     queue: String,
     address: String,
     credit: u32,
+    session: Option<SessionHandle<()>>,
     link: Option<fe2o3_amqp::Receiver>,
     link_id: u64,
+    /// Since when reconnecting has been failing, if it is.
+    outage: Option<Outage>,
+}
+
+/// A run of failed reconnection attempts.
+struct Outage {
+    started: tokio::time::Instant,
+    since: SystemTime,
+    last_error: String,
 }
 
 impl AmqpReceiver {
     async fn ensure_link(&mut self) -> Result<(), Error> {
-        if self.link.is_none() {
-            let name = format!("{}-receiver-{}", self.queue, uuid::Uuid::new_v4().simple());
-            let (address, credit) = (self.address.clone(), self.credit);
-            let link = self
-                .shared
-                .attach(&self.queue, |session| {
-                    Box::pin(
-                        fe2o3_amqp::Receiver::builder()
-                            .name(name)
-                            .source(address)
-                            .credit_mode(CreditMode::Auto(credit))
-                            .attach(session),
-                    )
-                })
-                .await?;
-            self.link = Some(link);
-            self.link_id = self.shared.next_link_id.fetch_add(1, Ordering::SeqCst);
+        if self.link.is_some() {
+            return Ok(());
         }
-        Ok(())
+        if self.session.as_ref().is_none_or(|s| s.is_ended()) {
+            self.session = None;
+            self.session = Some(self.shared.private_session(&self.queue).await?);
+        }
+        let session = self.session.as_mut().expect("begun above");
+        let name = format!("{}-receiver-{}", self.queue, uuid::Uuid::new_v4().simple());
+        let attach = fe2o3_amqp::Receiver::builder()
+            .name(name)
+            .source(self.address.clone())
+            .credit_mode(CreditMode::Auto(self.credit))
+            .attach(session);
+        match self.shared.bounded("attach", &self.queue, attach).await {
+            Ok(Ok(link)) => {
+                self.link = Some(link);
+                self.link_id = self.shared.next_link_id.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+            Ok(Err(reason)) => {
+                // RabbitMQ has ended the session.
+                self.session = None;
+                Err(attach_error(&self.queue, reason))
+            }
+            Err(timeout) => {
+                self.session = None;
+                self.shared.drop_connection().await;
+                Err(timeout)
+            }
+        }
+    }
+
+    /// Notes a failed attempt; the outage error once it has lasted too long.
+    fn note_failure(&mut self, error: &Error) -> Option<Error> {
+        let outage = self.outage.get_or_insert_with(|| Outage {
+            started: tokio::time::Instant::now(),
+            since: SystemTime::now(),
+            last_error: String::new(),
+        });
+        outage.last_error = error.to_string();
+        let down_for = outage.started.elapsed();
+        (down_for >= self.shared.options.unavailable_after).then(|| Error::Unavailable {
+            queue: self.queue.clone(),
+            since: outage.since,
+            down_for,
+            last_error: outage.last_error.clone(),
+        })
     }
 
     /// Settles `delivery` on the link it came on.
@@ -652,6 +840,7 @@ impl crate::Receiver for AmqpReceiver {
         loop {
             let error = match self.ensure_link().await {
                 Ok(()) => {
+                    self.outage = None;
                     let link = self.link.as_mut().expect("attached");
                     match tokio::time::timeout_at(deadline, link.recv::<Body<AmqpValue>>()).await {
                         Err(_) => return Ok(None),
@@ -662,18 +851,25 @@ impl crate::Receiver for AmqpReceiver {
                         },
                     }
                 }
-                Err(e @ Error::Attach { .. }) => return Err(e),
+                Err(e @ (Error::Attach { .. } | Error::NoSuchQueue { .. })) => return Err(e),
                 Err(e) => e,
             };
             self.link = None;
+            self.session = None;
             if self.shared.closed.load(Ordering::SeqCst) {
                 return Err(Error::Closed);
             }
             tracing::warn!(queue = %self.queue, %error, "receive failed; reconnecting");
-            if tokio::time::timeout_at(deadline, self.shared.pause_after_failure())
+            let unavailable = self.note_failure(&error);
+            // Back off before answering too, so a caller that calls again at
+            // once does not hammer an unreachable broker.
+            let paused = tokio::time::timeout_at(deadline, self.shared.pause_after_failure())
                 .await
-                .is_err()
-            {
+                .is_ok();
+            if let Some(unavailable) = unavailable {
+                return Err(unavailable);
+            }
+            if !paused {
                 return Ok(None);
             }
         }
@@ -693,9 +889,16 @@ impl crate::Receiver for AmqpReceiver {
 
     async fn close(mut self: Box<Self>) -> Result<(), Error> {
         if let Some(link) = self.link.take() {
-            // Detach, not close: unsettled deliveries go back to the queue.
+            // Detach, not close (RabbitMQ 3.10 answers a closing detach with an error).
             let detach = async { link.detach().await.map(drop).map_err(|(_, e)| e) };
             let _ = self.shared.bounded("detach", &self.queue, detach).await;
+        }
+        // Ending the session is what gives the unsettled deliveries back.
+        if let Some(mut session) = self.session.take() {
+            let _ = self
+                .shared
+                .bounded("end session", &self.queue, session.end())
+                .await;
         }
         Ok(())
     }

@@ -32,6 +32,27 @@ pub enum Error {
         /// The broker's description.
         reason: String,
     },
+    /// The queue does not exist (the broker said `not-found`).
+    #[error("queue {queue} does not exist: {reason}")]
+    NoSuchQueue {
+        /// The queue.
+        queue: String,
+        /// The broker's description.
+        reason: String,
+    },
+    /// Reconnecting has been failing for longer than the configured bound
+    /// (`AmqpOptions::unavailable_after`); later calls keep reconnecting.
+    #[error("queue {queue}: broker unreachable for {} s, last error: {last_error}", down_for.as_secs())]
+    Unavailable {
+        /// The queue.
+        queue: String,
+        /// When the outage began.
+        since: std::time::SystemTime,
+        /// How long it has lasted so far.
+        down_for: std::time::Duration,
+        /// The last failed attempt.
+        last_error: String,
+    },
     /// Sending a message failed; its outcome is unknown.
     #[error("sending to queue {queue}: {reason}")]
     Send {

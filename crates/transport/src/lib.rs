@@ -31,6 +31,15 @@ pub trait Transport: Send + Sync {
     /// A sender to `queue` (links are attached lazily and reused).
     async fn sender(&self, queue: &str) -> Result<Box<dyn Sender>, Error>;
 
+    /// Whether `queue` exists ([`Error::NoSuchQueue`] if not). RabbitMQ
+    /// accepts and silently drops messages for a missing queue behind an
+    /// exchange, so the AMQP transport does this on `sender` (once per queue).
+    /// The default says yes (stores that create queues on demand).
+    async fn check_queue(&self, queue: &str) -> Result<(), Error> {
+        let _ = queue;
+        Ok(())
+    }
+
     /// A receiver on `queue` that holds at most `credit` unsettled deliveries.
     async fn receiver(&self, queue: &str, credit: u32) -> Result<Box<dyn Receiver>, Error>;
 

@@ -193,27 +193,31 @@ async fn expired_messages_are_not_delivered(fx: Fixture) {
 }
 
 async fn unsettled_deliveries_return_when_the_receiver_closes(fx: Fixture) {
-    send(
-        &fx,
-        &fx.queue,
-        Message {
-            message_id: Some("m-held".into()),
-            ..Message::new(b"h".to_vec())
-        },
-    )
-    .await;
+    for id in ["m-held", "m-prefetched"] {
+        let m = Message {
+            message_id: Some(id.into()),
+            ..Message::new(id.as_bytes().to_vec())
+        };
+        send(&fx, &fx.queue, m).await;
+    }
+    // Credit 10: on AMQP the second message is prefetched, not handed out.
     let mut receiver = fx.transport.receiver(&fx.queue, 10).await.unwrap();
     let held = receiver.receive(WAIT).await.unwrap().expect("a delivery");
+    assert_eq!(held.message.message_id.as_deref(), Some("m-held"));
     receiver.close().await.unwrap();
     let mut next = fx.transport.receiver(&fx.queue, 10).await.unwrap();
-    let again = next
-        .receive(WAIT)
-        .await
-        .unwrap()
-        .expect("the message again");
-    assert_eq!(again.message.message_id, held.message.message_id);
-    assert!(!again.first_acquirer);
-    next.accept(&again).await.unwrap();
+    let mut again = Vec::new();
+    for _ in 0..2 {
+        let d = next
+            .receive(WAIT)
+            .await
+            .unwrap()
+            .expect("the messages again");
+        again.push(d.message.message_id.clone().unwrap());
+        next.accept(&d).await.unwrap();
+    }
+    again.sort();
+    assert_eq!(again, ["m-held", "m-prefetched"]);
     next.close().await.unwrap();
     fx.transport.close().await.unwrap();
 }
@@ -256,12 +260,68 @@ per_transport!(
     rejected_messages_go_to_the_dead_letter_queue,
     expired_messages_are_not_delivered,
     messages_keep_their_order_and_credit_bounds_prefetch,
+    unsettled_deliveries_return_when_the_receiver_closes,
 );
 
-// Local only for now: RabbitMQ 3.10 keeps a detached link's unsettled
-// deliveries with the session until it ends (known issue: the AMQP receiver
-// should release what it holds on close).
-#[tokio::test]
-async fn local_unsettled_deliveries_return_when_the_receiver_closes() {
-    unsettled_deliveries_return_when_the_receiver_closes(local()).await
+mod rabbitmq_only {
+    use super::*;
+    use helsemelding_transport::Error;
+
+    #[tokio::test]
+    async fn a_dropped_receiver_gives_its_deliveries_back() {
+        let fx = amqp();
+        let m = Message {
+            message_id: Some("m-dropped".into()),
+            ..Message::new(b"d".to_vec())
+        };
+        send(&fx, &fx.queue, m).await;
+        let mut receiver = fx.transport.receiver(&fx.queue, 10).await.unwrap();
+        let held = receiver.receive(WAIT).await.unwrap().expect("a delivery");
+        drop(receiver);
+        let mut next = fx.transport.receiver(&fx.queue, 10).await.unwrap();
+        let again = next
+            .receive(WAIT)
+            .await
+            .unwrap()
+            .expect("the message again");
+        assert_eq!(again.message.message_id, held.message.message_id);
+        assert!(!again.first_acquirer);
+        next.accept(&again).await.unwrap();
+        next.close().await.unwrap();
+        fx.transport.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn senders_to_a_missing_queue_are_refused_by_name() {
+        let fx = amqp();
+        let missing = format!("{}_nosuch", fx.queue);
+        let error = match fx.transport.sender(&missing).await {
+            Err(e) => e,
+            Ok(_) => panic!("a sender to a missing queue must be refused"),
+        };
+        assert!(
+            matches!(&error, Error::NoSuchQueue { queue, .. } if *queue == missing),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains(&missing), "{error}");
+        assert!(matches!(
+            fx.transport.check_queue(&missing).await,
+            Err(Error::NoSuchQueue { .. })
+        ));
+        match fx.transport.receiver(&missing, 1).await {
+            Err(Error::NoSuchQueue { queue, .. }) => assert_eq!(queue, missing),
+            Err(e) => panic!("wrong error {e:?}"),
+            Ok(_) => panic!("a receiver on a missing queue must be refused"),
+        }
+        // The refusals ended only sessions of their own: the same transport
+        // still sends to and reads from an existing queue.
+        fx.transport.check_queue(&fx.queue).await.unwrap();
+        send(&fx, &fx.queue, Message::new(b"ok".to_vec())).await;
+        let mut receiver = fx.transport.receiver(&fx.queue, 1).await.unwrap();
+        let d = receiver.receive(WAIT).await.unwrap().expect("a delivery");
+        assert_eq!(d.message.body, b"ok");
+        receiver.accept(&d).await.unwrap();
+        receiver.close().await.unwrap();
+        fx.transport.close().await.unwrap();
+    }
 }

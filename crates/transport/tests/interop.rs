@@ -161,13 +161,13 @@ async fn amqps_works_with_the_generated_ca_and_fails_without_it() {
 }
 
 #[tokio::test]
-async fn a_receiver_on_a_missing_queue_is_an_attach_error_naming_it() {
+async fn a_receiver_on_a_missing_queue_is_a_no_such_queue_error_naming_it() {
     let broker = Broker::from_env();
     let transport = AmqpTransport::new(broker.amqp_url(), AmqpOptions::default()).unwrap();
     match transport.receiver("no-such-queue-here", 1).await {
-        Err(Error::Attach { queue, .. }) => assert_eq!(queue, "no-such-queue-here"),
-        Err(other) => panic!("expected an attach error, got {other}"),
-        Ok(_) => panic!("expected an attach error"),
+        Err(Error::NoSuchQueue { queue, .. }) => assert_eq!(queue, "no-such-queue-here"),
+        Err(other) => panic!("expected a no-such-queue error, got {other}"),
+        Ok(_) => panic!("expected a no-such-queue error"),
     }
     // The session the broker ended is replaced: the next link works.
     let queue = broker.fresh_queue("after-error");

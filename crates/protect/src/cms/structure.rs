@@ -9,10 +9,10 @@
 use ::cms::cert::IssuerAndSerialNumber;
 use ::cms::content_info::ContentInfo;
 use ::cms::enveloped_data::{EnvelopedData, RecipientIdentifier, RecipientInfo};
-use ::cms::signed_data::{SignedData, SignerIdentifier};
+use ::cms::signed_data::{EncapsulatedContentInfo, SignerIdentifier, SignerInfos};
 use der::asn1::ObjectIdentifier;
-use der::Any;
-use der::{Decode, Encode};
+use der::{Any, AnyRef, Reader, SliceReader, Tag, TagNumber};
+use der::{Decode, Encode, Tagged};
 use openssl::cms::CmsContentInfo;
 use openssl::x509::X509Name;
 
@@ -125,29 +125,39 @@ pub(crate) fn read_envelope(bytes: &[u8]) -> Result<Envelope> {
 }
 
 /// Reads a SignedData ContentInfo with attached content.
+///
+/// Walks the SignedData's fields as raw TLVs and decodes only the two we
+/// judge (the encapsulated content and the signer infos): the certificates
+/// are cut out without being decoded, and the other fields are copied
+/// byte for byte, so nothing is decoded and re-encoded that OpenSSL reads
+/// again anyway (this was most of the time unprotect spent outside OpenSSL).
 pub(crate) fn read_signed(bytes: &[u8]) -> Result<Signed> {
     let not_cms = |reason: String| Error::NotCms {
         layer: "SignedData",
         reason,
     };
     let content = decode_content_info(bytes).map_err(not_cms)?;
-    if content.content_type != ID_SIGNED_DATA {
+    if content.content_type != ID_SIGNED_DATA || content.content.tag() != Tag::Sequence {
         return Err(not_cms(format!(
             "content type is {}, not SignedData",
             content.content_type
         )));
     }
-    let mut signed: SignedData = content
-        .content
-        .decode_as()
-        .map_err(|e| not_cms(e.to_string()))?;
-    if signed.encap_content_info.econtent.is_none() {
+    let fields = raw_fields(content.content.value()).map_err(|e| not_cms(e.to_string()))?;
+    // version, digestAlgorithms, encapContentInfo, [0] certificates,
+    // [1] crls, signerInfos: the content is the third, the signers the last.
+    let (Some(encapsulated), Some(signer_infos)) = (fields.get(2), fields.last()) else {
+        return Err(not_cms("too few SignedData fields".into()));
+    };
+    let encapsulated =
+        EncapsulatedContentInfo::from_der(encapsulated.1).map_err(|e| not_cms(e.to_string()))?;
+    if encapsulated.econtent.is_none() {
         return Err(not_cms(
             "the signed content is detached, not attached".into(),
         ));
     }
-    let signers = signed
-        .signer_infos
+    let signer_infos = SignerInfos::from_der(signer_infos.1).map_err(|e| not_cms(e.to_string()))?;
+    let signers = signer_infos
         .0
         .iter()
         .map(|info| match &info.sid {
@@ -157,8 +167,16 @@ pub(crate) fn read_signed(bytes: &[u8]) -> Result<Signed> {
             }
         })
         .collect();
-    signed.certificates = None;
-    let der_without_certificates = Any::encode_from(&signed)
+    let certificates = Tag::ContextSpecific {
+        constructed: true,
+        number: TagNumber::N0,
+    };
+    let kept: Vec<u8> = fields
+        .iter()
+        .filter(|(tag, _)| *tag != certificates)
+        .flat_map(|(_, raw)| raw.iter().copied())
+        .collect();
+    let der_without_certificates = Any::new(Tag::Sequence, kept)
         .and_then(|content| {
             ContentInfo {
                 content_type: ID_SIGNED_DATA,
@@ -171,6 +189,19 @@ pub(crate) fn read_signed(bytes: &[u8]) -> Result<Signed> {
         signers,
         der_without_certificates,
     })
+}
+
+/// The TLVs of a SEQUENCE's contents: each field's tag and its raw bytes.
+fn raw_fields(contents: &[u8]) -> der::Result<Vec<(Tag, &[u8])>> {
+    let mut reader = SliceReader::new(contents)?;
+    let mut fields = Vec::new();
+    while !reader.is_finished() {
+        let start = usize::try_from(reader.position())?;
+        let field: AnyRef<'_> = reader.decode()?;
+        let end = usize::try_from(reader.position())?;
+        fields.push((field.tag(), &contents[start..end]));
+    }
+    Ok(fields)
 }
 
 /// Decodes DER, or BER re-encoded as DER by OpenSSL.
