@@ -27,7 +27,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the version and the profile this build speaks.
+    /// Print the version.
     Version,
     /// Show the payload metadata (X-MessageInfo-* etc.) of a MsgHead or AppRec file.
     Metadata(cmd::metadata::Args),
