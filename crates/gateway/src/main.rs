@@ -52,6 +52,8 @@ enum Command {
     Send(cmd::send::Args),
     /// Run the receive pipelines, writing each accepted message to a directory.
     Listen(cmd::listen::Args),
+    /// See it work: four parties exchange messages on a throw-away PKI and the local queue.
+    Demo(cmd::demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -95,5 +97,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Receipts(args) => cmd::receipts::run(cli.config.as_deref(), args),
         Command::Send(args) => cmd::send::run(cli.config.as_deref(), args),
         Command::Listen(args) => cmd::listen::run(cli.config.as_deref(), args),
+        Command::Demo(args) => cmd::demo::run(args),
     }
 }

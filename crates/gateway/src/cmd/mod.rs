@@ -6,6 +6,7 @@ pub mod audit;
 pub mod bench;
 pub mod cert;
 mod context;
+pub mod demo;
 mod identity_args;
 pub mod listen;
 pub mod protect;
