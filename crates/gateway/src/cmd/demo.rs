@@ -712,8 +712,12 @@ async fn check_queues(transport: &dyn Transport, parties: &[&DevParty]) -> Resul
             QueueKind::SyncReply,
         ] {
             let queue = queue_name(party.her_id, kind);
-            if let Err(error) = transport.check_queue(&queue).await {
-                missing.push(format!("{queue} ({error})"));
+            match transport.check_queue(&queue).await {
+                Ok(()) => {}
+                Err(helsemelding_transport::Error::NoSuchQueue { .. }) => missing.push(queue),
+                Err(error) => {
+                    return Err(error).context("the broker cannot be reached or refuses us")
+                }
             }
         }
     }
