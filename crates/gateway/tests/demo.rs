@@ -10,11 +10,15 @@ use helsemelding_testkit::broker::Broker;
 use serde_json::Value;
 
 /// Every event the demo must report, in order, each with `ok: true`.
-const STEPS: [&str; 7] = [
+const STEPS: [&str; 11] = [
     "statistics.sent",
     "statistics.delivered",
+    "statistics.receipt",
     "dialogue.sent",
     "dialogue.delivered",
+    "dialogue.receipt",
+    "commtest.sync",
+    "commtest.async",
     "spoof.sent",
     "spoof.refused",
     "spoof.reported",
@@ -70,6 +74,27 @@ fn assert_outcomes(output: &Output, ids: [u64; 4]) {
         assert_eq!(sent["message_id"], delivered["message_id"]);
         let outcome = delivered["outcome"].as_str().unwrap();
         assert!(outcome.contains("byte for byte"), "{outcome}");
+        // The receiver's pipeline answered with an AppRec, matched by the sender.
+        let receipt = step(&events, &format!("{name}.receipt"));
+        assert_eq!(receipt["from"]["her_id"], to);
+        assert_eq!(receipt["to"]["her_id"], municipality);
+        assert_ne!(receipt["message_id"], sent["message_id"]);
+        let outcome = receipt["outcome"].as_str().unwrap();
+        assert!(
+            outcome.starts_with("status OK")
+                && outcome.contains(&format!("matched in {municipality}'s receipts store")),
+            "{outcome}"
+        );
+    }
+
+    for (mode, to) in [("sync", directorate), ("async", gp)] {
+        let test = step(&events, &format!("commtest.{mode}"));
+        assert_eq!(test["to"]["her_id"], to);
+        let outcome = test["outcome"].as_str().unwrap();
+        assert!(
+            outcome.starts_with("answered in ") && outcome.ends_with("(limit 5 s)"),
+            "{outcome}"
+        );
     }
 
     let forged = step(&events, "spoof.sent");
@@ -93,19 +118,20 @@ fn assert_outcomes(output: &Output, ids: [u64; 4]) {
     let outcome = reported["outcome"].as_str().unwrap();
     assert!(outcome.contains("abuse:spoofing-attack"), "{outcome}");
 
-    // Sent twice, one error report received; the others' counts follow.
+    // Sent: 2 messages, 2 communication tests; received: 2 AppRecs, a
+    // sync reply and an async test answer; one error report.
     let audit = |id: u64| step(&events, &format!("audit.{id}"))["outcome"].clone();
     assert_eq!(
         audit(municipality),
-        "3 events (1 error-received, 2 sent), hash chain intact"
+        "17 events (4 accepted, 2 commtest, 1 error-received, 2 receipt-matched, 4 received, 4 sent), hash chain intact"
     );
     assert_eq!(
         audit(directorate),
-        "4 events (1 accepted, 1 error-reported, 2 received), hash chain intact"
+        "9 events (2 accepted, 1 commtest, 1 error-reported, 3 received, 2 sent), hash chain intact"
     );
     assert_eq!(
         audit(gp),
-        "2 events (1 accepted, 1 received), hash chain intact"
+        "7 events (2 accepted, 1 commtest, 2 received, 2 sent), hash chain intact"
     );
     assert_no_secrets(output);
 }
@@ -144,7 +170,7 @@ fn the_demo_runs_on_the_local_queue_and_reports_every_outcome() {
     let store = Store::open(&dir.join("4210.sqlite")).unwrap();
     let report = store.audit().verify().unwrap();
     assert!(report.is_intact());
-    assert_eq!(report.rows_checked, 4);
+    assert_eq!(report.rows_checked, 9);
     let again = demo(&["--keep", dir.to_str().unwrap()], &[]);
     assert!(!again.status.success(), "a used directory is refused");
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
@@ -181,7 +207,7 @@ fn the_text_output_reads_one_event_per_line() {
         3
     );
     assert!(!text.contains("FAILED"));
-    assert!(text.contains("Every step had the expected outcome (10 events)."));
+    assert!(text.contains("Every step had the expected outcome (14 events)."));
     assert_no_secrets(&output);
 }
 

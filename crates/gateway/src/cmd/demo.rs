@@ -6,13 +6,17 @@
 //! parties and lets them exchange messages, printing each event as a person
 //! would want to read it (time, who → whom, what, outcome):
 //!
-//! 1. a municipality sends IPLOS-style statistics to Helsedirektoratet;
-//! 2. it sends a dialogue note (Dialogmelding) to a GP office;
-//! 3. an attacker (a registered party with valid certificates of its own)
+//! 1. a municipality sends IPLOS-style statistics to Helsedirektoratet,
+//!    whose pipeline answers with an application receipt (AppRec) that the
+//!    municipality matches to the message it sent;
+//! 2. it sends a dialogue note (Dialogmelding) to a GP office: the same;
+//! 3. it runs communication tests against the built-in responders (sync
+//!    to Helsedirektoratet, async to the GP office);
+//! 4. an attacker (a registered party with valid certificates of its own)
 //!    sends a message claiming to come from the municipality: the receiver
 //!    refuses it and the municipality's error handler gets the
 //!    `abuse:spoofing-attack` report;
-//! 4. each party's hash-chained audit log is verified.
+//! 5. each party's hash-chained audit log is verified.
 //!
 //! Exits 0 only when every step had its expected outcome. Every wait is
 //! bounded (`--step-timeout`). Payloads and keys are never printed.
@@ -29,13 +33,16 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context as _, Result};
 use chrono::Utc;
-use helsemelding_messaging::{convert, Listener, ListenerOptions, Messenger, SendRequest};
+use helsemelding_messaging::{
+    convert, CommtestMode, Listener, ListenerOptions, Messenger, SendRequest,
+};
 use helsemelding_protect::{protect, ProtectOptions};
 use helsemelding_registry::FileRegistry;
 use helsemelding_store::audit::{AuditFilter, AuditKind, AuditRecord};
 use helsemelding_store::Store;
 use helsemelding_transport::amqp::AmqpOptions;
 use helsemelding_transport::{Outcome, Transport};
+use helsemelding_wire::apprec::{AppRec, Status};
 use helsemelding_wire::envelope::{Outgoing, Routing};
 use helsemelding_wire::error_report::ErrorCondition;
 use helsemelding_wire::queue::{queue_name, QueueKind};
@@ -57,6 +64,9 @@ const MUNICIPALITY: (u32, &str) = (91462, "Eksempel kommune");
 const DIRECTORATE: (u32, &str) = (4210, "Helsedirektoratet");
 const GP_OFFICE: (u32, &str) = (95950, "Legekontoret");
 const ATTACKER: (u32, &str) = (66666, "Mallory AS");
+
+/// NHN's limit for a communication test round trip (activation checklist).
+const COMMTEST_LIMIT: Duration = Duration::from_secs(5);
 
 /// Run the demo.
 #[derive(clap::Args)]
@@ -102,13 +112,17 @@ async fn run_demo(args: Args) -> Result<ExitCode> {
 
     reporter.note(
         "\n1. The municipality reports statistics to Helsedirektoratet \
-         (only Helsedirektoratet can read it; the signature proves who sent it).",
+         (only Helsedirektoratet can read it; the signature proves who sent it; the AppRec proves it was taken).",
     );
     world.send_statistics(&mut reporter).await;
     reporter.note("\n2. The municipality sends a dialogue note to the GP office.");
     world.send_dialogue(&mut reporter).await;
+    reporter.note(
+        "\n3. Communication tests: is the other side there and answering (NHN requires under 5 s)?",
+    );
+    world.communication_tests(&mut reporter).await;
     reporter.note(&format!(
-        "\n3. {} sends a message in the municipality's name, signed with its own valid certificate: \
+        "\n4. {} sends a message in the municipality's name, signed with its own valid certificate: \
          the receiver must refuse it and warn the municipality.",
         world.attacker_actor.name
     ));
@@ -117,7 +131,7 @@ async fn run_demo(args: Args) -> Result<ExitCode> {
 
     let stores = world.shut_down().await;
     reporter
-        .note("\n4. Every party keeps a hash-chained audit log (who, what, when; never content): is it intact?");
+        .note("\n5. Every party keeps a hash-chained audit log (who, what, when; never content): is it intact?");
     for (actor, store) in &stores {
         audit_line(&mut reporter, actor, store);
     }
@@ -313,6 +327,7 @@ impl World {
             ListenerOptions {
                 workers: 1,
                 error_queue: true,
+                sync_queue: true,
                 poll: Duration::from_millis(200),
             },
         )
@@ -329,8 +344,9 @@ impl World {
 
     async fn send_statistics(&self, reporter: &mut Reporter) {
         let (from, to) = (&self.municipality, &self.directorate);
+        let msg_id = Uuid::new_v4().to_string();
         let payload = payloads::statistics_report(
-            &Uuid::new_v4().to_string(),
+            &msg_id,
             Utc::now(),
             party(from.her_id(), &from.actor.name),
             party(to.her_id(), &to.actor.name),
@@ -350,13 +366,16 @@ impl World {
         {
             self.expect_delivery(reporter, "statistics", from, to, what, &id, &payload)
                 .await;
+            self.expect_receipt(reporter, "statistics", from, to, what, &msg_id)
+                .await;
         }
     }
 
     async fn send_dialogue(&self, reporter: &mut Reporter) {
         let (from, to) = (&self.municipality, &self.gp);
+        let msg_id = Uuid::new_v4().to_string();
         let payload = payloads::dialogue_note(
-            &Uuid::new_v4().to_string(),
+            &msg_id,
             Utc::now(),
             party(from.her_id(), &from.actor.name),
             party(to.her_id(), &to.actor.name),
@@ -375,6 +394,8 @@ impl World {
             .await
         {
             self.expect_delivery(reporter, "dialogue", from, to, what, &id, &payload)
+                .await;
+            self.expect_receipt(reporter, "dialogue", from, to, what, &msg_id)
                 .await;
         }
     }
@@ -467,6 +488,113 @@ impl World {
         });
     }
 
+    /// Waits for the AppRec answering MsgHead `msg_id` and checks that the
+    /// sender's receipts store matched it.
+    async fn expect_receipt(
+        &self,
+        reporter: &mut Reporter,
+        step: &str,
+        from: &Participant,
+        to: &Participant,
+        what: &str,
+        msg_id: &str,
+    ) {
+        let arrived = from
+            .inbox
+            .wait_for(self.within, |arrived| {
+                arrived.messages.iter().find_map(|message| {
+                    let apprec = AppRec::parse(&message.payload).ok()?;
+                    (apprec.original.id == msg_id).then(|| (message.clone(), apprec))
+                })
+            })
+            .await;
+        let Some((message, apprec)) = arrived else {
+            reporter.line(Line {
+                step: format!("{step}.receipt"),
+                at: Utc::now(),
+                from: to.actor.clone(),
+                to: Some(from.actor.clone()),
+                what: "AppRec".into(),
+                outcome: format!(
+                    "no AppRec for the {what} within {} s",
+                    self.within.as_secs()
+                ),
+                ok: false,
+                message_id: None,
+            });
+            return;
+        };
+        let tracked = from.messenger.store().receipts().get(msg_id);
+        let matched = matches!(
+            &tracked,
+            Ok(Some(record)) if record.received.as_ref().is_some_and(|r| r.status == Status::Ok.code())
+        );
+        let status = apprec.status;
+        reporter.line(Line {
+            step: format!("{step}.receipt"),
+            at: message.received_at,
+            from: to.actor.clone(),
+            to: Some(from.actor.clone()),
+            what: describe("AppRec", Some(&message.message_id)),
+            outcome: match (status, matched) {
+                (Status::Ok, true) => format!(
+                    "status OK for the {what}: the receiver's application took it; \
+                     matched in {}'s receipts store",
+                    from.actor.her_id
+                ),
+                (Status::Ok, false) => {
+                    format!("status OK for the {what}, but not matched in the receipts store")
+                }
+                (other, _) => format!(
+                    "status {} ({}) for the {what}",
+                    other.code(),
+                    other.display_name()
+                ),
+            },
+            ok: status == Status::Ok && matched && message.from == to.her_id(),
+            message_id: Some(message.message_id.clone()),
+        });
+    }
+
+    /// Communication tests from the municipality: sync to the directorate,
+    /// async to the GP office, each answered by the pipelines' responder.
+    async fn communication_tests(&self, reporter: &mut Reporter) {
+        let from = &self.municipality;
+        for (to, mode) in [
+            (&self.directorate, CommtestMode::Sync),
+            (&self.gp, CommtestMode::Async),
+        ] {
+            let at = Utc::now();
+            let result = from
+                .messenger
+                .communication_test(to.her_id(), mode, self.within)
+                .await;
+            let (ok, outcome, message_id) = match result {
+                Ok(answer) => (
+                    answer.round_trip < COMMTEST_LIMIT,
+                    format!(
+                        "answered in {} ms by {}'s responder (limit {} s)",
+                        answer.round_trip.as_millis(),
+                        to.actor.her_id,
+                        COMMTEST_LIMIT.as_secs()
+                    ),
+                    Some(answer.response_message_id),
+                ),
+                Err(error) => (false, format!("not answered: {error}"), None),
+            };
+            reporter.line(Line {
+                step: format!("commtest.{}", mode.as_str()),
+                at,
+                from: from.actor.clone(),
+                to: Some(to.actor.clone()),
+                what: format!("communication test ({})", mode.as_str()),
+                outcome,
+                ok,
+                message_id,
+            });
+        }
+    }
+
     /// The attacker puts a message on the directorate's queue that claims
     /// to come from the municipality (header and MsgHead alike) but is
     /// signed with the attacker's own, valid certificate.
@@ -474,13 +602,13 @@ impl World {
         let (victim, target) = (&self.municipality, &self.directorate);
         let message_id = Uuid::new_v4().hyphenated().to_string();
         let sent = self.put_forged(victim, target, &message_id).await;
-        let what = format!("statistics \"from {}\"", victim.actor.her_id);
+        let what = "forged statistics";
         reporter.line(Line {
             step: "spoof.sent".into(),
             at: Utc::now(),
             from: self.attacker_actor.clone(),
             to: Some(target.actor.clone()),
-            what: describe(&what, Some(&message_id)),
+            what: describe(what, Some(&message_id)),
             ok: sent.is_ok(),
             outcome: match &sent {
                 Ok(()) => format!(
@@ -654,6 +782,9 @@ impl World {
         for participant in [self.municipality, self.directorate, self.gp] {
             if let Err(error) = participant.listener.stop().await {
                 tracing::warn!(%error, her_id = participant.actor.her_id, "stopping the listener");
+            }
+            if let Err(error) = participant.messenger.close().await {
+                tracing::warn!(%error, her_id = participant.actor.her_id, "stopping the reply consumer");
             }
             stores.push((participant.actor, participant.messenger.store().clone()));
         }
