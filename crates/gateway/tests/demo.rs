@@ -212,6 +212,33 @@ fn the_text_output_reads_one_event_per_line() {
 }
 
 #[test]
+fn a_step_without_its_outcome_fails_the_demo_and_is_named() {
+    // No time at all to wait: a sync communication test cannot be answered.
+    let output = demo(&["--json", "--step-timeout", "0"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let events = json_lines(&output);
+    let test = step(&events, "commtest.sync");
+    assert_eq!(test["ok"], false);
+    assert!(
+        test["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("not answered"),
+        "{test}"
+    );
+    let summary = step(&events, "summary");
+    assert_eq!(summary["ok"], false);
+    let failed: Vec<&str> = summary["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(failed.contains(&"commtest.sync"), "{failed:?}");
+    assert_no_secrets(&output);
+}
+
+#[test]
 fn an_unreachable_broker_fails_within_the_step_timeout() {
     // Port 1 on loopback: nothing listens there.
     let started = Instant::now();
@@ -228,7 +255,7 @@ fn an_unreachable_broker_fails_within_the_step_timeout() {
     assert!(started.elapsed() < Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.starts_with("helsemelding: the broker cannot be reached"),
+        stderr.starts_with("helsemelding: setting up the demo: the broker cannot be reached"),
         "{stderr}"
     );
     let refused = demo(&["--broker", "amqp://her:secret@127.0.0.1:1/x"], &[]);

@@ -108,7 +108,9 @@ async fn run_demo(args: Args) -> Result<ExitCode> {
     let cast = Cast::new(args.her_ids.as_deref())?;
     let (dir, temporary) = work_dir(args.keep.as_deref())?;
     let mut reporter = Reporter::new(args.json);
-    let world = World::set_up(&args, &cast, &dir, &reporter).await?;
+    let world = World::set_up(&args, &cast, &dir, &reporter)
+        .await
+        .context("setting up the demo")?;
 
     reporter.note(
         "\n1. The municipality reports statistics to Helsedirektoratet \
@@ -237,54 +239,12 @@ struct World {
 
 impl World {
     async fn set_up(args: &Args, cast: &Cast, dir: &Path, reporter: &Reporter) -> Result<World> {
-        reporter.note("helsemelding demo: signed and encrypted health messages between four parties (times in UTC)");
         let pki = DevPki::new("helsemelding demo CA")?;
-        let pki_dir = dir.join("pki");
-        std::fs::create_dir_all(&pki_dir)?;
-        pki.write_pem(&pki_dir)?;
         let registry = Arc::new(FileRegistry::new(dir.join("registry")));
-        let mut parties = Vec::new();
-        for actor in [
-            &cast.municipality,
-            &cast.directorate,
-            &cast.gp,
-            &cast.attacker,
-        ] {
-            let her_id = HerId::new(actor.her_id).expect("checked by Cast::new");
-            let party = pki.party(her_id, &actor.name)?;
-            party.register(&registry, None)?;
-            party.write_pem(&pki_dir)?;
-            parties.push(party);
-        }
-        reporter.note(
-            "  PKI       a throw-away CA made just now; each party has a signing and an encryption \
-             certificate (RSA-2048), checked against the CA's CRL",
-        );
-        reporter.note(&format!(
-            "  registry  {}, {}, {}, and {} (a registered party with valid certificates of its own)",
-            cast.municipality, cast.directorate, cast.gp, cast.attacker
-        ));
+        let [municipality, directorate, gp, attacker] =
+            issue_and_register(&pki, cast, &registry, &dir.join("pki"))?;
         let transport = open_transport(args, dir).await?;
-        reporter.note(&format!(
-            "  queues    {}",
-            match &args.broker {
-                Some(url) => format!("the AMQP 1.0 broker at {url}"),
-                None => "the embedded local queue (SQLite)".to_owned(),
-            }
-        ));
-        reporter.note(&format!(
-            "  storage   one SQLite store per party (outbox, de-duplication, audit log) in {}{}",
-            dir.display(),
-            if args.keep.is_some() {
-                ""
-            } else {
-                " (removed at the end; --keep DIR keeps it)"
-            }
-        ));
-        let attacker = parties.pop().expect("four parties");
-        let gp = parties.pop().expect("four parties");
-        let directorate = parties.pop().expect("four parties");
-        let municipality = parties.pop().expect("four parties");
+        describe_set_up(reporter, args, cast, dir);
         if args.broker.is_some() {
             check_queues(&*transport, &[&municipality, &directorate, &gp]).await?;
         }
@@ -795,6 +755,59 @@ impl World {
     }
 }
 
+/// Issues every party's certificates, registers the parties and writes
+/// the PKI's public parts and the parties' files into `pki_dir`.
+fn issue_and_register(
+    pki: &DevPki,
+    cast: &Cast,
+    registry: &FileRegistry,
+    pki_dir: &Path,
+) -> Result<[DevParty; 4]> {
+    std::fs::create_dir_all(pki_dir).with_context(|| format!("creating {}", pki_dir.display()))?;
+    pki.write_pem(pki_dir)?;
+    let issue = |actor: &Actor| -> Result<DevParty> {
+        let her_id = HerId::new(actor.her_id).expect("checked by Cast::new");
+        let party = pki.party(her_id, &actor.name)?;
+        party.register(registry, None)?;
+        party.write_pem(pki_dir)?;
+        Ok(party)
+    };
+    Ok([
+        issue(&cast.municipality)?,
+        issue(&cast.directorate)?,
+        issue(&cast.gp)?,
+        issue(&cast.attacker)?,
+    ])
+}
+
+/// What the demo set up, for a person reading along.
+fn describe_set_up(reporter: &Reporter, args: &Args, cast: &Cast, dir: &Path) {
+    reporter.note(
+        "helsemelding demo: signed and encrypted health messages between four parties (times in UTC)",
+    );
+    reporter.note(
+        "  PKI       a throw-away CA made just now; each party has a signing and an encryption \
+         certificate (RSA-2048), checked against the CA's CRL",
+    );
+    reporter.note(&format!(
+        "  registry  {}, {}, {}, and {} (a registered party with valid certificates of its own)",
+        cast.municipality, cast.directorate, cast.gp, cast.attacker
+    ));
+    reporter.note(&match &args.broker {
+        Some(url) => format!("  queues    the AMQP 1.0 broker at {url}"),
+        None => "  queues    the embedded local queue (SQLite)".to_owned(),
+    });
+    let removed = if args.keep.is_some() {
+        ""
+    } else {
+        " (removed at the end; --keep DIR keeps it)"
+    };
+    reporter.note(&format!(
+        "  storage   one SQLite store per party (outbox, de-duplication, audit log) in {}{removed}",
+        dir.display()
+    ));
+}
+
 /// `IPLOS statistics (message 1f3c5a2b)`.
 fn describe(what: &str, message_id: Option<&str>) -> String {
     match message_id {
@@ -816,11 +829,13 @@ async fn open_transport(args: &Args, dir: &Path) -> Result<Arc<dyn Transport>> {
                 parsed.password().is_none(),
                 "--broker: the URL holds a password; set {BROKER_PASSWORD_ENV} instead"
             );
+            // A broker call needs a moment even when the steps get none.
+            let bound = Duration::from_secs(args.step_timeout.max(1));
             let options = AmqpOptions {
                 password: std::env::var(BROKER_PASSWORD_ENV).ok(),
                 ca_file: args.broker_ca.clone(),
-                operation_timeout: Duration::from_secs(args.step_timeout),
-                send_retry_for: Duration::from_secs(args.step_timeout),
+                operation_timeout: bound,
+                send_retry_for: bound,
                 ..AmqpOptions::default()
             };
             (url.clone(), options)
