@@ -16,7 +16,7 @@ use helsemelding_protect::{
 use helsemelding_registry::{resolve, Direction, Registry, WorkingProfile};
 use helsemelding_store::audit::{AuditEvent, AuditKind};
 use helsemelding_store::outbox::OutgoingMessage;
-use helsemelding_store::receipts::ExpectedReceipt;
+use helsemelding_store::receipts::{ExpectedReceipt, ReceiptRecord};
 use helsemelding_store::Store;
 use helsemelding_transport::{Message, Outcome, Sender, Transport};
 use helsemelding_wire::envelope::{Outgoing, Routing};
@@ -158,6 +158,7 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) waiters: Waiters,
     reply_consumer: Mutex<Option<Listener>>,
+    overdue_reported: Mutex<std::collections::HashSet<String>>,
     senders: Mutex<HashMap<String, Box<dyn Sender>>>,
 }
 
@@ -177,6 +178,7 @@ impl Messenger {
                 store,
                 waiters: Waiters::default(),
                 reply_consumer: Mutex::new(None),
+                overdue_reported: Mutex::new(Default::default()),
                 senders: Mutex::new(HashMap::new()),
             }),
         }
@@ -721,9 +723,32 @@ impl Messenger {
             .map_err(Error::from)
     }
 
+    /// Audits, once per messenger, each sent message whose AppRec is
+    /// overdue at `now`; returns the newly overdue ones.
+    pub async fn audit_overdue_receipts(&self, now: DateTime<Utc>) -> Result<Vec<ReceiptRecord>> {
+        let overdue = self.with_store(move |s| s.receipts().overdue(now)).await?;
+        let mut reported = self.inner.overdue_reported.lock().await;
+        let mut fresh = Vec::new();
+        for record in overdue {
+            if !reported.insert(record.expected.message_id.clone()) {
+                continue;
+            }
+            self.audit(AuditEvent {
+                counterpart_her_id: Some(record.expected.to_her_id),
+                message_id: Some(record.expected.message_id.clone()),
+                function: Some(record.expected.function.clone()),
+                reason: Some(format!("due {}", record.expected.due_at.to_rfc3339())),
+                ..AuditEvent::new(AuditKind::ReceiptOverdue, self.actor(), "overdue")
+            })
+            .await;
+            fresh.push(record);
+        }
+        Ok(fresh)
+    }
+
     /// Appends to the audit log; a failure is logged, never stops a flow
     /// (the message must still be settled).
-    pub(crate) async fn audit(&self, event: AuditEvent) {
+    pub async fn audit(&self, event: AuditEvent) {
         let kind = event.kind;
         if let Err(error) = self
             .with_store(move |s| s.audit().append(Utc::now(), &event).map(|_| ()))
@@ -733,7 +758,8 @@ impl Messenger {
         }
     }
 
-    pub(crate) fn actor(&self) -> String {
+    /// Who acts in this messenger's audit events (`herid:<our HER-id>`).
+    pub fn actor(&self) -> String {
         format!("herid:{}", self.her_id())
     }
 }

@@ -750,7 +750,9 @@ async fn a_silent_peer_times_out_and_its_late_reply_is_dropped(net: Net) {
 }
 
 async fn apprecs_come_back_and_are_matched(net: Net) {
-    let world = World::new(net).await;
+    let mut world = World::new(net).await;
+    // A does not listen yet: its AppRec waits on its queue while we look.
+    world.a.listener.take().unwrap().stop().await.unwrap();
     let (a, b) = (&world.a, &world.b);
     let (payload, msg_id) = World::payload_with_ack(a.her_id, b.her_id);
     a.messenger
@@ -762,6 +764,43 @@ async fn apprecs_come_back_and_are_matched(net: Net) {
     assert!(tracked.received.is_none());
     let a_day_later = Utc::now() + chrono::Duration::hours(25);
     assert_eq!(a.store.receipts().overdue(a_day_later).unwrap().len(), 1);
+    let overdue = a
+        .messenger
+        .audit_overdue_receipts(a_day_later)
+        .await
+        .unwrap();
+    assert_eq!(overdue[0].expected.message_id, msg_id);
+    assert!(
+        a.messenger
+            .audit_overdue_receipts(a_day_later)
+            .await
+            .unwrap()
+            .is_empty(),
+        "audited once"
+    );
+    let overdue_events = a
+        .store
+        .audit()
+        .list(&AuditFilter::default())
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.kind == AuditKind::ReceiptOverdue)
+        .count();
+    assert_eq!(overdue_events, 1);
+    let listener = Listener::start(
+        &world.a.messenger,
+        world.a.inbox.clone(),
+        world.a.inbox.clone(),
+        ListenerOptions {
+            workers: 2,
+            poll: Duration::from_millis(200),
+            ..ListenerOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    world.a.listener = Some(listener);
+    let (a, b) = (&world.a, &world.b);
 
     let receipt = eventually("the AppRec matched", || {
         a.store.receipts().get(&msg_id).unwrap()?.received
