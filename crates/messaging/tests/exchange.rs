@@ -875,6 +875,69 @@ async fn communication_tests_are_answered_on_both_paths(net: Net) {
     world.stop().await;
 }
 
+async fn functions_outside_the_senders_cpp_are_refused(net: Net) {
+    let world = World::new(net).await;
+    let (a, b) = (&world.a, &world.b);
+    // A gets NHN's real CPP (with A's test certificates): it may send the
+    // DIALOG_INNBYGGER_* functions, not DIALOG_HELSEFAGLIG.
+    let signing = Certificate::from_x509(a.signing.cert.clone());
+    let encryption = Certificate::from_x509(a.encryption.cert.clone());
+    let cpp = helsemelding_testkit::fixtures::cpp_for_test_party(
+        a.her_id.get(),
+        &signing.to_der(),
+        &encryption.to_der(),
+    );
+    world
+        .registry
+        .add_party(&NewParty {
+            her_id: a.her_id.get(),
+            name: "party with a CPP".into(),
+            signing_certificate: signing,
+            encryption_certificate: encryption,
+            cpp: Some(cpp),
+            queue_prefix: None,
+        })
+        .unwrap();
+    let refused = a
+        .messenger
+        .send(SendRequest::new(
+            b.her_id,
+            "DIALOG_HELSEFAGLIG",
+            World::payload(a.her_id, b.her_id),
+        ))
+        .await
+        .unwrap();
+    let report = eventually("the unsupported-message report", || {
+        a.inbox
+            .errors()
+            .into_iter()
+            .find(|r| r.original_message_id.as_deref() == Some(refused.as_str()))
+    })
+    .await;
+    assert_eq!(report.condition, Some(ErrorCondition::UnsupportedMessage));
+    assert_eq!(report.function.as_deref(), Some("DIALOG_HELSEFAGLIG"));
+    let allowed = a
+        .messenger
+        .send(SendRequest::new(
+            b.her_id,
+            "DIALOG_INNBYGGER_EKONTAKT",
+            World::payload(a.her_id, b.her_id),
+        ))
+        .await
+        .unwrap();
+    let got = eventually("the allowed message", || {
+        b.inbox.received().into_iter().next()
+    })
+    .await;
+    assert_eq!(got.message_id, allowed);
+    assert_eq!(
+        b.inbox.received().len(),
+        1,
+        "the refused one never reached B's application"
+    );
+    world.stop().await;
+}
+
 macro_rules! suite {
     ($net:ident, $flavor:meta) => {
         #[allow(non_snake_case)]
@@ -924,6 +987,11 @@ macro_rules! suite {
             #[$flavor]
             async fn communication_tests_are_answered_on_both_paths() {
                 super::communication_tests_are_answered_on_both_paths(Net::$net).await;
+            }
+
+            #[$flavor]
+            async fn functions_outside_the_senders_cpp_are_refused() {
+                super::functions_outside_the_senders_cpp_are_refused(Net::$net).await;
             }
 
             #[$flavor]
