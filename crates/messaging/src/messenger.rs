@@ -698,15 +698,24 @@ impl Messenger {
         if report.is_ok() {
             return Ok(());
         }
+        let problems = report
+            .errors
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.audit(AuditEvent {
+            reason: Some(format!(
+                "{role} certificate serial {}: {problems}",
+                certificate.serial_hex()
+            )),
+            ..AuditEvent::new(AuditKind::CertificateCheck, self.actor(), "failed")
+        })
+        .await;
         Err(Error::Certificate {
             role,
             serial: certificate.serial_hex(),
-            problems: report
-                .errors
-                .iter()
-                .map(|p| p.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            problems,
         })
     }
 
@@ -758,8 +767,23 @@ impl Messenger {
         }
     }
 
-    /// Who acts in this messenger's audit events (`herid:<our HER-id>`).
+    /// Who acts in this messenger's audit events:
+    /// `herid:<our HER-id>@<host>`.
     pub fn actor(&self) -> String {
-        format!("herid:{}", self.her_id())
+        format!("herid:{}@{}", self.her_id(), host_name())
     }
+}
+
+/// This machine's name, for the audit log's actor (read once).
+fn host_name() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .or_else(|| std::env::var("COMPUTERNAME").ok())
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "unknown-host".into())
+    })
 }

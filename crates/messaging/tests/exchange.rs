@@ -610,6 +610,62 @@ async fn sending_refuses_an_unknown_receiver_and_non_xml(net: Net) {
         "{error}"
     );
     assert_eq!(world.a.store.outbox().pending_count().unwrap(), 0);
+
+    // A receiver whose encryption certificate expired: refused before
+    // anything is signed, and the failed check is in the audit log.
+    let expired = world.pki.issue_with(
+        "expired encryption",
+        Usage::Encryption,
+        &LeafOptions {
+            not_before: Utc::now() - chrono::Duration::days(30),
+            not_after: Utc::now() - chrono::Duration::days(1),
+            ..LeafOptions::default()
+        },
+    );
+    let stale = world.b.her_id.get() + 7;
+    world
+        .registry
+        .add_party(&NewParty {
+            her_id: stale,
+            name: "expired party".into(),
+            signing_certificate: Certificate::from_x509(world.b.signing.cert.clone()),
+            encryption_certificate: Certificate::from_x509(expired.cert.clone()),
+            cpp: None,
+            queue_prefix: None,
+        })
+        .unwrap();
+    let error = world
+        .a
+        .messenger
+        .send(SendRequest::new(
+            HerId::new(stale).unwrap(),
+            FUNCTION,
+            World::payload(world.a.her_id, HerId::new(stale).unwrap()),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, helsemelding_messaging::Error::Certificate { problems, .. } if problems.contains("expired")),
+        "{error}"
+    );
+    let checks: Vec<_> = world
+        .a
+        .store
+        .audit()
+        .list(&AuditFilter::default())
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.kind == AuditKind::CertificateCheck)
+        .collect();
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].event.outcome, "failed");
+    assert!(checks[0]
+        .event
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains(&format!("receiver {stale}")));
+    assert_eq!(world.a.store.outbox().pending_count().unwrap(), 0);
     world.stop().await;
 }
 
