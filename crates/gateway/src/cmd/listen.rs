@@ -161,6 +161,9 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
         let messenger = &context.messenger;
         let started = AuditEvent::new(AuditKind::Start, messenger.actor(), "listening");
         messenger.audit(started).await;
+        // AppRecs and communication-test answers go through the outbox:
+        // whatever a broker outage left there is resent while we listen.
+        let pump = messenger.spawn_outbox_pump(Duration::from_secs(5));
         let mut overdue_check = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {
@@ -183,6 +186,7 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
             }
         }
         listener.stop().await?;
+        pump.abort();
         messenger.close().await?;
         let stopped = AuditEvent::new(AuditKind::Stop, messenger.actor(), "stopped");
         messenger.audit(stopped).await;
