@@ -48,10 +48,12 @@ enum Command {
     Receipts(cmd::receipts::Args),
     /// Performance figures, each as a ratio to a limit measured in the same run.
     Bench(cmd::bench::Args),
-    /// Sign, encrypt and send one async message; prints its message id.
+    /// Sign, encrypt and send one message; prints its message id (async) or the reply (--sync).
     Send(cmd::send::Args),
     /// Run the receive pipelines, writing each accepted message to a directory.
     Listen(cmd::listen::Args),
+    /// Communication test against a party: round-trip time, non-zero exit past the limit.
+    Commtest(cmd::commtest::Args),
     /// See it work: four parties exchange messages on a throw-away PKI and the local queue.
     Demo(cmd::demo::Args),
 }
@@ -97,6 +99,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Receipts(args) => cmd::receipts::run(cli.config.as_deref(), args),
         Command::Send(args) => cmd::send::run(cli.config.as_deref(), args),
         Command::Listen(args) => cmd::listen::run(cli.config.as_deref(), args),
+        Command::Commtest(args) => cmd::commtest::run(cli.config.as_deref(), args),
         Command::Demo(args) => cmd::demo::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -166,3 +166,70 @@ fn send_then_listen_delivers_the_payload_byte_for_byte() {
         "DIALOG_INNBYGGER_TEST"
     );
 }
+
+/// `commtest` against a party whose `listen` runs: both paths answer in
+/// time; `send --sync` to a listener that does not answer sync requests
+/// fails after its timeout with a clear error.
+#[test]
+fn commtest_and_sync_send_against_a_running_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new("cli commtest CA");
+    std::fs::write(dir.path().join("ca.pem"), pki.ca.cert.to_pem().unwrap()).unwrap();
+    let registry = FileRegistry::new(dir.path().join("registry"));
+    let next_update = chrono::Utc::now() + chrono::Duration::days(1);
+    let crl_url = serve_crl(pki.crl(&[], next_update).to_der().unwrap());
+    let a = party_config(dir.path(), &pki, &registry, 91462, &crl_url);
+    let b = party_config(dir.path(), &pki, &registry, 109989, &crl_url);
+    let out = dir.path().join("out");
+    let mut listener = Command::new(env!("CARGO_BIN_EXE_helsemelding"))
+        .arg("--config")
+        .arg(&b)
+        .args(["listen", "--idle-exit", "60", "--out-dir"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    for mode in ["--sync", "--async"] {
+        let (ok, stdout, stderr) =
+            helsemelding(&a, &["commtest", "--to", "109989", mode, "--json"]);
+        assert!(ok, "commtest {mode} failed: {stdout} {stderr}");
+        let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(result["passed"], true, "{result}");
+        assert_eq!(result["mode"], &mode[2..]);
+        let ms = result["round_trip_ms"].as_f64().unwrap();
+        assert!(ms > 0.0 && ms < 5000.0, "{result}");
+    }
+    // A limit nobody can meet fails, with the time still reported.
+    let (ok, stdout, _) = helsemelding(&a, &["commtest", "--to", "109989", "--limit", "0.0001"]);
+    assert!(!ok);
+    assert!(stdout.contains("slower than the limit"), "{stdout}");
+
+    let payload_file = dir.path().join("note.xml");
+    std::fs::write(&payload_file, PAYLOAD).unwrap();
+    let started = std::time::Instant::now();
+    let (ok, stdout, stderr) = helsemelding(
+        &a,
+        &[
+            "send",
+            "--to",
+            "109989",
+            "--function",
+            "DIALOG_INNBYGGER_TEST",
+            "--sync",
+            "--timeout",
+            "2",
+            payload_file.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok, "{stdout}");
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("no reply from HER-id 109989"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // The listener wrote nothing: tests and refused requests are not messages.
+    let written = std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(written, 0);
+    listener.kill().unwrap();
+    listener.wait().unwrap();
+}

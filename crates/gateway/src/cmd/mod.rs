@@ -5,6 +5,7 @@ pub mod metadata;
 pub mod audit;
 pub mod bench;
 pub mod cert;
+pub mod commtest;
 mod context;
 pub mod demo;
 mod identity_args;
