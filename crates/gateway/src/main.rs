@@ -51,6 +51,8 @@ enum Command {
     Send(cmd::send::Args),
     /// Run the receive pipelines, writing each accepted message to a directory.
     Listen(cmd::listen::Args),
+    /// See (`outbox list`) and send (`outbox flush`) what the outbox still holds.
+    Outbox(cmd::outbox::Args),
 }
 
 fn main() -> ExitCode {
@@ -94,5 +96,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Receipts(args) => cmd::receipts::run(cli.config.as_deref(), args),
         Command::Send(args) => cmd::send::run(cli.config.as_deref(), args),
         Command::Listen(args) => cmd::listen::run(cli.config.as_deref(), args),
+        Command::Outbox(args) => cmd::outbox::run(cli.config.as_deref(), args),
     }
 }

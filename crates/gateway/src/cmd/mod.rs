@@ -8,6 +8,7 @@ pub mod cert;
 mod context;
 mod identity_args;
 pub mod listen;
+pub mod outbox;
 pub mod protect;
 pub mod receipts;
 pub mod registry;
