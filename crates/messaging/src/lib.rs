@@ -17,6 +17,7 @@
 pub mod convert;
 pub mod engine;
 mod error;
+mod in_flight;
 mod messenger;
 mod receive;
 

@@ -29,6 +29,7 @@ use uuid::Uuid;
 use crate::convert;
 use crate::engine::{self, Decision, HandlerError, RegistryFailure, UnprotectFailure};
 use crate::error::{Error, Result};
+use crate::in_flight::{Claim, InFlight};
 use crate::messenger::Messenger;
 
 /// A message that passed every check, as the application receives it.
@@ -117,6 +118,7 @@ impl Listener {
         options: ListenerOptions,
     ) -> Result<Listener> {
         let (shutdown, watching) = watch::channel(false);
+        let in_flight = Arc::new(InFlight::default());
         let mut workers = Vec::new();
         let mut queues = vec![QueueKind::Async];
         if options.error_queue {
@@ -133,6 +135,7 @@ impl Listener {
                     kind,
                     poll: options.poll,
                     shutdown: watching.clone(),
+                    in_flight: in_flight.clone(),
                 };
                 workers.push(tokio::spawn(worker.run(receiver)));
             }
@@ -157,6 +160,7 @@ struct Worker {
     kind: QueueKind,
     poll: Duration,
     shutdown: watch::Receiver<bool>,
+    in_flight: Arc<InFlight>,
 }
 
 /// What the checks left for the settling step.
@@ -166,6 +170,8 @@ struct Judged {
     envelope: Envelope,
     sender: Option<HerId>,
     received: Option<Received>,
+    /// Held until the delivery is settled, so no other worker hands over a copy.
+    claim: Option<Claim>,
 }
 
 impl Worker {
@@ -213,6 +219,7 @@ impl Worker {
             sender: envelope.her_id(names::FROM_HER_ID).ok(),
             envelope,
             received: None,
+            claim: None,
         };
         let (queue, id) = (delivery.queue.clone(), message_id.clone());
         judged.attempt = match self
@@ -238,6 +245,14 @@ impl Worker {
                 return judged;
             }
         };
+        judged.claim = self
+            .in_flight
+            .claim(headers.from.get(), &headers.message_id);
+        if judged.claim.is_none() {
+            // Another worker has a copy: see again once it is settled.
+            judged.decision = self.policy().on_outage(judged.attempt);
+            return judged;
+        }
         let (from, id) = (headers.from.get(), headers.message_id.clone());
         match self
             .messenger
@@ -403,6 +418,7 @@ impl Worker {
             envelope,
             sender,
             received,
+            claim: _claim,
         } = judged;
         let message_id = delivery.message.message_id.clone().unwrap_or_default();
         let function = delivery.message.subject.clone();
