@@ -56,6 +56,8 @@ enum Command {
     Commtest(cmd::commtest::Args),
     /// See it work: four parties exchange messages on a throw-away PKI and the local queue.
     Demo(cmd::demo::Args),
+    /// See (`outbox list`) and send (`outbox flush`) what the outbox still holds.
+    Outbox(cmd::outbox::Args),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Listen(args) => cmd::listen::run(cli.config.as_deref(), args),
         Command::Commtest(args) => cmd::commtest::run(cli.config.as_deref(), args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Outbox(args) => cmd::outbox::run(cli.config.as_deref(), args),
     }
 }
 

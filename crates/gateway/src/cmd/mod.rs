@@ -10,6 +10,7 @@ mod context;
 pub mod demo;
 mod identity_args;
 pub mod listen;
+pub mod outbox;
 pub mod protect;
 pub mod receipts;
 pub mod registry;
