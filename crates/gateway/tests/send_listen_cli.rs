@@ -61,18 +61,12 @@ fn send_then_listen_delivers_the_payload_byte_for_byte() {
 /// fails after its timeout with a clear error.
 #[test]
 fn commtest_and_sync_send_against_a_running_listener() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new("cli commtest CA");
-    std::fs::write(dir.path().join("ca.pem"), pki.ca.cert.to_pem().unwrap()).unwrap();
-    let registry = FileRegistry::new(dir.path().join("registry"));
-    let next_update = chrono::Utc::now() + chrono::Duration::days(1);
-    let crl_url = serve_crl(pki.crl(&[], next_update).to_der().unwrap());
-    let a = party_config(dir.path(), &pki, &registry, 91462, &crl_url);
-    let b = party_config(dir.path(), &pki, &registry, 109989, &crl_url);
-    let out = dir.path().join("out");
-    let mut listener = Command::new(env!("CARGO_BIN_EXE_helsemelding"))
-        .arg("--config")
-        .arg(&b)
+    let setup = Setup::new(BrokerSection::Local);
+    let a = setup.party(91462);
+    let b = setup.party(109989);
+    let out = setup.dir.path().join("out");
+    let mut listener = setup
+        .command(&b)
         .args(["listen", "--idle-exit", "60", "--out-dir"])
         .arg(&out)
         .stdout(std::process::Stdio::null())
@@ -81,8 +75,7 @@ fn commtest_and_sync_send_against_a_running_listener() {
         .unwrap();
 
     for mode in ["--sync", "--async"] {
-        let (ok, stdout, stderr) =
-            helsemelding(&a, &["commtest", "--to", "109989", mode, "--json"]);
+        let (ok, stdout, stderr) = setup.run(&a, &["commtest", "--to", "109989", mode, "--json"]);
         assert!(ok, "commtest {mode} failed: {stdout} {stderr}");
         let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
         assert_eq!(result["passed"], true, "{result}");
@@ -91,14 +84,14 @@ fn commtest_and_sync_send_against_a_running_listener() {
         assert!(ms > 0.0 && ms < 5000.0, "{result}");
     }
     // A limit nobody can meet fails, with the time still reported.
-    let (ok, stdout, _) = helsemelding(&a, &["commtest", "--to", "109989", "--limit", "0.0001"]);
+    let (ok, stdout, _) = setup.run(&a, &["commtest", "--to", "109989", "--limit", "0.0001"]);
     assert!(!ok);
     assert!(stdout.contains("slower than the limit"), "{stdout}");
 
-    let payload_file = dir.path().join("note.xml");
-    std::fs::write(&payload_file, PAYLOAD).unwrap();
+    let payload_file = setup.dir.path().join("note.xml");
+    std::fs::write(&payload_file, msghead(91462, 109989)).unwrap();
     let started = std::time::Instant::now();
-    let (ok, stdout, stderr) = helsemelding(
+    let (ok, stdout, stderr) = setup.run(
         &a,
         &[
             "send",

@@ -92,6 +92,7 @@ async fn two_copies_taken_at_once_are_handed_over_once() {
         ListenerOptions {
             workers: 2,
             error_queue: false,
+            sync_queue: false,
             poll: Duration::from_millis(200),
         },
     )

@@ -38,6 +38,7 @@ async fn listen(party: &Party) -> (Listener, Arc<Counting>) {
         ListenerOptions {
             workers: 1,
             error_queue: true,
+            sync_queue: false,
             poll: Duration::from_millis(200),
         },
     )
