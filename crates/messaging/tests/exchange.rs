@@ -106,6 +106,18 @@ async fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// A party's pipelines on all its queues, into `inbox`.
+async fn listen(messenger: &Messenger, inbox: &Arc<Inbox>) -> Listener {
+    let options = ListenerOptions {
+        workers: 2,
+        poll: Duration::from_millis(200),
+        ..ListenerOptions::default()
+    };
+    Listener::start(messenger, inbox.clone(), inbox.clone(), options)
+        .await
+        .unwrap()
+}
+
 struct Party {
     her_id: HerId,
     signing: Issued,
@@ -199,19 +211,7 @@ impl World {
             let messenger =
                 Messenger::new(config, transport.clone(), registry.clone(), store.clone());
             let inbox = Arc::new(Inbox::default());
-            let listener = Listener::start(
-                &messenger,
-                inbox.clone(),
-                inbox.clone(),
-                ListenerOptions {
-                    workers: 2,
-                    error_queue: true,
-                    sync_queue: true,
-                    poll: Duration::from_millis(200),
-                },
-            )
-            .await
-            .unwrap();
+            let listener = listen(&messenger, &inbox).await;
             parties.push(Party {
                 her_id,
                 signing,
@@ -766,19 +766,7 @@ async fn a_silent_peer_times_out_and_its_late_reply_is_dropped(net: Net) {
     );
     // B wakes up and answers the old request: the reply is late, and must
     // not be taken for the answer to the next call.
-    let listener = Listener::start(
-        &world.b.messenger,
-        world.b.inbox.clone(),
-        world.b.inbox.clone(),
-        ListenerOptions {
-            workers: 1,
-            poll: Duration::from_millis(200),
-            ..ListenerOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    world.b.listener = Some(listener);
+    world.b.listener = Some(listen(&world.b.messenger, &world.b.inbox).await);
     let (a, b) = (&world.a, &world.b);
     eventually("the late reply dropped", || {
         let events = a.store.audit().list(&AuditFilter::default()).unwrap();
@@ -843,19 +831,7 @@ async fn apprecs_come_back_and_are_matched(net: Net) {
         .filter(|e| e.event.kind == AuditKind::ReceiptOverdue)
         .count();
     assert_eq!(overdue_events, 1);
-    let listener = Listener::start(
-        &world.a.messenger,
-        world.a.inbox.clone(),
-        world.a.inbox.clone(),
-        ListenerOptions {
-            workers: 2,
-            poll: Duration::from_millis(200),
-            ..ListenerOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    world.a.listener = Some(listener);
+    world.a.listener = Some(listen(&world.a.messenger, &world.a.inbox).await);
     let (a, b) = (&world.a, &world.b);
 
     let receipt = eventually("the AppRec matched", || {
