@@ -7,6 +7,7 @@ use std::process::Command;
 use helsemelding_protect::Certificate;
 use helsemelding_registry::file::NewParty;
 use helsemelding_registry::FileRegistry;
+use helsemelding_testkit::http::serve_crl;
 use helsemelding_testkit::pki::{LeafOptions, TestPki, Usage};
 
 const PAYLOAD: &str = r#"<MsgHead xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24">
@@ -33,27 +34,6 @@ fn helsemelding(config: &Path, args: &[&str]) -> (bool, String, String) {
         String::from_utf8(output.stdout).unwrap(),
         String::from_utf8(output.stderr).unwrap(),
     )
-}
-
-/// Serves `crl` (DER) to every request on 127.0.0.1 for the rest of the
-/// test process; returns its URL.
-fn serve_crl(crl: Vec<u8>) -> String {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/ca.crl", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let mut request = [0u8; 4096];
-            let _ = stream.read(&mut request);
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/pkix-crl\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                crl.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&crl);
-        }
-    });
-    url
 }
 
 fn party_config(

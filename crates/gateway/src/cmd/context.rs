@@ -9,13 +9,17 @@ use helsemelding_messaging::{Messenger, MessengerConfig};
 use helsemelding_protect::{
     Certificate, CrlFetcher, FetcherConfig, Identity, RevocationPolicy, TrustAnchors,
 };
-use helsemelding_registry::FileRegistry;
+use helsemelding_registry::http::NoAuth;
+use helsemelding_registry::{
+    AuthProvider, BearerToken, CachingRegistry, FileRegistry, HttpRegistry, HttpRegistryConfig,
+    Registry,
+};
 use helsemelding_store::Store;
 use helsemelding_transport::amqp::{AmqpOptions, Dialect};
 use helsemelding_wire::HerId;
 
 use super::identity_args::P12_PASSWORD_ENV;
-use crate::config::{self, BrokerEndpoint, Config, KeyPair};
+use crate::config::{self, BrokerEndpoint, Config, KeyPair, RegistryAuth};
 
 /// A messenger over the configured broker, registry and store.
 pub struct Context {
@@ -42,12 +46,7 @@ impl Context {
             .as_ref()
             .map(|pair| key_pair("legacy decryption", Some(pair)))
             .transpose()?;
-        let registry = match &config.registry {
-            config::Registry::Dir(dir) => Arc::new(FileRegistry::new(dir)),
-            config::Registry::Http { .. } => {
-                bail!("registry: only the file registry (registry.dir) is supported by send/listen yet")
-            }
-        };
+        let registry = open_registry(&config.registry)?;
         let anchors = config
             .trust
             .anchors
@@ -98,6 +97,47 @@ impl Context {
         let messenger = Messenger::new(messenger_config, Arc::from(transport), registry, store);
         Ok(Context { messenger })
     }
+}
+
+/// The configured registry: the file registry, or NHN's services behind a
+/// cache that keeps answers for `registry.cache_seconds` (and serves them
+/// stale while the services fail).
+pub(crate) fn open_registry(registry: &config::Registry) -> Result<Arc<dyn Registry>> {
+    let (address_url, cppa_url, cache_seconds, timeout_ms, auth) = match registry {
+        config::Registry::Dir(dir) => return Ok(Arc::new(FileRegistry::new(dir))),
+        config::Registry::Http {
+            address_url,
+            cppa_url,
+            cache_seconds,
+            timeout_ms,
+            auth,
+        } => (address_url, cppa_url, *cache_seconds, *timeout_ms, auth),
+    };
+    let auth: Arc<dyn AuthProvider> = match auth {
+        RegistryAuth::None => Arc::new(NoAuth),
+        RegistryAuth::Token(token) => Arc::new(BearerToken::new(token.as_str())),
+        RegistryAuth::TokenFile(file) => {
+            let token = std::fs::read_to_string(file)
+                .with_context(|| format!("registry.token_file {}", file.display()))?;
+            if token.trim().is_empty() {
+                bail!("registry.token_file {} is empty", file.display());
+            }
+            Arc::new(BearerToken::new(token))
+        }
+    };
+    let http = HttpRegistry::new(
+        HttpRegistryConfig {
+            address_registry_url: address_url.to_string(),
+            cppa_url: cppa_url.to_string(),
+            timeout: std::time::Duration::from_millis(timeout_ms),
+        },
+        auth,
+    )
+    .context("registry: setting up the HTTP client")?;
+    Ok(Arc::new(CachingRegistry::with_ttl(
+        http,
+        std::time::Duration::from_secs(cache_seconds),
+    )))
 }
 
 /// CRLs from the certificates' distribution points, waited for at most
