@@ -51,6 +51,8 @@ enum Command {
     Send(cmd::send::Args),
     /// Run the receive pipelines, writing each accepted message to a directory.
     Listen(cmd::listen::Args),
+    /// Our queues and their message counts (where the broker can tell).
+    Queues(cmd::queues::Args),
 }
 
 fn main() -> ExitCode {
@@ -94,5 +96,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Receipts(args) => cmd::receipts::run(cli.config.as_deref(), args),
         Command::Send(args) => cmd::send::run(cli.config.as_deref(), args),
         Command::Listen(args) => cmd::listen::run(cli.config.as_deref(), args),
+        Command::Queues(args) => cmd::queues::run(cli.config.as_deref(), args),
     }
 }

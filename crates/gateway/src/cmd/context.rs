@@ -63,23 +63,7 @@ impl Context {
             config::Revocation::Warn => RevocationPolicy::Warn,
             config::Revocation::Off => RevocationPolicy::Off,
         };
-        let (url, options) = match &config.broker.endpoint {
-            BrokerEndpoint::Local { path } => {
-                (format!("local:{}", path.display()), AmqpOptions::default())
-            }
-            BrokerEndpoint::Amqp { url, password, .. } => (
-                url.to_string(),
-                AmqpOptions {
-                    dialect: match config.broker.dialect {
-                        config::Dialect::Rabbitmq => Dialect::RabbitMq,
-                        config::Dialect::Servicebus => Dialect::ServiceBus,
-                    },
-                    password: password.clone(),
-                    ca_file: config.broker.ca_file.clone(),
-                    ..AmqpOptions::default()
-                },
-            ),
-        };
+        let (url, options) = transport_endpoint(config);
         let transport = helsemelding_transport::open(&url, options)
             .await
             .context("opening the broker")?;
@@ -96,6 +80,27 @@ impl Context {
         messenger_config.revocation = revocation;
         let messenger = Messenger::new(messenger_config, Arc::from(transport), registry, store);
         Ok(Context { messenger })
+    }
+}
+
+/// The transport URL and options the broker configuration names.
+pub(crate) fn transport_endpoint(config: &Config) -> (String, AmqpOptions) {
+    match &config.broker.endpoint {
+        BrokerEndpoint::Local { path } => {
+            (format!("local:{}", path.display()), AmqpOptions::default())
+        }
+        BrokerEndpoint::Amqp { url, password, .. } => (
+            url.to_string(),
+            AmqpOptions {
+                dialect: match config.broker.dialect {
+                    config::Dialect::Rabbitmq => Dialect::RabbitMq,
+                    config::Dialect::Servicebus => Dialect::ServiceBus,
+                },
+                password: password.clone(),
+                ca_file: config.broker.ca_file.clone(),
+                ..AmqpOptions::default()
+            },
+        ),
     }
 }
 

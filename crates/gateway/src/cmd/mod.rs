@@ -9,6 +9,7 @@ mod context;
 mod identity_args;
 pub mod listen;
 pub mod protect;
+pub mod queues;
 pub mod receipts;
 pub mod registry;
 pub mod send;
