@@ -263,6 +263,14 @@ pub enum HandlerError {
         /// The description to report.
         description: String,
     },
+    /// The content is wrong (a business-level rejection): a MsgHead is
+    /// answered with an AppRec of status rejected carrying these errors
+    /// (kodeverk 8221 codes and texts, the application's choice) and
+    /// accepted; anything else is reported as `transport:internal-error`.
+    RejectContent {
+        /// The AppRec errors.
+        errors: Vec<helsemelding_wire::Code>,
+    },
 }
 
 impl std::fmt::Display for HandlerError {
@@ -273,6 +281,13 @@ impl std::fmt::Display for HandlerError {
                 condition,
                 description,
             } => write!(f, "reject ({}): {description}", condition.as_str()),
+            HandlerError::RejectContent { errors } => {
+                write!(f, "content rejected:")?;
+                for error in errors {
+                    write!(f, " {}", error.v)?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -290,6 +305,11 @@ pub fn on_handler_error(error: &HandlerError, policy: &RetryPolicy, attempt: u32
             condition: *condition,
             description: description.clone(),
             data: Vec::new(),
+        }),
+        HandlerError::RejectContent { errors } => Decision::ReportError(ErrorReport {
+            condition: ErrorCondition::InternalError,
+            description: format!("the receiver rejected the content: {error}"),
+            data: errors.iter().map(|code| code.v.clone()).collect(),
         }),
     }
 }

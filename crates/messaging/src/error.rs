@@ -85,6 +85,26 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// No reply came to a synchronous request in time.
+    #[error("no reply from HER-id {her_id} to sync request {message_id} within {after:?}")]
+    SyncTimeout {
+        /// The request.
+        message_id: String,
+        /// The receiver.
+        her_id: u32,
+        /// The call timeout.
+        after: std::time::Duration,
+    },
+    /// A reply came but is not the answer expected.
+    #[error("the reply from HER-id {her_id} to {message_id} is not what was asked for: {reason}")]
+    UnexpectedReply {
+        /// The request.
+        message_id: String,
+        /// The replying party.
+        her_id: u32,
+        /// What is wrong.
+        reason: String,
+    },
     /// A background task died.
     #[error("internal task failed: {0}")]
     Task(String),

@@ -9,18 +9,28 @@
 //!   envelope, durable outbox, send, mark sent) and the outbox pump;
 //! - [`Listener`]: the receive pipelines with N workers per queue, driving
 //!   the engine around the transport, store, registry and CMS;
-//! - [`convert`]: the wire envelope to and from the transport's message.
+//! - [`convert`]: the wire envelope to and from the transport's message;
+//! - [`receipts`]: which sent messages wait for an AppRec, and the AppRec
+//!   a received MsgHead is answered with;
+//! - sync calls ([`Messenger::send_and_wait`]) with one reply consumer per
+//!   messenger, and communication tests ([`Messenger::communication_test`])
+//!   answered by every listener.
 //!
 //! Every delivery is settled on every path (accept, release after a
 //! backoff, or reject), and the store de-duplicates by (sender, message-id).
 
+mod answer;
+mod commtest;
 pub mod convert;
 pub mod engine;
 mod error;
 mod messenger;
+pub mod receipts;
 mod receive;
+mod waiters;
 
+pub use commtest::{CommtestMode, CommtestOutcome};
 pub use engine::{Decision, HandlerError, RetryPolicy};
 pub use error::{Error, Result};
 pub use messenger::{Messenger, MessengerConfig, SendRequest};
-pub use receive::{ErrorHandler, Handler, Listener, ListenerOptions, Received};
+pub use receive::{ErrorHandler, Handler, Listener, ListenerOptions, Received, Reply};

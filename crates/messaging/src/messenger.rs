@@ -13,9 +13,10 @@ use helsemelding_protect::{
     check_certificate, protect, Certificate, CheckReport, CheckRequest, CrlSource, Identity,
     ProtectOptions, RevocationPolicy, TrustAnchors, Usage,
 };
-use helsemelding_registry::{resolve, Direction, Registry};
+use helsemelding_registry::{resolve, Direction, Registry, WorkingProfile};
 use helsemelding_store::audit::{AuditEvent, AuditKind};
 use helsemelding_store::outbox::OutgoingMessage;
+use helsemelding_store::receipts::ExpectedReceipt;
 use helsemelding_store::Store;
 use helsemelding_transport::{Message, Outcome, Sender, Transport};
 use helsemelding_wire::envelope::{Outgoing, Routing};
@@ -27,6 +28,35 @@ use uuid::Uuid;
 use crate::convert;
 use crate::engine::RetryPolicy;
 use crate::error::{Error, Result};
+use crate::receipts::{self, Deadlines};
+use crate::receive::{Listener, Received};
+use crate::waiters::Waiters;
+
+/// A receiver looked up and judged usable.
+pub(crate) struct Target {
+    to: HerId,
+    pub(crate) profile: WorkingProfile,
+    encryption: Certificate,
+}
+
+impl Target {
+    /// The receiver's queue of `kind`: the registry's, else the standard name.
+    fn queue(&self, to: HerId, kind: QueueKind) -> String {
+        let queues = &self.profile.queues;
+        match kind {
+            QueueKind::Async => queues.async_queue.clone(),
+            QueueKind::Sync => queues.sync.clone(),
+            QueueKind::Error => queues.error.clone(),
+            QueueKind::SyncReply => queues.syncreply.clone(),
+            QueueKind::DeadLetter => None,
+        }
+        .unwrap_or_else(|| queue_name(to, kind))
+    }
+}
+
+fn new_message_id() -> String {
+    Uuid::new_v4().hyphenated().to_string()
+}
 
 /// Who we are and how strictly we judge: everything a [`Messenger`] needs
 /// besides its transport, registry and store.
@@ -52,6 +82,16 @@ pub struct MessengerConfig {
     pub retry: RetryPolicy,
     /// Extra string application properties on every message we send.
     pub extra_properties: Vec<(String, String)>,
+    /// This instance's sync reply queue; `None`: the registry's syncreply
+    /// address for us, else `<herid>_syncreply`.
+    pub sync_reply_queue: Option<String>,
+    /// How long a sent message may wait for its AppRec before it is overdue.
+    pub receipt_deadlines: Deadlines,
+    /// Whether the pipelines send AppRecs for received MsgHeads that ask
+    /// for one (true).
+    pub send_receipts: bool,
+    /// Whether the pipelines answer communication tests themselves (true).
+    pub answer_communication_tests: bool,
 }
 
 impl MessengerConfig {
@@ -75,6 +115,10 @@ impl MessengerConfig {
             async_ttl: None,
             retry: RetryPolicy::default(),
             extra_properties: Vec::new(),
+            sync_reply_queue: None,
+            receipt_deadlines: Deadlines::default(),
+            send_receipts: true,
+            answer_communication_tests: true,
         }
     }
 }
@@ -112,6 +156,8 @@ pub(crate) struct Inner {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) registry: Arc<dyn Registry>,
     pub(crate) store: Store,
+    pub(crate) waiters: Waiters,
+    reply_consumer: Mutex<Option<Listener>>,
     /// Idle sender links per queue: a send checks one out (or attaches a
     /// new one) and gives it back after, so concurrent sends pipeline.
     senders: Mutex<HashMap<String, Vec<Box<dyn Sender>>>>,
@@ -134,6 +180,8 @@ impl Messenger {
                 transport,
                 registry,
                 store,
+                waiters: Waiters::default(),
+                reply_consumer: Mutex::new(None),
                 senders: Mutex::new(HashMap::new()),
             }),
         }
@@ -157,12 +205,215 @@ impl Messenger {
     /// Sends an async message and returns its message-id once the broker
     /// accepted it. The protected message is in the outbox before it is
     /// transferred: if this fails after that, [`Messenger::flush_outbox`]
-    /// sends it later with the same message-id.
+    /// sends it later with the same message-id. A MsgHead that asks for an
+    /// application receipt is tracked until its AppRec comes.
     pub async fn send(&self, request: SendRequest) -> Result<String> {
-        let ours = self.her_id();
+        let target = self.target(request.to, &request.function).await?;
+        self.send_async(request, target).await
+    }
+
+    /// Sends an answer (an AppRec, a communication-test response) through
+    /// the outbox like [`Messenger::send`], without checking the function
+    /// against the profile: answers follow what they answer.
+    pub(crate) async fn send_answer(
+        &self,
+        to: HerId,
+        function: &str,
+        payload: Vec<u8>,
+    ) -> Result<String> {
+        let target = self.target_unchecked_function(to).await?;
+        self.send_async(SendRequest::new(to, function, payload), target)
+            .await
+    }
+
+    async fn send_async(&self, request: SendRequest, target: Target) -> Result<String> {
         let to = request.to;
+        let queue = target.queue(to, QueueKind::Async);
+        let message_id = new_message_id();
+        let ttl = self.inner.config.async_ttl;
+        let routing = Routing::Async {
+            reply_to: self.our_queue(QueueKind::Async),
+            ttl,
+        };
+        let now = Utc::now();
+        let payload = request.payload;
+        let expects_receipt = receipts::expected_receipt(
+            &payload,
+            to,
+            &request.function,
+            now,
+            &self.inner.config.receipt_deadlines,
+        );
+        let message = self
+            .build(
+                &message_id,
+                &request.function,
+                payload,
+                &target,
+                &queue,
+                routing,
+                now,
+            )
+            .await?;
+        self.record_in_outbox(&message, to, &queue, now, ttl)
+            .await?;
+        if let Some(expected) = expects_receipt {
+            self.track_receipt(expected).await;
+        }
+        self.transfer(&queue, message, Some(to)).await?;
+        Ok(message_id)
+    }
+
+    /// Sends a synchronous request and waits at most `timeout` for its
+    /// reply (PROFILE.md's call timeout is 15 s), which is decrypted,
+    /// verified and checked like any message. The waiter is registered
+    /// before the request leaves; a reply that comes after `timeout` is
+    /// logged and dropped by the reply consumer. Sync requests skip the
+    /// outbox: nobody waits for them after the timeout.
+    pub async fn send_and_wait(&self, request: SendRequest, timeout: Duration) -> Result<Received> {
+        let to = request.to;
+        let target = self.target(to, &request.function).await?;
+        let queue = target.queue(to, QueueKind::Sync);
+        let reply_queue = self.ensure_reply_consumer().await?;
+        let message_id = new_message_id();
+        let now = Utc::now();
+        let message = self
+            .build(
+                &message_id,
+                &request.function,
+                request.payload,
+                &target,
+                &queue,
+                Routing::SyncRequest {
+                    reply_to: reply_queue,
+                },
+                now,
+            )
+            .await?;
+        let waiter = self.inner.waiters.register(message_id.clone());
+        let started = std::time::Instant::now();
+        self.send_to_queue(&queue, message).await?;
+        self.audit(AuditEvent {
+            counterpart_her_id: Some(to.get()),
+            message_id: Some(message_id.clone()),
+            function: Some(request.function.clone()),
+            ..AuditEvent::new(AuditKind::Sent, self.actor(), "ok: sync request")
+        })
+        .await;
+        let left = timeout.saturating_sub(started.elapsed());
+        match waiter.wait(left).await {
+            Some(reply) => Ok(reply),
+            None => {
+                self.audit(AuditEvent {
+                    counterpart_her_id: Some(to.get()),
+                    message_id: Some(message_id.clone()),
+                    function: Some(request.function),
+                    reason: Some(format!("no reply within {timeout:?}")),
+                    ..AuditEvent::new(AuditKind::Sent, self.actor(), "sync-timeout")
+                })
+                .await;
+                Err(Error::SyncTimeout {
+                    message_id,
+                    her_id: to.get(),
+                    after: timeout,
+                })
+            }
+        }
+    }
+
+    /// Sends the reply to a synchronous request: to the request's reply-to
+    /// queue, correlated by the request's id, protected for the requester.
+    /// Not in the outbox: a reply later than the caller's timeout is useless.
+    pub(crate) async fn send_sync_reply(
+        &self,
+        request: &Received,
+        reply_to: &str,
+        function: &str,
+        payload: Vec<u8>,
+    ) -> Result<String> {
+        let target = self.target_unchecked_function(request.from).await?;
+        let message_id = new_message_id();
+        let correlation_id = request
+            .correlation_id
+            .clone()
+            .unwrap_or_else(|| request.message_id.clone());
+        let message = self
+            .build(
+                &message_id,
+                function,
+                payload,
+                &target,
+                reply_to,
+                Routing::SyncReply { correlation_id },
+                Utc::now(),
+            )
+            .await?;
+        self.send_to_queue(reply_to, message).await?;
+        self.audit(AuditEvent {
+            counterpart_her_id: Some(request.from.get()),
+            message_id: Some(message_id.clone()),
+            function: Some(function.to_owned()),
+            reason: Some(format!("reply to {}", request.message_id)),
+            ..AuditEvent::new(AuditKind::Sent, self.actor(), "ok: sync reply")
+        })
+        .await;
+        Ok(message_id)
+    }
+
+    /// Stops the sync reply consumer, if one runs. Call before dropping the
+    /// last clone of a messenger that made sync calls: the consumer holds
+    /// a clone itself.
+    pub async fn close(&self) -> Result<()> {
+        let consumer = self.inner.reply_consumer.lock().await.take();
+        match consumer {
+            Some(listener) => listener.stop().await,
+            None => Ok(()),
+        }
+    }
+
+    /// This instance's reply queue: configured, else our registry record's
+    /// syncreply address, else `<herid>_syncreply`.
+    pub async fn reply_queue(&self) -> String {
+        if let Some(queue) = &self.inner.config.sync_reply_queue {
+            return queue.clone();
+        }
+        let ours = self.her_id();
+        match self.inner.registry.communication_party(ours.get()).await {
+            Ok(party) => party.queues.names().syncreply,
+            Err(_) => None,
+        }
+        .unwrap_or_else(|| queue_name(ours, QueueKind::SyncReply))
+    }
+
+    /// Starts the one reply consumer of this messenger (first sync call);
+    /// returns the reply queue.
+    async fn ensure_reply_consumer(&self) -> Result<String> {
+        let mut consumer = self.inner.reply_consumer.lock().await;
+        let queue = self.reply_queue().await;
+        if consumer.is_none() {
+            *consumer = Some(Listener::start_reply_consumer(self, &queue).await?);
+        }
+        Ok(queue)
+    }
+
+    /// Looks the receiver up and checks both certificates; refuses a
+    /// disabled transport or a function the profile does not allow.
+    async fn target(&self, to: HerId, function: &str) -> Result<Target> {
+        let target = self.target_unchecked_function(to).await?;
+        if !target.profile.allows(function, Direction::Send) {
+            return Err(Error::FunctionNotAllowed {
+                her_id: to.get(),
+                function: function.to_owned(),
+            });
+        }
+        Ok(target)
+    }
+
+    /// [`Messenger::target`] without the function check: answers (sync
+    /// replies, receipts) follow the function of what they answer.
+    pub(crate) async fn target_unchecked_function(&self, to: HerId) -> Result<Target> {
         let registry = self.inner.registry.clone();
-        let profile = resolve(&*registry, ours.get(), to.get())
+        let profile = resolve(&*registry, self.her_id().get(), to.get())
             .await
             .map_err(|source| Error::Registry {
                 her_id: to.get(),
@@ -171,12 +422,6 @@ impl Messenger {
         if !profile.amqp_allowed() {
             return Err(Error::TransportDisabled { her_id: to.get() });
         }
-        if !profile.allows(&request.function, Direction::Send) {
-            return Err(Error::FunctionNotAllowed {
-                her_id: to.get(),
-                function: request.function,
-            });
-        }
         let encryption = profile
             .encryption_certificate
             .clone()
@@ -184,11 +429,6 @@ impl Messenger {
                 her_id: to.get(),
                 what: "encryption certificate",
             })?;
-        let queue = profile
-            .queues
-            .async_queue
-            .clone()
-            .unwrap_or_else(|| queue_name(to, QueueKind::Async));
         let now = Utc::now();
         self.require_usable(
             &encryption,
@@ -200,26 +440,41 @@ impl Messenger {
         let signing = self.inner.config.signing.certificate().clone();
         self.require_usable(&signing, Usage::Signing, "our signing".into(), now)
             .await?;
-        let metadata = metadata::extract(&request.payload).map_err(Error::Payload)?;
+        Ok(Target {
+            to,
+            profile,
+            encryption,
+        })
+    }
 
-        let message_id = Uuid::new_v4().hyphenated().to_string();
+    /// Protects `payload` for the target and wraps it in the envelope the
+    /// reference library would send.
+    #[allow(clippy::too_many_arguments)]
+    async fn build(
+        &self,
+        message_id: &str,
+        function: &str,
+        payload: Vec<u8>,
+        target: &Target,
+        queue: &str,
+        routing: Routing,
+        now: DateTime<Utc>,
+    ) -> Result<Message> {
+        let metadata = metadata::extract(&payload).map_err(Error::Payload)?;
         let body = self
-            .protect(&message_id, request.payload, encryption)
+            .protect(message_id, payload, target.encryption.clone())
             .await?;
         let config = &self.inner.config;
-        let ttl = config.async_ttl;
         let envelope = Outgoing {
-            message_id: message_id.clone(),
-            from: ours,
-            to,
-            to_queue: queue.clone(),
-            function: request.function.clone(),
-            routing: Routing::Async {
-                reply_to: self.our_queue(QueueKind::Async),
-                ttl,
-            },
+            message_id: message_id.to_owned(),
+            from: self.her_id(),
+            to: target.to,
+            to_queue: queue.to_owned(),
+            function: function.to_owned(),
+            routing,
             protected: true,
-            cpa_id: profile
+            cpa_id: target
+                .profile
                 .cpa_id
                 .as_deref()
                 .and_then(|id| Uuid::parse_str(id).ok()),
@@ -230,11 +485,19 @@ impl Messenger {
                 .collect(),
         }
         .into_envelope();
-        let message = convert::to_message(&envelope, body);
-        self.record_in_outbox(&message, to, &queue, now, ttl)
-            .await?;
-        self.transfer(&queue, message, Some(to)).await?;
-        Ok(message_id)
+        Ok(convert::to_message(&envelope, body))
+    }
+
+    /// Starts tracking a receipt; a failure is logged, never fails the send
+    /// (the message itself must still go).
+    async fn track_receipt(&self, expected: ExpectedReceipt) {
+        let id = expected.message_id.clone();
+        if let Err(error) = self
+            .with_store(move |s| s.receipts().expect(&expected))
+            .await
+        {
+            tracing::warn!(%error, msg_id = id, "receipt not tracked");
+        }
     }
 
     /// Sends every pending outbox entry (on start, after a crash or an

@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::answer;
 use crate::convert;
 use crate::engine::{self, Decision, HandlerError, RegistryFailure, UnprotectFailure};
 use crate::error::{Error, Result};
@@ -60,12 +61,47 @@ pub struct Received {
     pub queue: String,
 }
 
-/// The application's side of the async (and sync) pipelines.
+/// The application's answer to a synchronous request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The reply's message function; `None`: the request's.
+    pub function: Option<String>,
+    /// The reply payload (XML), signed and encrypted for the requester.
+    pub payload: Vec<u8>,
+}
+
+impl Reply {
+    /// A reply with the request's message function.
+    pub fn new(payload: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            function: None,
+            payload: payload.into(),
+        }
+    }
+}
+
+/// The application's side of the async and sync pipelines.
 #[async_trait]
 pub trait Handler: Send + Sync {
-    /// Takes a checked message. The delivery is accepted only after this
-    /// returned `Ok`: keep what must survive before returning.
+    /// Takes a checked message from our async queue. The delivery is
+    /// accepted only after this returned `Ok`: keep what must survive
+    /// before returning. A MsgHead that asks for a receipt is then answered
+    /// with an AppRec (status OK, or rejected on
+    /// [`HandlerError::RejectContent`]).
     async fn handle(&self, message: &Received) -> std::result::Result<(), HandlerError>;
+
+    /// Answers a checked synchronous request (our sync queue). The default
+    /// refuses: the requester hears `transport:unsupported-message` on its
+    /// error queue. Communication tests are answered without this.
+    async fn answer(&self, message: &Received) -> std::result::Result<Reply, HandlerError> {
+        Err(HandlerError::Reject {
+            condition: helsemelding_wire::error_report::ErrorCondition::UnsupportedMessage,
+            description: format!(
+                "HER-id {} does not answer synchronous {} requests",
+                message.to, message.function
+            ),
+        })
+    }
 }
 
 /// The application's side of our error queue.
@@ -86,6 +122,9 @@ pub struct ListenerOptions {
     pub workers: usize,
     /// Whether to consume our error queue too.
     pub error_queue: bool,
+    /// Whether to consume our sync queue too (answering requests through
+    /// [`Handler::answer`] and communication tests).
+    pub sync_queue: bool,
     /// How long one receive call waits before checking for shutdown.
     pub poll: Duration,
 }
@@ -95,6 +134,7 @@ impl Default for ListenerOptions {
         ListenerOptions {
             workers: 4,
             error_queue: true,
+            sync_queue: true,
             poll: Duration::from_millis(500),
         }
     }
@@ -116,16 +156,44 @@ impl Listener {
         error_handler: Arc<dyn ErrorHandler>,
         options: ListenerOptions,
     ) -> Result<Listener> {
+        let mut queues = vec![(QueueKind::Async, messenger.our_queue(QueueKind::Async))];
+        if options.sync_queue {
+            queues.push((QueueKind::Sync, messenger.our_queue(QueueKind::Sync)));
+        }
+        if options.error_queue {
+            queues.push((QueueKind::Error, messenger.our_queue(QueueKind::Error)));
+        }
+        Self::start_on(messenger, handler, error_handler, &queues, &options).await
+    }
+
+    /// The one consumer of a messenger's sync reply queue: replies go
+    /// through the same checks as any message, then to the waiting caller.
+    pub(crate) async fn start_reply_consumer(
+        messenger: &Messenger,
+        queue: &str,
+    ) -> Result<Listener> {
+        let nobody = Arc::new(NoApplication);
+        let options = ListenerOptions {
+            workers: 2,
+            ..ListenerOptions::default()
+        };
+        let queues = [(QueueKind::SyncReply, queue.to_owned())];
+        Self::start_on(messenger, nobody.clone(), nobody, &queues, &options).await
+    }
+
+    async fn start_on(
+        messenger: &Messenger,
+        handler: Arc<dyn Handler>,
+        error_handler: Arc<dyn ErrorHandler>,
+        queues: &[(QueueKind, String)],
+        options: &ListenerOptions,
+    ) -> Result<Listener> {
         let (shutdown, watching) = watch::channel(false);
         let mut workers = Vec::new();
-        let mut queues = vec![QueueKind::Async];
-        if options.error_queue {
-            queues.push(QueueKind::Error);
-        }
-        for kind in queues {
-            let queue = messenger.our_queue(kind);
+        for (kind, queue) in queues {
+            let kind = *kind;
             for _ in 0..options.workers.max(1) {
-                let receiver = messenger.inner.transport.receiver(&queue, 1).await?;
+                let receiver = messenger.inner.transport.receiver(queue, 1).await?;
                 let worker = Worker {
                     messenger: messenger.clone(),
                     handler: handler.clone(),
@@ -146,6 +214,25 @@ impl Listener {
         for worker in self.workers {
             worker.await.map_err(|e| Error::Task(e.to_string()))?;
         }
+        Ok(())
+    }
+}
+
+/// The application of the reply consumer: replies never reach it.
+struct NoApplication;
+
+#[async_trait]
+impl Handler for NoApplication {
+    async fn handle(&self, _: &Received) -> std::result::Result<(), HandlerError> {
+        Err(HandlerError::Retry {
+            reason: "no application on the reply queue".into(),
+        })
+    }
+}
+
+#[async_trait]
+impl ErrorHandler for NoApplication {
+    async fn handle_error(&self, _: &ReceivedErrorReport) -> std::result::Result<(), HandlerError> {
         Ok(())
     }
 }
@@ -307,7 +394,10 @@ impl Worker {
             Err(helsemelding_wire::Error::UnexpectedDocument { .. }) => {}
             Err(error) => return Err(engine::on_payload_error(&error)),
         }
-        if !profile.allows(&headers.function, Direction::Receive) {
+        // A sync reply answers our own request: the request was the check.
+        if self.kind != QueueKind::SyncReply
+            && !profile.allows(&headers.function, Direction::Receive)
+        {
             return Err(engine::on_function_not_allowed(
                 &headers.function,
                 headers.from.get(),
@@ -417,12 +507,21 @@ impl Worker {
             .audit(event(AuditKind::Received, "received", None))
             .await;
         if let (Decision::HandOver, Some(received)) = (&decision, &received) {
-            decision = match self.handler.handle(received).await {
-                Ok(()) => {
+            let reply_to = envelope.properties.reply_to.clone();
+            let taken = answer::take(
+                &self.messenger,
+                &self.handler,
+                self.kind,
+                received,
+                reply_to.as_deref(),
+            )
+            .await;
+            decision = match taken {
+                Ok(outcome) => {
                     self.remember(sender, &message_id, "accepted").await;
                     self.accept(receiver, delivery).await;
                     self.messenger
-                        .audit(event(AuditKind::Accepted, "ok", None))
+                        .audit(event(AuditKind::Accepted, &outcome, None))
                         .await;
                     return;
                 }
@@ -582,8 +681,8 @@ impl Worker {
                 self.hold(self.policy().backoff(attempt)).await;
                 let _ = receiver.release(&delivery).await;
             }
-            Err(HandlerError::Reject { description, .. }) => {
-                let _ = receiver.reject(&delivery, &description).await;
+            Err(refused @ (HandlerError::Reject { .. } | HandlerError::RejectContent { .. })) => {
+                let _ = receiver.reject(&delivery, &refused.to_string()).await;
                 self.forget(&delivery, &message_id).await;
                 self.messenger.audit(event("rejected")).await;
             }

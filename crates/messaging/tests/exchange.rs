@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use helsemelding_messaging::{
-    convert, ErrorHandler, Handler, HandlerError, Listener, ListenerOptions, Messenger,
-    MessengerConfig, Received, RetryPolicy, SendRequest,
+    convert, CommtestMode, ErrorHandler, Handler, HandlerError, Listener, ListenerOptions,
+    Messenger, MessengerConfig, Received, Reply, RetryPolicy, SendRequest,
 };
 use helsemelding_protect::{
     protect, Certificate, Crl, Identity, ProtectOptions, RevocationPolicy, StaticCrls, TrustAnchors,
@@ -38,13 +38,42 @@ const FUNCTION: &str = "DIALOG_INNBYGGER_TEST";
 struct Inbox {
     received: Mutex<Vec<Received>>,
     errors: Mutex<Vec<ReceivedErrorReport>>,
+    /// Whether this application answers sync requests (echoing the request).
+    answers_sync: std::sync::atomic::AtomicBool,
+    /// Whether this application rejects the content of what it is given.
+    rejects_content: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
 impl Handler for Inbox {
     async fn handle(&self, message: &Received) -> Result<(), HandlerError> {
         self.received.lock().unwrap().push(message.clone());
+        if self
+            .rejects_content
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(HandlerError::RejectContent {
+                errors: vec![helsemelding_wire::Code::new("E35", "Ugyldig innhold")],
+            });
+        }
         Ok(())
+    }
+
+    async fn answer(&self, message: &Received) -> Result<Reply, HandlerError> {
+        self.received.lock().unwrap().push(message.clone());
+        if !self.answers_sync.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(HandlerError::Reject {
+                condition: ErrorCondition::UnsupportedMessage,
+                description: "no sync answers here".into(),
+            });
+        }
+        // The reply carries the request's payload back: each caller can
+        // tell its own reply.
+        Ok(Reply::new(World::payload_echoing(
+            message.to,
+            message.from,
+            &message.payload,
+        )))
     }
 }
 
@@ -177,6 +206,7 @@ impl World {
                 ListenerOptions {
                     workers: 2,
                     error_queue: true,
+                    sync_queue: true,
                     poll: Duration::from_millis(200),
                 },
             )
@@ -207,24 +237,46 @@ impl World {
 
     async fn stop(mut self) {
         for party in [&mut self.a, &mut self.b] {
-            party.listener.take().unwrap().stop().await.unwrap();
+            if let Some(listener) = party.listener.take() {
+                listener.stop().await.unwrap();
+            }
+            party.messenger.close().await.unwrap();
         }
         self.transport.close().await.unwrap();
     }
 
     /// A MsgHead from `from` to `to` around a small note.
     fn payload(from: HerId, to: HerId) -> Vec<u8> {
+        Self::msghead(from, to, false, "Hei, æøå")
+    }
+
+    /// A MsgHead that asks for an AppRec; returns it and its MsgId.
+    fn payload_with_ack(from: HerId, to: HerId) -> (Vec<u8>, String) {
+        let payload = Self::msghead(from, to, true, "Svar, takk");
+        let head = helsemelding_wire::msghead::MsgHead::parse(&payload).unwrap();
+        (payload, head.msg_id)
+    }
+
+    /// A MsgHead whose note is the MsgId of `request`: an answer its
+    /// caller can recognise.
+    fn payload_echoing(from: HerId, to: HerId, request: &[u8]) -> Vec<u8> {
+        let request = helsemelding_wire::msghead::MsgHead::parse(request).unwrap();
+        Self::msghead(from, to, false, &format!("answer to {}", request.msg_id))
+    }
+
+    fn msghead(from: HerId, to: HerId, ack: bool, note: &str) -> Vec<u8> {
+        let ack = if ack { r#"<Ack V="J" DN="Ja" />"# } else { "" };
         format!(
             r#"<MsgHead xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24">
   <MsgInfo>
     <Type V="{FUNCTION}" DN="Test" />
     <MIGversion>v1.2 2006-05-24</MIGversion>
     <GenDate>2026-11-23T10:00:00Z</GenDate>
-    <MsgId>{id}</MsgId>
+    <MsgId>{id}</MsgId>{ack}
     <Sender><Organisation><OrganisationName>A</OrganisationName><Ident><Id>{from}</Id><TypeId V="HER" S="2.16.578.1.12.4.1.1.9051" DN="HER-id" /></Ident></Organisation></Sender>
     <Receiver><Organisation><OrganisationName>B</OrganisationName><Ident><Id>{to}</Id><TypeId V="HER" S="2.16.578.1.12.4.1.1.9051" DN="HER-id" /></Ident></Organisation></Receiver>
   </MsgInfo>
-  <Document><RefDoc><MsgType V="XML" DN="XML-instans" /><Content><Note xmlns="urn:test">Hei, æøå</Note></Content></RefDoc></Document>
+  <Document><RefDoc><MsgType V="XML" DN="XML-instans" /><Content><Note xmlns="urn:test">{note}</Note></Content></RefDoc></Document>
 </MsgHead>"#,
             id = Uuid::new_v4()
         )
@@ -561,6 +613,229 @@ async fn sending_refuses_an_unknown_receiver_and_non_xml(net: Net) {
     world.stop().await;
 }
 
+fn msg_id_of(payload: &[u8]) -> String {
+    helsemelding_wire::msghead::MsgHead::parse(payload)
+        .unwrap()
+        .msg_id
+}
+
+async fn sync_calls_get_their_own_replies(net: Net) {
+    let world = World::new(net).await;
+    let (a, b) = (&world.a, &world.b);
+    b.inbox
+        .answers_sync
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    // Concurrent callers share the one reply consumer; each gets its reply.
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let payload = World::payload(a.her_id, b.her_id);
+            let request = SendRequest::new(b.her_id, FUNCTION, payload.clone());
+            let messenger = a.messenger.clone();
+            tokio::spawn(async move {
+                let reply = messenger
+                    .send_and_wait(request, Duration::from_secs(15))
+                    .await
+                    .unwrap();
+                (payload, reply)
+            })
+        })
+        .collect();
+    for call in calls {
+        let (request, reply) = call.await.unwrap();
+        assert_eq!((reply.from, reply.to), (b.her_id, a.her_id));
+        let note = String::from_utf8(reply.payload.clone()).unwrap();
+        assert!(
+            note.contains(&format!("answer to {}", msg_id_of(&request))),
+            "{note}"
+        );
+        assert_eq!(reply.queue, queue_name(a.her_id, QueueKind::SyncReply));
+        assert!(reply.correlation_id.is_some());
+    }
+    // The sync requests reached B's application (through `answer`), not A's.
+    assert_eq!(b.inbox.received().len(), 4);
+    assert!(a.inbox.received().is_empty());
+    // Sync requests do not wait in the outbox.
+    assert_eq!(a.store.outbox().pending_count().unwrap(), 0);
+    world.stop().await;
+}
+
+async fn a_refused_sync_request_is_reported_to_the_requester(net: Net) {
+    let world = World::new(net).await;
+    let (a, b) = (&world.a, &world.b);
+    let request = SendRequest::new(b.her_id, FUNCTION, World::payload(a.her_id, b.her_id));
+    let started = Instant::now();
+    let error = a
+        .messenger
+        .send_and_wait(request, Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, helsemelding_messaging::Error::SyncTimeout { .. }),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let report = eventually("the error report", || a.inbox.errors().into_iter().next()).await;
+    assert_eq!(report.condition, Some(ErrorCondition::UnsupportedMessage));
+    assert_eq!(report.from, Some(b.her_id));
+    world.stop().await;
+}
+
+async fn a_silent_peer_times_out_and_its_late_reply_is_dropped(net: Net) {
+    let mut world = World::new(net).await;
+    world.b.listener.take().unwrap().stop().await.unwrap();
+    world
+        .b
+        .inbox
+        .answers_sync
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (a, b) = (&world.a, &world.b);
+    let started = Instant::now();
+    let timeout = Duration::from_millis(1500);
+    let error = a
+        .messenger
+        .send_and_wait(
+            SendRequest::new(b.her_id, FUNCTION, World::payload(a.her_id, b.her_id)),
+            timeout,
+        )
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert!(
+        matches!(error, helsemelding_messaging::Error::SyncTimeout { .. }),
+        "{error}"
+    );
+    assert!(
+        waited >= timeout && waited < timeout + Duration::from_secs(2),
+        "waited {waited:?} for a {timeout:?} timeout"
+    );
+    // B wakes up and answers the old request: the reply is late, and must
+    // not be taken for the answer to the next call.
+    let listener = Listener::start(
+        &world.b.messenger,
+        world.b.inbox.clone(),
+        world.b.inbox.clone(),
+        ListenerOptions {
+            workers: 1,
+            poll: Duration::from_millis(200),
+            ..ListenerOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    world.b.listener = Some(listener);
+    let (a, b) = (&world.a, &world.b);
+    eventually("the late reply dropped", || {
+        let events = a.store.audit().list(&AuditFilter::default()).unwrap();
+        events
+            .iter()
+            .any(|e| e.event.outcome == "late sync reply dropped")
+            .then_some(())
+    })
+    .await;
+    let next = World::payload(a.her_id, b.her_id);
+    let reply = a
+        .messenger
+        .send_and_wait(
+            SendRequest::new(b.her_id, FUNCTION, next.clone()),
+            Duration::from_secs(15),
+        )
+        .await
+        .unwrap();
+    let note = String::from_utf8(reply.payload).unwrap();
+    assert!(
+        note.contains(&format!("answer to {}", msg_id_of(&next))),
+        "{note}"
+    );
+    world.stop().await;
+}
+
+async fn apprecs_come_back_and_are_matched(net: Net) {
+    let world = World::new(net).await;
+    let (a, b) = (&world.a, &world.b);
+    let (payload, msg_id) = World::payload_with_ack(a.her_id, b.her_id);
+    a.messenger
+        .send(SendRequest::new(b.her_id, FUNCTION, payload))
+        .await
+        .unwrap();
+    let tracked = a.store.receipts().get(&msg_id).unwrap().unwrap();
+    assert_eq!(tracked.expected.to_her_id, b.her_id.get());
+    assert!(tracked.received.is_none());
+    let a_day_later = Utc::now() + chrono::Duration::hours(25);
+    assert_eq!(a.store.receipts().overdue(a_day_later).unwrap().len(), 1);
+
+    let receipt = eventually("the AppRec matched", || {
+        a.store.receipts().get(&msg_id).unwrap()?.received
+    })
+    .await;
+    assert_eq!(receipt.status, "1");
+    assert!(a.store.receipts().overdue(a_day_later).unwrap().is_empty());
+    // A's application sees the AppRec too; B's sees the message once.
+    let apprec = eventually("A's AppRec hand-over", || {
+        a.inbox.received().into_iter().next()
+    })
+    .await;
+    assert_eq!(apprec.function, "APPREC");
+    assert_eq!(b.inbox.received().len(), 1);
+
+    // A content error is answered with a rejecting AppRec, and the message
+    // is not retried.
+    b.inbox
+        .rejects_content
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (payload, msg_id) = World::payload_with_ack(a.her_id, b.her_id);
+    a.messenger
+        .send(SendRequest::new(b.her_id, FUNCTION, payload))
+        .await
+        .unwrap();
+    let receipt = eventually("the rejecting AppRec", || {
+        a.store.receipts().get(&msg_id).unwrap()?.received
+    })
+    .await;
+    assert_eq!(receipt.status, "2");
+    let got = eventually("the rejecting AppRec at A", || {
+        a.inbox
+            .received()
+            .into_iter()
+            .find(|r| r.function == "APPREC" && r.payload.windows(3).any(|w| w == b"E35"))
+    })
+    .await;
+    let apprec = helsemelding_wire::apprec::AppRec::parse(&got.payload).unwrap();
+    assert_eq!(apprec.original.id, msg_id);
+    assert!(
+        a.inbox.errors().is_empty(),
+        "a content error is not a transport error"
+    );
+    assert_eq!(b.inbox.received().len(), 2);
+    world.stop().await;
+}
+
+async fn communication_tests_are_answered_on_both_paths(net: Net) {
+    let world = World::new(net).await;
+    let (a, b) = (&world.a, &world.b);
+    for mode in [CommtestMode::Sync, CommtestMode::Async] {
+        let outcome = a
+            .messenger
+            .communication_test(b.her_id, mode, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        assert_eq!(outcome.mode, mode);
+        assert!(outcome.round_trip < Duration::from_secs(5));
+    }
+    // Answered by the responder: neither application saw the tests.
+    assert!(b.inbox.received().is_empty(), "{:?}", b.inbox.received());
+    assert!(a.inbox.received().is_empty());
+    let events = a
+        .store
+        .audit()
+        .list(&AuditFilter::default())
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.kind == AuditKind::Commtest && e.event.outcome == "ok")
+        .count();
+    assert_eq!(events, 2);
+    world.stop().await;
+}
+
 macro_rules! suite {
     ($net:ident, $flavor:meta) => {
         #[allow(non_snake_case)]
@@ -585,6 +860,31 @@ macro_rules! suite {
             #[$flavor]
             async fn an_outbox_entry_left_by_a_crash_is_sent_once_on_restart() {
                 super::an_outbox_entry_left_by_a_crash_is_sent_once_on_restart(Net::$net).await;
+            }
+
+            #[$flavor]
+            async fn sync_calls_get_their_own_replies() {
+                super::sync_calls_get_their_own_replies(Net::$net).await;
+            }
+
+            #[$flavor]
+            async fn a_refused_sync_request_is_reported_to_the_requester() {
+                super::a_refused_sync_request_is_reported_to_the_requester(Net::$net).await;
+            }
+
+            #[$flavor]
+            async fn a_silent_peer_times_out_and_its_late_reply_is_dropped() {
+                super::a_silent_peer_times_out_and_its_late_reply_is_dropped(Net::$net).await;
+            }
+
+            #[$flavor]
+            async fn apprecs_come_back_and_are_matched() {
+                super::apprecs_come_back_and_are_matched(Net::$net).await;
+            }
+
+            #[$flavor]
+            async fn communication_tests_are_answered_on_both_paths() {
+                super::communication_tests_are_answered_on_both_paths(Net::$net).await;
             }
 
             #[$flavor]
