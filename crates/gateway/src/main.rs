@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod config;
+mod devpki;
 
 /// Signed and encrypted health messages over Norsk Helsenett's service bus.
 #[derive(Parser)]
