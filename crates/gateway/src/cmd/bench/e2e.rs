@@ -70,12 +70,7 @@ pub struct E2eArgs {
     broker: Option<String>,
     /// Sender and receiver HER-ids, e.g. `8990001,8990002`; with --broker the
     /// receiver's `<her-id>_async` queue must exist.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        num_args = 2,
-        value_name = "SENDER,RECEIVER"
-    )]
+    #[arg(long, value_delimiter = ',', value_name = "SENDER,RECEIVER")]
     her_ids: Option<Vec<u32>>,
     /// Messages measured (after a short warm-up).
     #[arg(long, default_value_t = 2000)]
