@@ -104,12 +104,25 @@ pub(crate) fn transport_endpoint(config: &Config) -> (String, AmqpOptions) {
     }
 }
 
+/// How long answers of the file registry are kept: reading and parsing
+/// the party's files on every send and receive cost more CPU than the CMS
+/// work in `bench e2e`; an edit of the registry is seen within this time.
+const FILE_REGISTRY_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The file registry in `dir` behind a short-lived cache.
+pub(crate) fn cached_file_registry(dir: &Path) -> Arc<dyn Registry> {
+    Arc::new(CachingRegistry::with_ttl(
+        FileRegistry::new(dir),
+        FILE_REGISTRY_TTL,
+    ))
+}
+
 /// The configured registry: the file registry, or NHN's services behind a
 /// cache that keeps answers for `registry.cache_seconds` (and serves them
 /// stale while the services fail).
 pub(crate) fn open_registry(registry: &config::Registry) -> Result<Arc<dyn Registry>> {
     let (address_url, cppa_url, cache_seconds, timeout_ms, auth) = match registry {
-        config::Registry::Dir(dir) => return Ok(Arc::new(FileRegistry::new(dir))),
+        config::Registry::Dir(dir) => return Ok(cached_file_registry(dir)),
         config::Registry::Http {
             address_url,
             cppa_url,

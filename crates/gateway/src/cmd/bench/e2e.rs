@@ -43,6 +43,7 @@ use helsemelding_wire::{Code, HerId};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::cmd::context::cached_file_registry;
 use crate::devpki::{DevParty, DevPki};
 
 /// The sending party's HER-id unless `--her-ids` says otherwise.
@@ -79,7 +80,7 @@ pub struct E2eArgs {
     #[arg(long, default_value_t = 4096)]
     size: usize,
     /// Receive workers (and raw receivers).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 16)]
     workers: usize,
     /// Sends in flight at once (e2e and raw alike).
     #[arg(long, default_value_t = 16)]
@@ -305,7 +306,10 @@ async fn e2e_throughput(
     args: &E2eArgs,
     payload: &(dyn Fn(usize) -> Result<Vec<u8>> + Sync),
 ) -> Result<f64> {
-    let registry = Arc::new(FileRegistry::new(dir.join("registry")));
+    let registry_dir = dir.join("registry");
+    let registry = FileRegistry::new(&registry_dir);
+    // As the gateway reads it (see `cached_file_registry`).
+    let cached = cached_file_registry(&registry_dir);
     let messenger = |party: &DevParty| -> Result<Messenger> {
         party.register(&registry, None)?;
         let store_path = dir.join(format!("{}.db", party.her_id));
@@ -314,7 +318,7 @@ async fn e2e_throughput(
         Ok(Messenger::new(
             pki.messenger_config(party),
             transport.clone(),
-            registry.clone(),
+            cached.clone(),
             store,
         ))
     };
