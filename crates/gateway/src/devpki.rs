@@ -17,9 +17,6 @@
 //! let config = pki.messenger_config(&party);        // for a Messenger
 //! ```
 
-// Until `demo` (its first user) lands.
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -129,7 +126,7 @@ impl DevPki {
     /// A CRL source answering with this CA's CRL, so that revocation can be
     /// required without a CRL server.
     pub fn crl_source(&self) -> Arc<StaticCrls> {
-        Arc::new(StaticCrls::new(vec![self.crl.clone()]))
+        Arc::new(StaticCrls::new(vec![self.crl().clone()]))
     }
 
     /// Issues a party's signing and encryption certificates, each with a

@@ -48,12 +48,18 @@ enum Command {
     Receipts(cmd::receipts::Args),
     /// Performance figures, each as a ratio to a limit measured in the same run.
     Bench(cmd::bench::Args),
-    /// Sign, encrypt and send one async message; prints its message id.
+    /// Sign, encrypt and send one message; prints its message id (async) or the reply (--sync).
     Send(cmd::send::Args),
     /// Run the receive pipelines, writing each accepted message to a directory.
     Listen(cmd::listen::Args),
     /// Our queues and their message counts (where the broker can tell).
     Queues(cmd::queues::Args),
+    /// Communication test against a party: round-trip time, non-zero exit past the limit.
+    Commtest(cmd::commtest::Args),
+    /// See it work: four parties exchange messages on a throw-away PKI and the local queue.
+    Demo(cmd::demo::Args),
+    /// See (`outbox list`) and send (`outbox flush`) what the outbox still holds.
+    Outbox(cmd::outbox::Args),
 }
 
 fn main() -> ExitCode {
@@ -98,5 +104,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(args) => cmd::send::run(cli.config.as_deref(), args),
         Command::Listen(args) => cmd::listen::run(cli.config.as_deref(), args),
         Command::Queues(args) => cmd::queues::run(cli.config.as_deref(), args),
+        Command::Commtest(args) => cmd::commtest::run(cli.config.as_deref(), args),
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::Outbox(args) => cmd::outbox::run(cli.config.as_deref(), args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -1,110 +1,19 @@
 //! `helsemelding send` from one party and `helsemelding listen` on the
 //! other, over the local transport: the payload arrives byte for byte.
 
-use std::path::Path;
-use std::process::Command;
-
-use helsemelding_protect::Certificate;
-use helsemelding_registry::file::NewParty;
-use helsemelding_registry::FileRegistry;
-use helsemelding_testkit::http::serve_crl;
-use helsemelding_testkit::pki::{LeafOptions, TestPki, Usage};
-
-const PAYLOAD: &str = r#"<MsgHead xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24">
-  <MsgInfo>
-    <Type V="DIALOG_INNBYGGER_TEST" DN="Test" />
-    <MIGversion>v1.2 2006-05-24</MIGversion>
-    <GenDate>2026-11-23T10:00:00Z</GenDate>
-    <MsgId>2b1c7c86-64a4-4a38-a1b4-0f4f4b5d2c11</MsgId>
-    <Sender><Organisation><OrganisationName>A</OrganisationName><Ident><Id>91462</Id><TypeId V="HER" S="2.16.578.1.12.4.1.1.9051" DN="HER-id" /></Ident></Organisation></Sender>
-    <Receiver><Organisation><OrganisationName>B</OrganisationName><Ident><Id>109989</Id><TypeId V="HER" S="2.16.578.1.12.4.1.1.9051" DN="HER-id" /></Ident></Organisation></Receiver>
-  </MsgInfo>
-  <Document><RefDoc><MsgType V="XML" DN="XML-instans" /><Content><Note xmlns="urn:test">Hei, æøå</Note></Content></RefDoc></Document>
-</MsgHead>"#;
-
-fn helsemelding(config: &Path, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_helsemelding"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
-}
-
-fn party_config(
-    dir: &Path,
-    pki: &TestPki,
-    registry: &FileRegistry,
-    her_id: u32,
-    crl_url: &str,
-) -> std::path::PathBuf {
-    let options = LeafOptions {
-        crl_url: Some(crl_url.to_string()),
-        ..LeafOptions::default()
-    };
-    let signing = pki.issue_with(&format!("{her_id} signing"), Usage::Signing, &options);
-    let encryption = pki.issue_with(&format!("{her_id} encryption"), Usage::Encryption, &options);
-    let (sign_cert, sign_key) = signing.write_pem(dir, &format!("{her_id}-sign"));
-    let (enc_cert, enc_key) = encryption.write_pem(dir, &format!("{her_id}-enc"));
-    registry
-        .add_party(&NewParty {
-            her_id,
-            name: format!("party {her_id}"),
-            signing_certificate: Certificate::from_x509(signing.cert.clone()),
-            encryption_certificate: Certificate::from_x509(encryption.cert.clone()),
-            cpp: None,
-            queue_prefix: None,
-        })
-        .unwrap();
-    let d = dir.display();
-    let config = format!(
-        r#"her_id = {her_id}
-[broker]
-url = "local:{d}/queues.db"
-[identity]
-signing_cert = "{}"
-signing_key = "{}"
-decryption_cert = "{}"
-decryption_key = "{}"
-[registry]
-dir = "{d}/registry"
-[trust]
-anchors = ["{d}/ca.pem"]
-revocation = "require"
-[store]
-path = "{d}/{her_id}.db"
-"#,
-        sign_cert.display(),
-        sign_key.display(),
-        enc_cert.display(),
-        enc_key.display()
-    );
-    let path = dir.join(format!("{her_id}.toml"));
-    std::fs::write(&path, config).unwrap();
-    path
-}
+mod common;
+use common::{msghead, BrokerSection, Setup};
 
 #[test]
 fn send_then_listen_delivers_the_payload_byte_for_byte() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new("cli test CA");
-    std::fs::write(dir.path().join("ca.pem"), pki.ca.cert.to_pem().unwrap()).unwrap();
-    let registry = FileRegistry::new(dir.path().join("registry"));
-    // Revocation is required, as by default: every certificate names a CRL
-    // served here, which revokes nothing.
-    let next_update = chrono::Utc::now() + chrono::Duration::days(1);
-    let crl_url = serve_crl(pki.crl(&[], next_update).to_der().unwrap());
-    let a = party_config(dir.path(), &pki, &registry, 91462, &crl_url);
-    let b = party_config(dir.path(), &pki, &registry, 109989, &crl_url);
-    let payload_file = dir.path().join("note.xml");
-    std::fs::write(&payload_file, PAYLOAD).unwrap();
+    let setup = Setup::new(BrokerSection::Local);
+    let a = setup.party(91462);
+    let b = setup.party(109989);
+    let payload = msghead(91462, 109989);
+    let payload_file = setup.dir.path().join("note.xml");
+    std::fs::write(&payload_file, &payload).unwrap();
 
-    let (ok, stdout, stderr) = helsemelding(
+    let (ok, stdout, stderr) = setup.run(
         &a,
         &[
             "send",
@@ -119,8 +28,8 @@ fn send_then_listen_delivers_the_payload_byte_for_byte() {
     let id = stdout.trim().to_string();
     assert!(uuid::Uuid::parse_str(&id).is_ok(), "{stdout}");
 
-    let out = dir.path().join("out");
-    let (ok, _, stderr) = helsemelding(
+    let out = setup.dir.path().join("out");
+    let (ok, _, stderr) = setup.run(
         &b,
         &[
             "listen",
@@ -134,7 +43,7 @@ fn send_then_listen_delivers_the_payload_byte_for_byte() {
     );
     assert!(ok, "listen failed: {stderr}");
     let received = std::fs::read(out.join(format!("{id}.xml"))).unwrap();
-    assert_eq!(received, PAYLOAD.as_bytes());
+    assert_eq!(received, payload.as_bytes());
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join(format!("{id}.json"))).unwrap()).unwrap();
     assert_eq!(meta["from_her_id"], 91462);
@@ -145,4 +54,64 @@ fn send_then_listen_delivers_the_payload_byte_for_byte() {
         meta["metadata"]["X-MessageInfo-Type"],
         "DIALOG_INNBYGGER_TEST"
     );
+}
+
+/// `commtest` against a party whose `listen` runs: both paths answer in
+/// time; `send --sync` to a listener that does not answer sync requests
+/// fails after its timeout with a clear error.
+#[test]
+fn commtest_and_sync_send_against_a_running_listener() {
+    let setup = Setup::new(BrokerSection::Local);
+    let a = setup.party(91462);
+    let b = setup.party(109989);
+    let out = setup.dir.path().join("out");
+    let mut listener = setup
+        .command(&b)
+        .args(["listen", "--idle-exit", "60", "--out-dir"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    for mode in ["--sync", "--async"] {
+        let (ok, stdout, stderr) = setup.run(&a, &["commtest", "--to", "109989", mode, "--json"]);
+        assert!(ok, "commtest {mode} failed: {stdout} {stderr}");
+        let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(result["passed"], true, "{result}");
+        assert_eq!(result["mode"], &mode[2..]);
+        let ms = result["round_trip_ms"].as_f64().unwrap();
+        assert!(ms > 0.0 && ms < 5000.0, "{result}");
+    }
+    // A limit nobody can meet fails, with the time still reported.
+    let (ok, stdout, _) = setup.run(&a, &["commtest", "--to", "109989", "--limit", "0.0001"]);
+    assert!(!ok);
+    assert!(stdout.contains("slower than the limit"), "{stdout}");
+
+    let payload_file = setup.dir.path().join("note.xml");
+    std::fs::write(&payload_file, msghead(91462, 109989)).unwrap();
+    let started = std::time::Instant::now();
+    let (ok, stdout, stderr) = setup.run(
+        &a,
+        &[
+            "send",
+            "--to",
+            "109989",
+            "--function",
+            "DIALOG_INNBYGGER_TEST",
+            "--sync",
+            "--timeout",
+            "2",
+            payload_file.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok, "{stdout}");
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("no reply from HER-id 109989"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // The listener wrote nothing: tests and refused requests are not messages.
+    let written = std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(written, 0);
+    listener.kill().unwrap();
+    listener.wait().unwrap();
 }

@@ -24,6 +24,7 @@ mod commtest;
 pub mod convert;
 pub mod engine;
 mod error;
+mod in_flight;
 mod messenger;
 pub mod receipts;
 mod receive;

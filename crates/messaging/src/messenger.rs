@@ -16,7 +16,7 @@ use helsemelding_protect::{
 use helsemelding_registry::{resolve, Direction, Registry, WorkingProfile};
 use helsemelding_store::audit::{AuditEvent, AuditKind};
 use helsemelding_store::outbox::OutgoingMessage;
-use helsemelding_store::receipts::ExpectedReceipt;
+use helsemelding_store::receipts::{ExpectedReceipt, ReceiptRecord};
 use helsemelding_store::Store;
 use helsemelding_transport::{Message, Outcome, Sender, Transport};
 use helsemelding_wire::envelope::{Outgoing, Routing};
@@ -158,6 +158,7 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) waiters: Waiters,
     reply_consumer: Mutex<Option<Listener>>,
+    overdue_reported: Mutex<std::collections::HashSet<String>>,
     /// Idle sender links per queue: a send checks one out (or attaches a
     /// new one) and gives it back after, so concurrent sends pipeline.
     senders: Mutex<HashMap<String, Vec<Box<dyn Sender>>>>,
@@ -182,6 +183,7 @@ impl Messenger {
                 store,
                 waiters: Waiters::default(),
                 reply_consumer: Mutex::new(None),
+                overdue_reported: Mutex::new(Default::default()),
                 senders: Mutex::new(HashMap::new()),
             }),
         }
@@ -727,15 +729,24 @@ impl Messenger {
         if report.is_ok() {
             return Ok(());
         }
+        let problems = report
+            .errors
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.audit(AuditEvent {
+            reason: Some(format!(
+                "{role} certificate serial {}: {problems}",
+                certificate.serial_hex()
+            )),
+            ..AuditEvent::new(AuditKind::CertificateCheck, self.actor(), "failed")
+        })
+        .await;
         Err(Error::Certificate {
             role,
             serial: certificate.serial_hex(),
-            problems: report
-                .errors
-                .iter()
-                .map(|p| p.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            problems,
         })
     }
 
@@ -752,9 +763,32 @@ impl Messenger {
             .map_err(Error::from)
     }
 
+    /// Audits, once per messenger, each sent message whose AppRec is
+    /// overdue at `now`; returns the newly overdue ones.
+    pub async fn audit_overdue_receipts(&self, now: DateTime<Utc>) -> Result<Vec<ReceiptRecord>> {
+        let overdue = self.with_store(move |s| s.receipts().overdue(now)).await?;
+        let mut reported = self.inner.overdue_reported.lock().await;
+        let mut fresh = Vec::new();
+        for record in overdue {
+            if !reported.insert(record.expected.message_id.clone()) {
+                continue;
+            }
+            self.audit(AuditEvent {
+                counterpart_her_id: Some(record.expected.to_her_id),
+                message_id: Some(record.expected.message_id.clone()),
+                function: Some(record.expected.function.clone()),
+                reason: Some(format!("due {}", record.expected.due_at.to_rfc3339())),
+                ..AuditEvent::new(AuditKind::ReceiptOverdue, self.actor(), "overdue")
+            })
+            .await;
+            fresh.push(record);
+        }
+        Ok(fresh)
+    }
+
     /// Appends to the audit log; a failure is logged, never stops a flow
     /// (the message must still be settled).
-    pub(crate) async fn audit(&self, event: AuditEvent) {
+    pub async fn audit(&self, event: AuditEvent) {
         let kind = event.kind;
         if let Err(error) = self
             .with_store(move |s| s.audit().append(Utc::now(), &event).map(|_| ()))
@@ -764,7 +798,23 @@ impl Messenger {
         }
     }
 
-    pub(crate) fn actor(&self) -> String {
-        format!("herid:{}", self.her_id())
+    /// Who acts in this messenger's audit events:
+    /// `herid:<our HER-id>@<host>`.
+    pub fn actor(&self) -> String {
+        format!("herid:{}@{}", self.her_id(), host_name())
     }
+}
+
+/// This machine's name, for the audit log's actor (read once).
+fn host_name() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .or_else(|| std::env::var("COMPUTERNAME").ok())
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "unknown-host".into())
+    })
 }

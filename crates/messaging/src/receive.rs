@@ -30,6 +30,7 @@ use crate::answer;
 use crate::convert;
 use crate::engine::{self, Decision, HandlerError, RegistryFailure, UnprotectFailure};
 use crate::error::{Error, Result};
+use crate::in_flight::{Claim, InFlight};
 use crate::messenger::Messenger;
 
 /// A message that passed every check, as the application receives it.
@@ -189,6 +190,7 @@ impl Listener {
         options: &ListenerOptions,
     ) -> Result<Listener> {
         let (shutdown, watching) = watch::channel(false);
+        let in_flight = Arc::new(InFlight::default());
         let mut workers = Vec::new();
         for (kind, queue) in queues {
             let kind = *kind;
@@ -201,6 +203,7 @@ impl Listener {
                     kind,
                     poll: options.poll,
                     shutdown: watching.clone(),
+                    in_flight: in_flight.clone(),
                 };
                 workers.push(tokio::spawn(worker.run(receiver)));
             }
@@ -244,6 +247,7 @@ struct Worker {
     kind: QueueKind,
     poll: Duration,
     shutdown: watch::Receiver<bool>,
+    in_flight: Arc<InFlight>,
 }
 
 /// What the checks left for the settling step.
@@ -253,6 +257,8 @@ struct Judged {
     envelope: Envelope,
     sender: Option<HerId>,
     received: Option<Received>,
+    /// Held until the delivery is settled, so no other worker hands over a copy.
+    claim: Option<Claim>,
 }
 
 impl Worker {
@@ -300,6 +306,7 @@ impl Worker {
             sender: envelope.her_id(names::FROM_HER_ID).ok(),
             envelope,
             received: None,
+            claim: None,
         };
         let (queue, id) = (delivery.queue.clone(), message_id.clone());
         judged.attempt = match self
@@ -325,6 +332,14 @@ impl Worker {
                 return judged;
             }
         };
+        judged.claim = self
+            .in_flight
+            .claim(headers.from.get(), &headers.message_id);
+        if judged.claim.is_none() {
+            // Another worker has a copy: see again once it is settled.
+            judged.decision = self.policy().on_outage(judged.attempt);
+            return judged;
+        }
         let (from, id) = (headers.from.get(), headers.message_id.clone());
         match self
             .messenger
@@ -493,6 +508,7 @@ impl Worker {
             envelope,
             sender,
             received,
+            claim: _claim,
         } = judged;
         let message_id = delivery.message.message_id.clone().unwrap_or_default();
         let function = delivery.message.subject.clone();

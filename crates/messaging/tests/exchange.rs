@@ -610,6 +610,62 @@ async fn sending_refuses_an_unknown_receiver_and_non_xml(net: Net) {
         "{error}"
     );
     assert_eq!(world.a.store.outbox().pending_count().unwrap(), 0);
+
+    // A receiver whose encryption certificate expired: refused before
+    // anything is signed, and the failed check is in the audit log.
+    let expired = world.pki.issue_with(
+        "expired encryption",
+        Usage::Encryption,
+        &LeafOptions {
+            not_before: Utc::now() - chrono::Duration::days(30),
+            not_after: Utc::now() - chrono::Duration::days(1),
+            ..LeafOptions::default()
+        },
+    );
+    let stale = world.b.her_id.get() + 7;
+    world
+        .registry
+        .add_party(&NewParty {
+            her_id: stale,
+            name: "expired party".into(),
+            signing_certificate: Certificate::from_x509(world.b.signing.cert.clone()),
+            encryption_certificate: Certificate::from_x509(expired.cert.clone()),
+            cpp: None,
+            queue_prefix: None,
+        })
+        .unwrap();
+    let error = world
+        .a
+        .messenger
+        .send(SendRequest::new(
+            HerId::new(stale).unwrap(),
+            FUNCTION,
+            World::payload(world.a.her_id, HerId::new(stale).unwrap()),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, helsemelding_messaging::Error::Certificate { problems, .. } if problems.contains("expired")),
+        "{error}"
+    );
+    let checks: Vec<_> = world
+        .a
+        .store
+        .audit()
+        .list(&AuditFilter::default())
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.kind == AuditKind::CertificateCheck)
+        .collect();
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].event.outcome, "failed");
+    assert!(checks[0]
+        .event
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains(&format!("receiver {stale}")));
+    assert_eq!(world.a.store.outbox().pending_count().unwrap(), 0);
     world.stop().await;
 }
 
@@ -750,7 +806,9 @@ async fn a_silent_peer_times_out_and_its_late_reply_is_dropped(net: Net) {
 }
 
 async fn apprecs_come_back_and_are_matched(net: Net) {
-    let world = World::new(net).await;
+    let mut world = World::new(net).await;
+    // A does not listen yet: its AppRec waits on its queue while we look.
+    world.a.listener.take().unwrap().stop().await.unwrap();
     let (a, b) = (&world.a, &world.b);
     let (payload, msg_id) = World::payload_with_ack(a.her_id, b.her_id);
     a.messenger
@@ -762,6 +820,43 @@ async fn apprecs_come_back_and_are_matched(net: Net) {
     assert!(tracked.received.is_none());
     let a_day_later = Utc::now() + chrono::Duration::hours(25);
     assert_eq!(a.store.receipts().overdue(a_day_later).unwrap().len(), 1);
+    let overdue = a
+        .messenger
+        .audit_overdue_receipts(a_day_later)
+        .await
+        .unwrap();
+    assert_eq!(overdue[0].expected.message_id, msg_id);
+    assert!(
+        a.messenger
+            .audit_overdue_receipts(a_day_later)
+            .await
+            .unwrap()
+            .is_empty(),
+        "audited once"
+    );
+    let overdue_events = a
+        .store
+        .audit()
+        .list(&AuditFilter::default())
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.kind == AuditKind::ReceiptOverdue)
+        .count();
+    assert_eq!(overdue_events, 1);
+    let listener = Listener::start(
+        &world.a.messenger,
+        world.a.inbox.clone(),
+        world.a.inbox.clone(),
+        ListenerOptions {
+            workers: 2,
+            poll: Duration::from_millis(200),
+            ..ListenerOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    world.a.listener = Some(listener);
+    let (a, b) = (&world.a, &world.b);
 
     let receipt = eventually("the AppRec matched", || {
         a.store.receipts().get(&msg_id).unwrap()?.received
@@ -836,6 +931,69 @@ async fn communication_tests_are_answered_on_both_paths(net: Net) {
     world.stop().await;
 }
 
+async fn functions_outside_the_senders_cpp_are_refused(net: Net) {
+    let world = World::new(net).await;
+    let (a, b) = (&world.a, &world.b);
+    // A gets NHN's real CPP (with A's test certificates): it may send the
+    // DIALOG_INNBYGGER_* functions, not DIALOG_HELSEFAGLIG.
+    let signing = Certificate::from_x509(a.signing.cert.clone());
+    let encryption = Certificate::from_x509(a.encryption.cert.clone());
+    let cpp = helsemelding_testkit::fixtures::cpp_for_test_party(
+        a.her_id.get(),
+        &signing.to_der(),
+        &encryption.to_der(),
+    );
+    world
+        .registry
+        .add_party(&NewParty {
+            her_id: a.her_id.get(),
+            name: "party with a CPP".into(),
+            signing_certificate: signing,
+            encryption_certificate: encryption,
+            cpp: Some(cpp),
+            queue_prefix: None,
+        })
+        .unwrap();
+    let refused = a
+        .messenger
+        .send(SendRequest::new(
+            b.her_id,
+            "DIALOG_HELSEFAGLIG",
+            World::payload(a.her_id, b.her_id),
+        ))
+        .await
+        .unwrap();
+    let report = eventually("the unsupported-message report", || {
+        a.inbox
+            .errors()
+            .into_iter()
+            .find(|r| r.original_message_id.as_deref() == Some(refused.as_str()))
+    })
+    .await;
+    assert_eq!(report.condition, Some(ErrorCondition::UnsupportedMessage));
+    assert_eq!(report.function.as_deref(), Some("DIALOG_HELSEFAGLIG"));
+    let allowed = a
+        .messenger
+        .send(SendRequest::new(
+            b.her_id,
+            "DIALOG_INNBYGGER_EKONTAKT",
+            World::payload(a.her_id, b.her_id),
+        ))
+        .await
+        .unwrap();
+    let got = eventually("the allowed message", || {
+        b.inbox.received().into_iter().next()
+    })
+    .await;
+    assert_eq!(got.message_id, allowed);
+    assert_eq!(
+        b.inbox.received().len(),
+        1,
+        "the refused one never reached B's application"
+    );
+    world.stop().await;
+}
+
 macro_rules! suite {
     ($net:ident, $flavor:meta) => {
         #[allow(non_snake_case)]
@@ -885,6 +1043,11 @@ macro_rules! suite {
             #[$flavor]
             async fn communication_tests_are_answered_on_both_paths() {
                 super::communication_tests_are_answered_on_both_paths(Net::$net).await;
+            }
+
+            #[$flavor]
+            async fn functions_outside_the_senders_cpp_are_refused() {
+                super::functions_outside_the_senders_cpp_are_refused(Net::$net).await;
             }
 
             #[$flavor]

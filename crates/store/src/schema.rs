@@ -1,6 +1,6 @@
 //! Schema creation and migration, keyed by SQLite's `user_version`.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::{Error, Result};
 
@@ -88,10 +88,30 @@ BEGIN SELECT RAISE(ABORT, 'audit rows younger than two years cannot be deleted')
 "#;
 
 pub(crate) fn prepare(connection: &Connection) -> Result<()> {
+    // First, so that every statement below waits for another process that
+    // is opening the same file instead of failing with "database is locked".
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", "FULL")?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
-    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    if schema_version(connection)? == VERSION {
+        return Ok(());
+    }
+    // Another process (`listen` and an operator's `outbox list`, say) may be
+    // creating the schema right now: take the write lock first, then look
+    // again, so that exactly one of them creates it.
+    let tx = Transaction::new_unchecked(connection, TransactionBehavior::Immediate)?;
+    let found = schema_version(&tx)?;
+    if found < 1 {
+        tx.execute_batch(V1)?;
+        tx.pragma_update(None, "user_version", VERSION)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The schema version of the file; newer than this build knows is an error.
+fn schema_version(connection: &Connection) -> Result<i64> {
     let found: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if found > VERSION {
         return Err(Error::SchemaTooNew {
@@ -99,11 +119,40 @@ pub(crate) fn prepare(connection: &Connection) -> Result<()> {
             supported: VERSION,
         });
     }
-    if found < 1 {
-        let tx = connection.unchecked_transaction()?;
-        tx.execute_batch(V1)?;
-        tx.pragma_update(None, "user_version", VERSION)?;
-        tx.commit()?;
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_opened_at_once_by_many_connections_all_get_the_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (path, start) = (path.clone(), start.clone());
+                std::thread::spawn(move || {
+                    let connection = Connection::open(&path).unwrap();
+                    start.wait(); // all at once, as racing processes would
+                    prepare(&connection).map(|_| ())
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap().expect("every opener succeeds");
+        }
+        let connection = Connection::open(&path).unwrap();
+        assert_eq!(schema_version(&connection).unwrap(), VERSION);
+        let tables: i64 = connection
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 1);
     }
-    Ok(())
 }

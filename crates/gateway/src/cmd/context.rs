@@ -3,8 +3,10 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
+use helsemelding_messaging::receipts::Deadlines;
 use helsemelding_messaging::{Messenger, MessengerConfig};
 use helsemelding_protect::{
     Certificate, CrlFetcher, FetcherConfig, Identity, RevocationPolicy, TrustAnchors,
@@ -78,6 +80,8 @@ impl Context {
         );
         messenger_config.legacy_decryption = legacy;
         messenger_config.revocation = revocation;
+        messenger_config.sync_reply_queue = Some(config.broker.reply_queue.clone());
+        messenger_config.receipt_deadlines = receipt_deadlines(&config.receipts);
         let messenger = Messenger::new(messenger_config, Arc::from(transport), registry, store);
         Ok(Context { messenger })
     }
@@ -156,6 +160,18 @@ pub(crate) fn open_registry(registry: &config::Registry) -> Result<Arc<dyn Regis
         http,
         std::time::Duration::from_secs(cache_seconds),
     )))
+}
+
+fn receipt_deadlines(receipts: &config::Receipts) -> Deadlines {
+    let hours = |h: u32| Duration::from_secs(u64::from(h) * 3600);
+    Deadlines {
+        default: hours(receipts.deadline_hours),
+        per_function: receipts
+            .deadline_hours_by_function
+            .iter()
+            .map(|(function, h)| (function.clone(), hours(*h)))
+            .collect(),
+    }
 }
 
 /// CRLs from the certificates' distribution points, waited for at most

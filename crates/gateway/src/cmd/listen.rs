@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use async_trait::async_trait;
 use helsemelding_messaging::{
-    ErrorHandler, Handler, HandlerError, Listener, ListenerOptions, Received,
+    ErrorHandler, Handler, HandlerError, Listener, ListenerOptions, Messenger, Received,
 };
+use helsemelding_store::audit::{AuditEvent, AuditKind};
 use helsemelding_wire::error_report::ReceivedErrorReport;
 use serde_json::json;
 
@@ -117,6 +118,25 @@ impl ErrorHandler for ToDirectory {
     }
 }
 
+/// Says which sent messages' AppRecs became overdue (each once a run).
+async fn report_overdue(messenger: &Messenger) {
+    match messenger.audit_overdue_receipts(chrono::Utc::now()).await {
+        Ok(fresh) => {
+            for record in fresh {
+                let expected = record.expected;
+                eprintln!(
+                    "AppRec overdue: message {} ({}) to {}, due {}",
+                    expected.message_id,
+                    expected.function,
+                    expected.to_her_id,
+                    expected.due_at.to_rfc3339()
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "checking overdue receipts"),
+    }
+}
+
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     std::fs::create_dir_all(&args.out_dir)?;
     let runtime = tokio::runtime::Runtime::new()?;
@@ -138,8 +158,16 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
             },
         )
         .await?;
+        let messenger = &context.messenger;
+        let started = AuditEvent::new(AuditKind::Start, messenger.actor(), "listening");
+        messenger.audit(started).await;
+        // AppRecs and communication-test answers go through the outbox:
+        // whatever a broker outage left there is resent while we listen.
+        let pump = messenger.spawn_outbox_pump(Duration::from_secs(5));
+        let mut overdue_check = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {
+                _ = overdue_check.tick() => report_overdue(messenger).await,
                 _ = tokio::signal::ctrl_c() => break,
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
@@ -158,6 +186,10 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
             }
         }
         listener.stop().await?;
+        pump.abort();
+        messenger.close().await?;
+        let stopped = AuditEvent::new(AuditKind::Stop, messenger.actor(), "stopped");
+        messenger.audit(stopped).await;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -1,9 +1,12 @@
-//! `helsemelding --config F send --to HERID --function MSGFUNC FILE`: sign,
-//! encrypt and send one async message; prints its message id once the
-//! broker accepted it.
+//! `helsemelding --config F send --to HERID --function MSGFUNC [--sync]
+//! [--timeout S] FILE`: sign, encrypt and send one message. Async: prints
+//! its message id once the broker accepted it. Sync: waits for the reply
+//! and writes its decrypted payload to stdout.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use helsemelding_messaging::SendRequest;
@@ -11,7 +14,7 @@ use helsemelding_wire::HerId;
 
 use super::context::Context;
 
-/// Send one async message.
+/// Send one message.
 #[derive(clap::Args)]
 pub struct Args {
     /// The receiver's HER-id.
@@ -20,6 +23,13 @@ pub struct Args {
     /// The message function (AMQP subject), e.g. DIALOG_INNBYGGER_TEST.
     #[arg(long)]
     function: String,
+    /// Send to the receiver's sync queue and wait for the reply, which is
+    /// written (decrypted and verified) to stdout.
+    #[arg(long)]
+    sync: bool,
+    /// Seconds to wait for a sync reply.
+    #[arg(long, default_value_t = 15.0, requires = "sync")]
+    timeout: f64,
     /// The XML payload file, sent byte for byte.
     file: PathBuf,
 }
@@ -28,16 +38,34 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let payload =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let to = HerId::new(args.to).context("--to is not a valid HER-id")?;
+    let timeout = seconds("--timeout", args.timeout)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let context = Context::open(config).await?;
         // Whatever an earlier run left in the outbox goes first.
         context.messenger.flush_outbox().await?;
-        let id = context
-            .messenger
-            .send(SendRequest::new(to, args.function, payload))
-            .await?;
-        println!("{id}");
+        let request = SendRequest::new(to, args.function, payload);
+        if !args.sync {
+            let id = context.messenger.send(request).await?;
+            println!("{id}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let reply = context.messenger.send_and_wait(request, timeout).await;
+        context.messenger.close().await?;
+        let reply = reply?;
+        eprintln!(
+            "reply {} from {} ({})",
+            reply.message_id, reply.from, reply.function
+        );
+        std::io::stdout().write_all(&reply.payload)?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// A positive, finite number of seconds from the command line.
+pub fn seconds(flag: &str, value: f64) -> Result<Duration> {
+    if !(value.is_finite() && value > 0.0 && value <= 3600.0) {
+        anyhow::bail!("{flag} must be between 0 and 3600 seconds, not {value}");
+    }
+    Ok(Duration::from_secs_f64(value))
 }
