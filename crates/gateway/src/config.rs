@@ -15,8 +15,12 @@
 //! signing_key = "sign.key"
 //! decryption_cert = "enc.pem"
 //! decryption_key = "enc.key"
+//! management_url = "http://127.0.0.1:15672"  # optional: RabbitMQ's management API, for `queues`
 //! [registry]
-//! dir = "registry"
+//! dir = "registry"                # or the NHN services:
+//! # address_url = "https://cpapi.test.grunndata.nhn.no"
+//! # cppa_url = "https://cppa.test.grunndata.nhn.no"
+//! # token_file = "registry.token"  # or HELSEMELDING_REGISTRY_TOKEN; never in this file
 //! [trust]
 //! anchors = ["ca.pem"]
 //! revocation = "require"          # require | warn | off
@@ -69,6 +73,8 @@ struct RawBroker {
     exchange: Option<String>,
     /// This instance's queue for synchronous replies; defaults to `<her_id>_syncreply`.
     reply_queue: Option<String>,
+    /// RabbitMQ's management API (message counts for `queues`).
+    management_url: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -93,9 +99,15 @@ struct RawRegistry {
     cppa_url: Option<String>,
     #[serde(default = "default_cache_seconds")]
     cache_seconds: u64,
+    /// A file holding the bearer token of the registry services.
+    token_file: Option<PathBuf>,
+    /// Only from `HELSEMELDING_REGISTRY_TOKEN`: refused in the file below.
+    token: Option<String>,
+    #[serde(default = "default_registry_timeout_ms")]
+    timeout_ms: u64,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTrust {
     #[serde(default)]
@@ -106,6 +118,18 @@ struct RawTrust {
     crl_timeout_ms: u64,
     #[serde(default)]
     allow_3des: bool,
+}
+
+// Not derived: a file without [trust] must get the same defaults as an empty [trust].
+impl Default for RawTrust {
+    fn default() -> Self {
+        RawTrust {
+            anchors: Vec::new(),
+            revocation: Revocation::default(),
+            crl_timeout_ms: default_crl_timeout_ms(),
+            allow_3des: false,
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -150,6 +174,9 @@ impl Default for RawAudit {
 
 fn default_cache_seconds() -> u64 {
     300
+}
+fn default_registry_timeout_ms() -> u64 {
+    10_000
 }
 fn default_crl_timeout_ms() -> u64 {
     1000
@@ -205,6 +232,9 @@ pub struct Broker {
     pub dialect: Dialect,
     pub ca_file: Option<PathBuf>,
     pub reply_queue: String,
+    /// RabbitMQ's management API base URL (no credentials in it: the
+    /// broker user and password are used).
+    pub management_url: Option<url::Url>,
 }
 
 /// The broker named by `broker.url`.
@@ -264,9 +294,33 @@ pub enum Registry {
     /// NHN's REST services.
     Http {
         address_url: url::Url,
-        cppa_url: Option<url::Url>,
+        cppa_url: url::Url,
         cache_seconds: u64,
+        /// Timeout of one request.
+        timeout_ms: u64,
+        auth: RegistryAuth,
     },
+}
+
+/// How requests to the registry services authenticate.
+#[derive(Clone)]
+pub enum RegistryAuth {
+    /// No authentication (a local test server).
+    None,
+    /// A bearer token read from this file when the registry is opened.
+    TokenFile(PathBuf),
+    /// A bearer token from `HELSEMELDING_REGISTRY_TOKEN`; never in `Debug`.
+    Token(String),
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegistryAuth::None => f.write_str("None"),
+            RegistryAuth::TokenFile(path) => f.debug_tuple("TokenFile").field(path).finish(),
+            RegistryAuth::Token(_) => f.write_str("Token(<set>)"),
+        }
+    }
 }
 
 /// How certificates are judged.
@@ -319,6 +373,12 @@ impl Config {
                 path.display()
             );
         }
+        if table.get("registry").and_then(|r| r.get("token")).is_some() {
+            bail!(
+                "configuration file {}: key registry.token: tokens are not kept in the configuration file; set HELSEMELDING_REGISTRY_TOKEN or registry.token_file",
+                path.display()
+            );
+        }
         apply_env(&mut table, env)?;
         let raw: RawConfig =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
@@ -366,8 +426,10 @@ fn apply_env(
         let Some(section_table) = entry.as_table_mut() else {
             bail!("configuration key {section} must be a table to take {name}");
         };
-        // The broker password is a string whatever it looks like.
-        let parsed = if section == "broker" && key == "password" {
+        // Secrets are strings whatever they look like.
+        let parsed = if (section, key.as_str()) == ("broker", "password")
+            || (section, key.as_str()) == ("registry", "token")
+        {
             toml::Value::String(value)
         } else {
             parsed
@@ -434,7 +496,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
             &existing,
         )?,
     };
-    let registry = validate_registry(raw.registry, &resolve)?;
+    let registry = validate_registry(raw.registry, &resolve, &existing)?;
     let anchors = raw
         .trust
         .anchors
@@ -530,9 +592,26 @@ fn validate_broker(
         .as_deref()
         .map(|p| existing("broker.ca_file", p))
         .transpose()?;
+    let management_url = raw
+        .broker
+        .management_url
+        .as_deref()
+        .map(|value| {
+            let url = url::Url::parse(value)
+                .map_err(|e| anyhow!("key broker.management_url: not a URL ({e})"))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                bail!("key broker.management_url: scheme {} is not http or https", url.scheme());
+            }
+            if url.password().is_some() {
+                bail!("key broker.management_url: the URL holds a password; set HELSEMELDING_BROKER_PASSWORD instead");
+            }
+            Ok(url)
+        })
+        .transpose()?;
     Ok(Broker {
         endpoint,
         dialect: raw.broker.dialect,
+        management_url,
         ca_file,
         reply_queue: raw
             .broker
@@ -568,7 +647,11 @@ fn key_pair(
     }
 }
 
-fn validate_registry(raw: RawRegistry, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<Registry> {
+fn validate_registry(
+    raw: RawRegistry,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    existing: &dyn Fn(&str, &Path) -> Result<PathBuf>,
+) -> Result<Registry> {
     let parse = |key: &str, value: &str| -> Result<url::Url> {
         let url =
             url::Url::parse(value).map_err(|e| anyhow!("key registry.{key}: not a URL ({e})"))?;
@@ -582,15 +665,32 @@ fn validate_registry(raw: RawRegistry, resolve: &dyn Fn(&Path) -> PathBuf) -> Re
     };
     match (raw.dir, raw.address_url) {
         (Some(dir), None) => Ok(Registry::Dir(resolve(&dir))),
-        (None, Some(address)) => Ok(Registry::Http {
-            address_url: parse("address_url", &address)?,
-            cppa_url: raw
-                .cppa_url
-                .as_deref()
-                .map(|u| parse("cppa_url", u))
-                .transpose()?,
-            cache_seconds: raw.cache_seconds,
-        }),
+        (None, Some(address)) => {
+            let Some(cppa) = raw.cppa_url.as_deref() else {
+                bail!("key registry.cppa_url: needed with registry.address_url (the CPPA service)");
+            };
+            let auth = match (raw.token_file, raw.token) {
+                (Some(_), Some(_)) => bail!(
+                    "key registry.token_file: give either registry.token_file or HELSEMELDING_REGISTRY_TOKEN, not both"
+                ),
+                (Some(file), None) => RegistryAuth::TokenFile(existing("registry.token_file", &file)?),
+                (None, Some(token)) => RegistryAuth::Token(token),
+                (None, None) => RegistryAuth::None,
+            };
+            if raw.timeout_ms == 0 || raw.timeout_ms > 300_000 {
+                bail!(
+                    "key registry.timeout_ms: {} is outside 1..=300000",
+                    raw.timeout_ms
+                );
+            }
+            Ok(Registry::Http {
+                address_url: parse("address_url", &address)?,
+                cppa_url: parse("cppa_url", cppa)?,
+                cache_seconds: raw.cache_seconds,
+                timeout_ms: raw.timeout_ms,
+                auth,
+            })
+        }
         (Some(_), Some(_)) => {
             bail!("key registry.dir: give either registry.dir or registry.address_url, not both")
         }

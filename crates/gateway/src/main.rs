@@ -52,6 +52,8 @@ enum Command {
     Send(cmd::send::Args),
     /// Run the receive pipelines, writing each accepted message to a directory.
     Listen(cmd::listen::Args),
+    /// Our queues and their message counts (where the broker can tell).
+    Queues(cmd::queues::Args),
     /// Communication test against a party: round-trip time, non-zero exit past the limit.
     Commtest(cmd::commtest::Args),
     /// See it work: four parties exchange messages on a throw-away PKI and the local queue.
@@ -101,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Receipts(args) => cmd::receipts::run(cli.config.as_deref(), args),
         Command::Send(args) => cmd::send::run(cli.config.as_deref(), args),
         Command::Listen(args) => cmd::listen::run(cli.config.as_deref(), args),
+        Command::Queues(args) => cmd::queues::run(cli.config.as_deref(), args),
         Command::Commtest(args) => cmd::commtest::run(cli.config.as_deref(), args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Outbox(args) => cmd::outbox::run(cli.config.as_deref(), args),

@@ -159,8 +159,13 @@ pub(crate) struct Inner {
     pub(crate) waiters: Waiters,
     reply_consumer: Mutex<Option<Listener>>,
     overdue_reported: Mutex<std::collections::HashSet<String>>,
-    senders: Mutex<HashMap<String, Box<dyn Sender>>>,
+    /// Idle sender links per queue: a send checks one out (or attaches a
+    /// new one) and gives it back after, so concurrent sends pipeline.
+    senders: Mutex<HashMap<String, Vec<Box<dyn Sender>>>>,
 }
+
+/// Idle links kept per queue; links beyond it (after a burst) are closed.
+const IDLE_SENDERS_PER_QUEUE: usize = 16;
 
 impl Messenger {
     /// A messenger for `config.her_id` over these transport, registry and store.
@@ -608,34 +613,60 @@ impl Messenger {
         }
     }
 
-    /// Sends one message to `queue` on a cached sender link and returns
+    /// Sends one message to `queue` on a pooled sender link and returns
     /// only on Accepted. `Refused` with an empty reason means Released
-    /// (worth trying again).
+    /// (worth trying again). The link is checked out for this send only,
+    /// so concurrent sends each use their own link.
     pub(crate) async fn send_to_queue(&self, queue: &str, message: Message) -> Result<()> {
         let message_id = message.message_id.clone().unwrap_or_default();
-        let mut senders = self.inner.senders.lock().await;
-        if !senders.contains_key(queue) {
-            let sender = self.inner.transport.sender(queue).await?;
-            senders.insert(queue.to_owned(), sender);
-        }
-        let sender = senders.get_mut(queue).expect("inserted above");
+        let idle = self
+            .inner
+            .senders
+            .lock()
+            .await
+            .get_mut(queue)
+            .and_then(Vec::pop);
+        let mut sender = match idle {
+            Some(sender) => sender,
+            None => self.inner.transport.sender(queue).await?,
+        };
         let refused = |reason: String| Error::Refused {
             message_id: message_id.clone(),
             queue: queue.to_owned(),
             reason,
         };
-        match sender.send(message).await {
-            Ok(Outcome::Accepted) => Ok(()),
-            Ok(Outcome::Rejected { reason }) => Err(refused(if reason.is_empty() {
+        let outcome = match sender.send(message).await {
+            Ok(outcome) => outcome,
+            // A failed link is not reused: the next send attaches a new one.
+            Err(error) => return Err(error.into()),
+        };
+        self.give_back_sender(queue, sender).await;
+        match outcome {
+            Outcome::Accepted => Ok(()),
+            Outcome::Rejected { reason } => Err(refused(if reason.is_empty() {
                 "rejected".into()
             } else {
                 reason
             })),
-            Ok(_) => Err(refused(String::new())),
-            Err(error) => {
-                // A failed link is not reused: the next send attaches a new one.
-                senders.remove(queue);
-                Err(error.into())
+            _ => Err(refused(String::new())),
+        }
+    }
+
+    /// Returns a healthy link to the pool, or closes it if the pool is full.
+    async fn give_back_sender(&self, queue: &str, sender: Box<dyn Sender>) {
+        let surplus = {
+            let mut senders = self.inner.senders.lock().await;
+            let idle = senders.entry(queue.to_owned()).or_default();
+            if idle.len() < IDLE_SENDERS_PER_QUEUE {
+                idle.push(sender);
+                None
+            } else {
+                Some(sender)
+            }
+        };
+        if let Some(sender) = surplus {
+            if let Err(error) = sender.close().await {
+                tracing::debug!(queue, %error, "closing a surplus sender link");
             }
         }
     }

@@ -1042,3 +1042,170 @@ suite!(
     RabbitMq,
     tokio::test(flavor = "multi_thread", worker_threads = 2)
 );
+
+/// Counts the sends in flight on the transport and holds each one until
+/// `expected` are in flight at once (or `WAIT` passes), so a messenger that
+/// serialises its sends shows a peak of 1 however fast the machine is.
+struct GatedTransport {
+    inner: Arc<dyn Transport>,
+    gate: Arc<Gate>,
+}
+
+struct Gate {
+    expected: usize,
+    in_flight: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+    changed: tokio::sync::Notify,
+}
+
+impl Gate {
+    async fn pass(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(now, SeqCst);
+        self.changed.notify_waiters();
+        let _ = tokio::time::timeout(WAIT, async {
+            loop {
+                let notified = self.changed.notified();
+                if self.peak.load(SeqCst) >= self.expected {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+    }
+
+    fn leave(&self) {
+        self.in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+struct GatedSender {
+    inner: Box<dyn helsemelding_transport::Sender>,
+    gate: Arc<Gate>,
+}
+
+#[async_trait]
+impl helsemelding_transport::Sender for GatedSender {
+    async fn send(
+        &mut self,
+        message: Message,
+    ) -> Result<helsemelding_transport::Outcome, helsemelding_transport::Error> {
+        self.gate.pass().await;
+        let outcome = self.inner.send(message).await;
+        self.gate.leave();
+        outcome
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), helsemelding_transport::Error> {
+        self.inner.close().await
+    }
+}
+
+#[async_trait]
+impl Transport for GatedTransport {
+    async fn sender(
+        &self,
+        queue: &str,
+    ) -> Result<Box<dyn helsemelding_transport::Sender>, helsemelding_transport::Error> {
+        Ok(Box::new(GatedSender {
+            inner: self.inner.sender(queue).await?,
+            gate: self.gate.clone(),
+        }))
+    }
+
+    async fn check_queue(&self, queue: &str) -> Result<(), helsemelding_transport::Error> {
+        self.inner.check_queue(queue).await
+    }
+
+    async fn receiver(
+        &self,
+        queue: &str,
+        credit: u32,
+    ) -> Result<Box<dyn helsemelding_transport::Receiver>, helsemelding_transport::Error> {
+        self.inner.receiver(queue, credit).await
+    }
+
+    async fn close(&self) -> Result<(), helsemelding_transport::Error> {
+        Ok(())
+    }
+}
+
+/// Concurrent `send` calls through one messenger are on the wire together
+/// (one sender link each), and every message arrives once.
+async fn concurrent_sends_through_one_messenger_pipeline(net: Net) {
+    const SENDS: usize = 8;
+    let world = World::new(net).await;
+    let (a, b) = (&world.a, &world.b);
+    let gate = Arc::new(Gate {
+        expected: SENDS,
+        in_flight: Default::default(),
+        peak: Default::default(),
+        changed: tokio::sync::Notify::new(),
+    });
+    let gated: Arc<dyn Transport> = Arc::new(GatedTransport {
+        inner: world.transport.clone(),
+        gate: gate.clone(),
+    });
+    let crl = Crl::from_x509_crl(world.pki.crl(&[], Utc::now() + chrono::Duration::days(1)));
+    let config = MessengerConfig::new(
+        a.her_id,
+        Party::identity(&a.signing),
+        Party::identity(&a.encryption),
+        TrustAnchors::new(vec![Certificate::from_x509(world.pki.ca.cert.clone())]),
+        Arc::new(StaticCrls::new(vec![crl])),
+    );
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&store_dir.path().join("sender.db")).unwrap();
+    let messenger = Messenger::new(config, gated, world.registry.clone(), store.clone());
+
+    let started = Instant::now();
+    let to = b.her_id;
+    let sends = (0..SENDS).map(|_| {
+        let messenger = messenger.clone();
+        let payload = World::payload(a.her_id, to);
+        tokio::spawn(async move {
+            messenger
+                .send(SendRequest::new(to, FUNCTION, payload))
+                .await
+        })
+    });
+    let mut ids = Vec::new();
+    for send in sends.collect::<Vec<_>>() {
+        ids.push(send.await.unwrap().unwrap());
+    }
+    let peak = gate.peak.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        peak,
+        SENDS,
+        "sends in flight at once (took {:?})",
+        started.elapsed()
+    );
+    assert_eq!(store.outbox().pending_count().unwrap(), 0);
+    let received = eventually("every message at B", || {
+        let received = b.inbox.received();
+        (received.len() >= SENDS).then_some(received)
+    })
+    .await;
+    let mut got: Vec<String> = received.into_iter().map(|r| r.message_id).collect();
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids, "each message once");
+    world.stop().await;
+}
+
+mod pipelined {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn local() {
+        concurrent_sends_through_one_messenger_pipeline(Net::Local).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rabbitmq() {
+        concurrent_sends_through_one_messenger_pipeline(Net::RabbitMq).await;
+    }
+}

@@ -9,7 +9,7 @@
 //! (two years at least) can never be pruned; the database refuses it too.
 
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{params, params_from_iter, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, params_from_iter, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -207,10 +207,10 @@ impl<'a> AuditLog<'a> {
 
     /// Appends an event at `at` and returns the stored row.
     pub fn append(&self, at: DateTime<Utc>, event: &AuditEvent) -> Result<AuditRecord> {
-        let mut connection = self.store.lock();
-        // IMMEDIATE: two processes on one database must not both extend the
-        // same head.
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.store.write(|connection| {
+        // The batch began IMMEDIATE: two processes on one database cannot
+        // both extend the same head.
+        let tx = connection.savepoint()?;
         let anchor = read_anchor(&tx)?;
         let seq = anchor.head_seq + 1;
         let at = from_ms(to_ms(at));
@@ -243,6 +243,7 @@ impl<'a> AuditLog<'a> {
             event: event.clone(),
             prev_hash: anchor.head_hash,
             hash,
+        })
         })
     }
 
@@ -314,37 +315,38 @@ impl<'a> AuditLog<'a> {
                 retention_days,
             });
         }
-        let mut connection = self.store.lock();
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Only a prefix of the chain can go, or it would have a hole.
-        let first_kept: Option<i64> = tx.query_row(
-            "SELECT MIN(seq) FROM audit WHERE at_ms >= ?1",
-            [to_ms(before)],
-            |row| row.get(0),
-        )?;
-        let last_pruned = match first_kept {
-            Some(seq) => seq - 1,
-            None => tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit", [], |row| {
-                row.get(0)
-            })?,
-        };
-        let new_start: Option<String> = tx
-            .query_row(
-                "SELECT hash FROM audit WHERE seq = ?1",
-                [last_pruned],
+        self.store.write(|connection| {
+            let tx = connection.savepoint()?;
+            // Only a prefix of the chain can go, or it would have a hole.
+            let first_kept: Option<i64> = tx.query_row(
+                "SELECT MIN(seq) FROM audit WHERE at_ms >= ?1",
+                [to_ms(before)],
                 |row| row.get(0),
-            )
-            .optional()?;
-        let Some(start_hash) = new_start else {
-            return Ok(0);
-        };
-        let removed = tx.execute("DELETE FROM audit WHERE seq <= ?1", [last_pruned])?;
-        tx.execute(
-            "UPDATE audit_anchor SET start_seq = ?1, start_hash = ?2 WHERE id = 1",
-            params![last_pruned, start_hash],
-        )?;
-        tx.commit()?;
-        Ok(removed)
+            )?;
+            let last_pruned = match first_kept {
+                Some(seq) => seq - 1,
+                None => tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit", [], |row| {
+                    row.get(0)
+                })?,
+            };
+            let new_start: Option<String> = tx
+                .query_row(
+                    "SELECT hash FROM audit WHERE seq = ?1",
+                    [last_pruned],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let Some(start_hash) = new_start else {
+                return Ok(0);
+            };
+            let removed = tx.execute("DELETE FROM audit WHERE seq <= ?1", [last_pruned])?;
+            tx.execute(
+                "UPDATE audit_anchor SET start_seq = ?1, start_hash = ?2 WHERE id = 1",
+                params![last_pruned, start_hash],
+            )?;
+            tx.commit()?;
+            Ok(removed)
+        })
     }
 }
 

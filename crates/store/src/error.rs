@@ -33,6 +33,10 @@ pub enum Error {
     /// A retention shorter than the legal minimum (two years) was asked for.
     #[error("audit retention of {days} days is shorter than the minimum of {minimum_days} days")]
     RetentionTooShort { days: i64, minimum_days: i64 },
+    /// The transaction holding this write could not be committed (disk
+    /// full, I/O error): the write did not happen.
+    #[error("store: commit failed: {reason}")]
+    Commit { reason: String },
     /// Any other database failure.
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),

@@ -42,13 +42,14 @@ impl<'a> Inbox<'a> {
         at: DateTime<Utc>,
         outcome: &str,
     ) -> Result<bool> {
-        let connection = self.store.lock();
-        let inserted = connection.execute(
-            "INSERT INTO handed_over (sender_her_id, message_id, at_ms, outcome)
+        self.store.write(|connection| {
+            let inserted = connection.execute(
+                "INSERT INTO handed_over (sender_her_id, message_id, at_ms, outcome)
              VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-            params![sender_her_id, message_id, to_ms(at), outcome],
-        )?;
-        Ok(inserted == 1)
+                params![sender_her_id, message_id, to_ms(at), outcome],
+            )?;
+            Ok(inserted == 1)
+        })
     }
 
     /// The earlier hand-over of this message, if any.
@@ -71,14 +72,15 @@ impl<'a> Inbox<'a> {
     /// Forgets hand-overs older than `before` (the de-duplication window has
     /// passed); returns how many were removed.
     pub fn forget_hand_overs_before(&self, before: DateTime<Utc>) -> Result<usize> {
-        let connection = self.store.lock();
-        Ok(connection.execute("DELETE FROM handed_over WHERE at_ms < ?1", [to_ms(before)])?)
+        self.store.write(|connection| {
+            Ok(connection.execute("DELETE FROM handed_over WHERE at_ms < ?1", [to_ms(before)])?)
+        })
     }
 
     /// Counts one more delivery of `message_id` from `queue` and returns the
     /// total so far, this one included.
     pub fn count_delivery(&self, queue: &str, message_id: &str, at: DateTime<Utc>) -> Result<u32> {
-        let connection = self.store.lock();
+        self.store.write(|connection| {
         Ok(connection.query_row(
             "INSERT INTO delivery_attempts (queue, message_id, attempts, last_ms) VALUES (?1, ?2, 1, ?3)
              ON CONFLICT(queue, message_id) DO UPDATE SET attempts = attempts + 1, last_ms = ?3
@@ -86,27 +88,30 @@ impl<'a> Inbox<'a> {
             params![queue, message_id, to_ms(at)],
             |row| row.get(0),
         )?)
+        })
     }
 
     /// Takes back one counted delivery: the failure was an outage (registry
     /// or revocation service down), which must not spend delivery attempts.
     pub fn uncount_delivery(&self, queue: &str, message_id: &str) -> Result<()> {
-        let connection = self.store.lock();
+        self.store.write(|connection| {
         connection.execute(
             "UPDATE delivery_attempts SET attempts = MAX(attempts - 1, 0) WHERE queue = ?1 AND message_id = ?2",
             params![queue, message_id],
         )?;
         Ok(())
+        })
     }
 
     /// Forgets the attempt count of a message that was settled for good.
     pub fn forget_deliveries(&self, queue: &str, message_id: &str) -> Result<()> {
-        let connection = self.store.lock();
-        connection.execute(
-            "DELETE FROM delivery_attempts WHERE queue = ?1 AND message_id = ?2",
-            params![queue, message_id],
-        )?;
-        Ok(())
+        self.store.write(|connection| {
+            connection.execute(
+                "DELETE FROM delivery_attempts WHERE queue = ?1 AND message_id = ?2",
+                params![queue, message_id],
+            )?;
+            Ok(())
+        })
     }
 }
 

@@ -59,29 +59,30 @@ impl<'a> Outbox<'a> {
 
     /// Records a message as pending. The message id must be new.
     pub fn enqueue(&self, message: &OutgoingMessage) -> Result<()> {
-        let connection = self.store.lock();
-        let inserted = connection.execute(
-            "INSERT INTO outbox (message_id, to_her_id, queue, function, envelope, body,
+        self.store.write(|connection| {
+            let inserted = connection.execute(
+                "INSERT INTO outbox (message_id, to_her_id, queue, function, envelope, body,
                                  created_ms, expires_ms, state)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending')
              ON CONFLICT(message_id) DO NOTHING",
-            params![
-                message.message_id,
-                message.to_her_id,
-                message.queue,
-                message.function,
-                message.envelope,
-                message.body,
-                to_ms(message.created_at),
-                message.expires_at.map(to_ms),
-            ],
-        )?;
-        if inserted == 0 {
-            return Err(Error::DuplicateMessageId {
-                message_id: message.message_id.clone(),
-            });
-        }
-        Ok(())
+                params![
+                    message.message_id,
+                    message.to_her_id,
+                    message.queue,
+                    message.function,
+                    message.envelope,
+                    message.body,
+                    to_ms(message.created_at),
+                    message.expires_at.map(to_ms),
+                ],
+            )?;
+            if inserted == 0 {
+                return Err(Error::DuplicateMessageId {
+                    message_id: message.message_id.clone(),
+                });
+            }
+            Ok(())
+        })
     }
 
     /// Pending messages, oldest first, at most `limit`.
@@ -108,16 +109,17 @@ impl<'a> Outbox<'a> {
 
     /// Counts a failed transfer attempt; the message stays pending.
     pub fn record_attempt_failed(&self, message_id: &str, error: &str) -> Result<u32> {
-        let connection = self.store.lock();
-        connection
-            .query_row(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2
+        self.store.write(|connection| {
+            connection
+                .query_row(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?2
                  WHERE message_id = ?1 AND state = 'pending' RETURNING attempts",
-                params![message_id, error],
-                |row| row.get(0),
-            )
-            .optional()?
-            .ok_or_else(|| unknown(message_id))
+                    params![message_id, error],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| unknown(message_id))
+        })
     }
 
     /// Marks a message sent (the broker accepted it) and drops its bytes.
@@ -138,17 +140,18 @@ impl<'a> Outbox<'a> {
         at: DateTime<Utc>,
         reason: Option<&str>,
     ) -> Result<()> {
-        let connection = self.store.lock();
-        let changed = connection.execute(
-            "UPDATE outbox SET state = ?2, settled_ms = ?3, body = NULL,
+        self.store.write(|connection| {
+            let changed = connection.execute(
+                "UPDATE outbox SET state = ?2, settled_ms = ?3, body = NULL,
                                last_error = COALESCE(?4, last_error)
              WHERE message_id = ?1 AND (state = 'pending' OR state = ?2)",
-            params![message_id, state, to_ms(at), reason],
-        )?;
-        if changed == 0 {
-            return Err(unknown(message_id));
-        }
-        Ok(())
+                params![message_id, state, to_ms(at), reason],
+            )?;
+            if changed == 0 {
+                return Err(unknown(message_id));
+            }
+            Ok(())
+        })
     }
 
     /// Where a message is, or `None` if the outbox never saw it.

@@ -62,24 +62,25 @@ impl<'a> Receipts<'a> {
 
     /// Starts tracking a sent message.
     pub fn expect(&self, expected: &ExpectedReceipt) -> Result<()> {
-        let connection = self.store.lock();
-        let inserted = connection.execute(
-            "INSERT INTO receipts (message_id, to_her_id, function, sent_ms, due_ms)
+        self.store.write(|connection| {
+            let inserted = connection.execute(
+                "INSERT INTO receipts (message_id, to_her_id, function, sent_ms, due_ms)
              VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-            params![
-                expected.message_id,
-                expected.to_her_id,
-                expected.function,
-                to_ms(expected.sent_at),
-                to_ms(expected.due_at)
-            ],
-        )?;
-        if inserted == 0 {
-            return Err(Error::DuplicateReceipt {
-                message_id: expected.message_id.clone(),
-            });
-        }
-        Ok(())
+                params![
+                    expected.message_id,
+                    expected.to_her_id,
+                    expected.function,
+                    to_ms(expected.sent_at),
+                    to_ms(expected.due_at)
+                ],
+            )?;
+            if inserted == 0 {
+                return Err(Error::DuplicateReceipt {
+                    message_id: expected.message_id.clone(),
+                });
+            }
+            Ok(())
+        })
     }
 
     /// Matches a receipt from `from_her_id` answering `original_message_id`.
@@ -89,8 +90,8 @@ impl<'a> Receipts<'a> {
         from_her_id: u32,
         received: &ReceivedReceipt,
     ) -> Result<ReceiptMatch> {
-        let mut connection = self.store.lock();
-        let tx = connection.transaction()?;
+        self.store.write(|connection| {
+        let tx = connection.savepoint()?;
         let found = tx
             .query_row(
                 &format!("{SELECT} WHERE message_id = ?1"),
@@ -119,6 +120,7 @@ impl<'a> Receipts<'a> {
         };
         tx.commit()?;
         Ok(outcome)
+        })
     }
 
     /// Messages whose receipt has not come by `now` though it was due.

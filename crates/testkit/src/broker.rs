@@ -99,6 +99,11 @@ impl Broker {
         &self.exchange
     }
 
+    /// The management API's base URL, without credentials (see [`Broker::credentials`]).
+    pub fn management_url(&self) -> &str {
+        &self.mgmt_base
+    }
+
     /// The SASL PLAIN user name and password of the test user.
     pub fn credentials(&self) -> (&str, &str) {
         (&self.mgmt_user, &self.mgmt_password)

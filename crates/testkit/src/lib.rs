@@ -6,5 +6,6 @@
 
 pub mod broker;
 pub mod fixtures;
+pub mod http;
 pub mod peers;
 pub mod pki;

@@ -13,6 +13,9 @@
 //! ratio, so a ratio short of the goal can be read against what is
 //! possible at all.
 //!
+//! `bench e2e` measures messages through the whole stack against the raw
+//! broker throughput and the crypto bound of the same run (see [`e2e`]).
+//!
 //! Time is the thread's CPU time (where the platform has it), in slices that
 //! alternate between the operations: other processes on a shared machine
 //! then slow no operation more than another, and waiting for a core does not
@@ -36,6 +39,8 @@ use openssl::sign::Signer;
 use openssl::x509::{X509Builder, X509NameBuilder};
 use serde::Serialize;
 
+mod e2e;
+
 /// Run a benchmark.
 #[derive(clap::Args)]
 pub struct Args {
@@ -47,6 +52,9 @@ pub struct Args {
 enum BenchCommand {
     /// CMS protect/unprotect rate against the RSA-2048 private-key rate.
     Protect(ProtectArgs),
+    /// Messages per second through the whole stack, beside the raw broker
+    /// rate and the crypto bound measured in the same run.
+    E2e(e2e::E2eArgs),
 }
 
 #[derive(clap::Args)]
@@ -93,6 +101,7 @@ const SLICE: Duration = Duration::from_millis(50);
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         BenchCommand::Protect(args) => bench_protect(&args),
+        BenchCommand::E2e(args) => e2e::run(args),
     }
 }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
-use crate::config::{BrokerEndpoint, Config, KeyPair, Registry};
+use crate::config::{BrokerEndpoint, Config, KeyPair, Registry, RegistryAuth};
 
 /// Show the effective configuration after environment overrides.
 #[derive(clap::Args)]
@@ -49,10 +49,18 @@ fn summarise(config: &Config) -> Value {
             address_url,
             cppa_url,
             cache_seconds,
+            timeout_ms,
+            auth,
         } => json!({
             "address_url": address_url.as_str(),
-            "cppa_url": cppa_url.as_ref().map(|u| u.as_str()),
+            "cppa_url": cppa_url.as_str(),
             "cache_seconds": cache_seconds,
+            "timeout_ms": timeout_ms,
+            "auth": match auth {
+                RegistryAuth::None => json!("none"),
+                RegistryAuth::TokenFile(file) => json!({ "token_file": file }),
+                RegistryAuth::Token(_) => json!("token set"),
+            },
         }),
     };
     json!({
@@ -61,6 +69,7 @@ fn summarise(config: &Config) -> Value {
         "dialect": format!("{:?}", config.broker.dialect).to_lowercase(),
         "ca_file": config.broker.ca_file,
         "reply_queue": config.broker.reply_queue,
+        "management_url": config.broker.management_url.as_ref().map(|u| u.as_str()),
         "identity": {
             "signing": key_pair(&config.identity.signing),
             "decryption": key_pair(&config.identity.decryption),

@@ -11,13 +11,17 @@ use helsemelding_messaging::{Messenger, MessengerConfig};
 use helsemelding_protect::{
     Certificate, CrlFetcher, FetcherConfig, Identity, RevocationPolicy, TrustAnchors,
 };
-use helsemelding_registry::FileRegistry;
+use helsemelding_registry::http::NoAuth;
+use helsemelding_registry::{
+    AuthProvider, BearerToken, CachingRegistry, FileRegistry, HttpRegistry, HttpRegistryConfig,
+    Registry,
+};
 use helsemelding_store::Store;
 use helsemelding_transport::amqp::{AmqpOptions, Dialect};
 use helsemelding_wire::HerId;
 
 use super::identity_args::P12_PASSWORD_ENV;
-use crate::config::{self, BrokerEndpoint, Config, KeyPair};
+use crate::config::{self, BrokerEndpoint, Config, KeyPair, RegistryAuth};
 
 /// A messenger over the configured broker, registry and store.
 pub struct Context {
@@ -44,12 +48,7 @@ impl Context {
             .as_ref()
             .map(|pair| key_pair("legacy decryption", Some(pair)))
             .transpose()?;
-        let registry = match &config.registry {
-            config::Registry::Dir(dir) => Arc::new(FileRegistry::new(dir)),
-            config::Registry::Http { .. } => {
-                bail!("registry: only the file registry (registry.dir) is supported by send/listen yet")
-            }
-        };
+        let registry = open_registry(&config.registry)?;
         let anchors = config
             .trust
             .anchors
@@ -66,23 +65,7 @@ impl Context {
             config::Revocation::Warn => RevocationPolicy::Warn,
             config::Revocation::Off => RevocationPolicy::Off,
         };
-        let (url, options) = match &config.broker.endpoint {
-            BrokerEndpoint::Local { path } => {
-                (format!("local:{}", path.display()), AmqpOptions::default())
-            }
-            BrokerEndpoint::Amqp { url, password, .. } => (
-                url.to_string(),
-                AmqpOptions {
-                    dialect: match config.broker.dialect {
-                        config::Dialect::Rabbitmq => Dialect::RabbitMq,
-                        config::Dialect::Servicebus => Dialect::ServiceBus,
-                    },
-                    password: password.clone(),
-                    ca_file: config.broker.ca_file.clone(),
-                    ..AmqpOptions::default()
-                },
-            ),
-        };
+        let (url, options) = transport_endpoint(config);
         let transport = helsemelding_transport::open(&url, options)
             .await
             .context("opening the broker")?;
@@ -102,6 +85,81 @@ impl Context {
         let messenger = Messenger::new(messenger_config, Arc::from(transport), registry, store);
         Ok(Context { messenger })
     }
+}
+
+/// The transport URL and options the broker configuration names.
+pub(crate) fn transport_endpoint(config: &Config) -> (String, AmqpOptions) {
+    match &config.broker.endpoint {
+        BrokerEndpoint::Local { path } => {
+            (format!("local:{}", path.display()), AmqpOptions::default())
+        }
+        BrokerEndpoint::Amqp { url, password, .. } => (
+            url.to_string(),
+            AmqpOptions {
+                dialect: match config.broker.dialect {
+                    config::Dialect::Rabbitmq => Dialect::RabbitMq,
+                    config::Dialect::Servicebus => Dialect::ServiceBus,
+                },
+                password: password.clone(),
+                ca_file: config.broker.ca_file.clone(),
+                ..AmqpOptions::default()
+            },
+        ),
+    }
+}
+
+/// How long answers of the file registry are kept: reading and parsing
+/// the party's files on every send and receive cost more CPU than the CMS
+/// work in `bench e2e`; an edit of the registry is seen within this time.
+const FILE_REGISTRY_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The file registry in `dir` behind a short-lived cache.
+pub(crate) fn cached_file_registry(dir: &Path) -> Arc<dyn Registry> {
+    Arc::new(CachingRegistry::with_ttl(
+        FileRegistry::new(dir),
+        FILE_REGISTRY_TTL,
+    ))
+}
+
+/// The configured registry: the file registry, or NHN's services behind a
+/// cache that keeps answers for `registry.cache_seconds` (and serves them
+/// stale while the services fail).
+pub(crate) fn open_registry(registry: &config::Registry) -> Result<Arc<dyn Registry>> {
+    let (address_url, cppa_url, cache_seconds, timeout_ms, auth) = match registry {
+        config::Registry::Dir(dir) => return Ok(cached_file_registry(dir)),
+        config::Registry::Http {
+            address_url,
+            cppa_url,
+            cache_seconds,
+            timeout_ms,
+            auth,
+        } => (address_url, cppa_url, *cache_seconds, *timeout_ms, auth),
+    };
+    let auth: Arc<dyn AuthProvider> = match auth {
+        RegistryAuth::None => Arc::new(NoAuth),
+        RegistryAuth::Token(token) => Arc::new(BearerToken::new(token.as_str())),
+        RegistryAuth::TokenFile(file) => {
+            let token = std::fs::read_to_string(file)
+                .with_context(|| format!("registry.token_file {}", file.display()))?;
+            if token.trim().is_empty() {
+                bail!("registry.token_file {} is empty", file.display());
+            }
+            Arc::new(BearerToken::new(token))
+        }
+    };
+    let http = HttpRegistry::new(
+        HttpRegistryConfig {
+            address_registry_url: address_url.to_string(),
+            cppa_url: cppa_url.to_string(),
+            timeout: std::time::Duration::from_millis(timeout_ms),
+        },
+        auth,
+    )
+    .context("registry: setting up the HTTP client")?;
+    Ok(Arc::new(CachingRegistry::with_ttl(
+        http,
+        std::time::Duration::from_secs(cache_seconds),
+    )))
 }
 
 fn receipt_deadlines(receipts: &config::Receipts) -> Deadlines {

@@ -12,6 +12,7 @@ mod identity_args;
 pub mod listen;
 pub mod outbox;
 pub mod protect;
+pub mod queues;
 pub mod receipts;
 pub mod registry;
 pub mod send;

@@ -223,3 +223,73 @@ fn a_pkcs12_bundle_replaces_a_cert_and_key_but_not_both() {
     );
     assert!(setup.error(&both, &[]).contains("identity.signing_p12"));
 }
+
+const HTTP_REGISTRY: &str = r#"
+her_id = 91462
+[broker]
+url = "amqp://her@127.0.0.1:5672/NHNTestServiceBus"
+management_url = "http://127.0.0.1:15672"
+[registry]
+address_url = "https://cpapi.test.grunndata.nhn.no"
+cppa_url = "https://cppa.test.grunndata.nhn.no"
+"#;
+
+#[test]
+fn the_http_registry_takes_its_token_from_a_file_or_the_environment_only() {
+    let setup = Setup::new();
+    std::fs::write(setup.dir.path().join("token"), "t").unwrap();
+    let with_file = format!("{HTTP_REGISTRY}token_file = \"token\"\n");
+    let config = setup.load(&with_file, &[]).unwrap();
+    let Registry::Http {
+        auth, timeout_ms, ..
+    } = &config.registry
+    else {
+        panic!("not the HTTP registry: {:?}", config.registry);
+    };
+    assert!(
+        matches!(auth, RegistryAuth::TokenFile(p) if *p == setup.dir.path().join("token")),
+        "{auth:?}"
+    );
+    assert_eq!(*timeout_ms, 10_000);
+    assert_eq!(
+        config.broker.management_url.as_ref().map(url::Url::as_str),
+        Some("http://127.0.0.1:15672/")
+    );
+
+    let config = setup
+        .load(HTTP_REGISTRY, &[("HELSEMELDING_REGISTRY_TOKEN", "12345")])
+        .unwrap();
+    let Registry::Http { auth, .. } = &config.registry else {
+        panic!("not the HTTP registry");
+    };
+    assert!(matches!(auth, RegistryAuth::Token(t) if t == "12345"));
+    assert!(!format!("{config:?}").contains("12345"), "token in Debug");
+
+    let error = setup.error(&format!("{HTTP_REGISTRY}token = \"s3cret\"\n"), &[]);
+    assert!(
+        error.contains("registry.token") && !error.contains("s3cret"),
+        "{error}"
+    );
+    let error = setup.error(&with_file, &[("HELSEMELDING_REGISTRY_TOKEN", "x")]);
+    assert!(error.contains("registry.token_file"), "{error}");
+}
+
+#[test]
+fn the_http_registry_needs_the_cppa_url_and_a_sane_timeout() {
+    let setup = Setup::new();
+    let without_cppa =
+        HTTP_REGISTRY.replace("cppa_url = \"https://cppa.test.grunndata.nhn.no\"\n", "");
+    assert!(setup
+        .error(&without_cppa, &[])
+        .contains("registry.cppa_url"));
+    let error = setup.error(&format!("{HTTP_REGISTRY}timeout_ms = 0\n"), &[]);
+    assert!(error.contains("registry.timeout_ms"), "{error}");
+    let error = setup.error(
+        &HTTP_REGISTRY.replace("http://127.0.0.1:15672", "http://her:pw@127.0.0.1:15672"),
+        &[],
+    );
+    assert!(
+        error.contains("broker.management_url") && !error.contains("pw@"),
+        "{error}"
+    );
+}

@@ -1,0 +1,335 @@
+//! `helsemelding --config F queues [--json]`: our queues (`<herid>_async`,
+//! `_sync`, `_error`, the sync-reply queue, `_dl`) and what the broker can
+//! tell about them: message counts on the local transport, and on RabbitMQ
+//! when `broker.management_url` is configured (its management API, with the
+//! broker user and `HELSEMELDING_BROKER_PASSWORD`); otherwise only whether
+//! each queue exists, by attaching to it over AMQP.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use helsemelding_transport::local::LocalTransport;
+use helsemelding_wire::queue::{queue_name, QueueKind};
+use helsemelding_wire::HerId;
+use serde::Serialize;
+
+use super::context::transport_endpoint;
+use crate::config::{BrokerEndpoint, Config};
+
+/// Show our queues and their message counts.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where the figures came from.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Source {
+    /// The local transport's store.
+    Local,
+    /// RabbitMQ's management API.
+    Management,
+    /// AMQP attaches: existence only.
+    Amqp,
+}
+
+/// One of our queues as the broker sees it.
+#[derive(Serialize, Debug, PartialEq, Eq)]
+struct QueueStatus {
+    name: String,
+    kind: &'static str,
+    exists: bool,
+    /// Messages in the queue (ready and unacknowledged), when known.
+    messages: Option<u64>,
+    /// Consumers attached, when known.
+    consumers: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    her_id: u32,
+    source: Source,
+    queues: Vec<QueueStatus>,
+}
+
+/// Largest management API answer read for one queue.
+const MAX_MANAGEMENT_ANSWER: usize = 1024 * 1024;
+const MANAGEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn run(config_path: Option<&Path>, args: Args) -> Result<ExitCode> {
+    let path = config_path.context("this command needs --config FILE")?;
+    let config = Config::load(path)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(inspect(&config))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_text(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Our queues in a stable order, with their kind's short name.
+fn our_queues(config: &Config) -> Result<Vec<(String, &'static str)>> {
+    let her_id = HerId::new(config.her_id).context("her_id is not a valid HER-id")?;
+    Ok(QueueKind::ALL
+        .iter()
+        .map(|kind| {
+            let name = match kind {
+                QueueKind::SyncReply => config.broker.reply_queue.clone(),
+                other => queue_name(her_id, *other),
+            };
+            (name, kind_name(*kind))
+        })
+        .collect())
+}
+
+fn kind_name(kind: QueueKind) -> &'static str {
+    match kind {
+        QueueKind::Async => "async",
+        QueueKind::Sync => "sync",
+        QueueKind::Error => "error",
+        QueueKind::SyncReply => "syncreply",
+        QueueKind::DeadLetter => "dl",
+    }
+}
+
+async fn inspect(config: &Config) -> Result<Report> {
+    let queues = our_queues(config)?;
+    let (source, statuses) = match &config.broker.endpoint {
+        BrokerEndpoint::Local { path } => (Source::Local, local_counts(path, queues).await?),
+        BrokerEndpoint::Amqp { url, password, .. } => match &config.broker.management_url {
+            Some(management) => {
+                let user = percent_decode(url.username());
+                let credentials = (user, password.clone().unwrap_or_default());
+                (
+                    Source::Management,
+                    management_counts(management, &credentials, queues).await?,
+                )
+            }
+            None => (Source::Amqp, amqp_existence(config, queues).await?),
+        },
+    };
+    Ok(Report {
+        her_id: config.her_id,
+        source,
+        queues: statuses,
+    })
+}
+
+async fn local_counts(
+    path: &Path,
+    queues: Vec<(String, &'static str)>,
+) -> Result<Vec<QueueStatus>> {
+    let transport = LocalTransport::open(path)
+        .with_context(|| format!("opening the local transport {}", path.display()))?;
+    let mut statuses = Vec::new();
+    for (name, kind) in queues {
+        let messages = transport
+            .message_count(&name)
+            .await
+            .with_context(|| format!("counting queue {name}"))?;
+        statuses.push(QueueStatus {
+            name,
+            kind,
+            // The local store has every queue.
+            exists: true,
+            messages: Some(messages),
+            consumers: None,
+        });
+    }
+    Ok(statuses)
+}
+
+async fn amqp_existence(
+    config: &Config,
+    queues: Vec<(String, &'static str)>,
+) -> Result<Vec<QueueStatus>> {
+    let (url, options) = transport_endpoint(config);
+    let transport = helsemelding_transport::open(&url, options)
+        .await
+        .context("opening the broker")?;
+    let mut statuses = Vec::new();
+    for (name, kind) in queues {
+        let exists = match transport.check_queue(&name).await {
+            Ok(()) => true,
+            Err(helsemelding_transport::Error::NoSuchQueue { .. }) => false,
+            Err(error) => {
+                return Err(error).with_context(|| format!("checking queue {name}"));
+            }
+        };
+        statuses.push(QueueStatus {
+            name,
+            kind,
+            exists,
+            messages: None,
+            consumers: None,
+        });
+    }
+    let _ = transport.close().await;
+    Ok(statuses)
+}
+
+async fn management_counts(
+    base: &url::Url,
+    (user, password): &(String, String),
+    queues: Vec<(String, &'static str)>,
+) -> Result<Vec<QueueStatus>> {
+    let client = reqwest::Client::builder()
+        .timeout(MANAGEMENT_TIMEOUT)
+        .build()
+        .context("setting up the management API client")?;
+    let mut statuses = Vec::new();
+    for (name, kind) in queues {
+        // The default virtual host "/", as NHN's broker uses.
+        let url = format!(
+            "{}/api/queues/%2F/{}",
+            base.as_str().trim_end_matches('/'),
+            url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+        );
+        let shown = url.clone();
+        let response = client
+            .get(url)
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+            .with_context(|| format!("management API {shown}"))?;
+        let status = response.status();
+        let counts = if status == reqwest::StatusCode::NOT_FOUND {
+            None
+        } else if status.is_success() {
+            let body = read_limited(response, MAX_MANAGEMENT_ANSWER)
+                .await
+                .with_context(|| format!("management API {shown}"))?;
+            Some(parse_queue_info(&body).with_context(|| format!("management API {shown}"))?)
+        } else {
+            anyhow::bail!("management API {shown} answered {status}");
+        };
+        statuses.push(QueueStatus {
+            name,
+            kind,
+            exists: counts.is_some(),
+            messages: counts.map(|c| c.messages),
+            consumers: counts.map(|c| c.consumers),
+        });
+    }
+    Ok(statuses)
+}
+
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        anyhow::ensure!(
+            body.len() + chunk.len() <= limit,
+            "answer larger than {limit} bytes"
+        );
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The counts of one queue in a management API answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct QueueCounts {
+    messages: u64,
+    consumers: u64,
+}
+
+/// Reads `messages` and `consumers` from RabbitMQ's `GET /api/queues/{vhost}/{name}`
+/// answer. RabbitMQ leaves the message figures out until its first statistics
+/// round for a new queue: absent means none counted yet.
+fn parse_queue_info(body: &[u8]) -> Result<QueueCounts> {
+    let value: serde_json::Value = serde_json::from_slice(body).context("not a JSON answer")?;
+    let object = value.as_object().context("not a JSON object")?;
+    let count = |key: &str| -> Result<u64> {
+        match object.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(0),
+            Some(v) => v.as_u64().with_context(|| format!("{key} is not a count")),
+        }
+    };
+    Ok(QueueCounts {
+        messages: count("messages")?,
+        consumers: count("consumers")?,
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("u={text}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+fn print_text(report: &Report) {
+    println!("queues of HER-id {} ({:?})", report.her_id, report.source);
+    for queue in &report.queues {
+        let messages = queue
+            .messages
+            .map_or_else(|| "-".to_string(), |n| n.to_string());
+        let state = if queue.exists { "" } else { "  MISSING" };
+        println!(
+            "  {:<10} {:<32} {:>8}{state}",
+            queue.kind, queue.name, messages
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_counts_of_a_management_answer() {
+        let body =
+            br#"{"name":"91462_async","messages":3,"messages_ready":2,"consumers":1,"vhost":"/"}"#;
+        assert_eq!(
+            parse_queue_info(body).unwrap(),
+            QueueCounts {
+                messages: 3,
+                consumers: 1
+            }
+        );
+        // A queue the statistics have not reached yet.
+        assert_eq!(
+            parse_queue_info(br#"{"name":"x","consumers":0}"#).unwrap(),
+            QueueCounts {
+                messages: 0,
+                consumers: 0
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_garbage_truncated_and_wrongly_typed_answers() {
+        let full = br#"{"messages":3,"consumers":1}"#;
+        for cut in 0..full.len() - 1 {
+            assert!(parse_queue_info(&full[..cut]).is_err(), "cut at {cut}");
+        }
+        for bad in [
+            &b"\xff\xfe garbage"[..],
+            b"[]",
+            b"42",
+            br#"{"messages":-1}"#,
+            br#"{"messages":"3"}"#,
+            br#"{"messages":1.5}"#,
+        ] {
+            assert!(parse_queue_info(bad).is_err(), "{bad:?}");
+        }
+        let huge = format!(
+            "{{\"messages\":1,\"pad\":\"{}\"}}",
+            "x".repeat(2 * MAX_MANAGEMENT_ANSWER)
+        );
+        assert_eq!(parse_queue_info(huge.as_bytes()).unwrap().messages, 1);
+    }
+
+    #[test]
+    fn user_names_are_percent_decoded() {
+        assert_eq!(percent_decode("her%40nhn"), "her@nhn");
+        assert_eq!(percent_decode("plain"), "plain");
+    }
+}

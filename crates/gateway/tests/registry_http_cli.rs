@@ -1,0 +1,194 @@
+//! `helsemelding send` with the NHN registry services configured
+//! (`registry.address_url`): the receiver is resolved over HTTP from a real
+//! server on 127.0.0.1 that serves the NHN address-registry fixture for
+//! HER-id 8141705 and certificates made here, with the bearer token read
+//! from `registry.token_file` or `HELSEMELDING_REGISTRY_TOKEN`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use helsemelding_testkit::fixtures::read_nhn;
+use helsemelding_testkit::http::{serve, serve_crl, Request, Response};
+use helsemelding_testkit::pki::{Issued, LeafOptions, TestPki, Usage};
+use helsemelding_transport::local::LocalTransport;
+
+const TOKEN: &str = "registry-test-token";
+/// The fixture's party and the async queue its record names.
+const RECEIVER: u32 = 8141705;
+const RECEIVER_QUEUE: &str = "8141703_async";
+const SENDER: u32 = 91462;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    requests: Arc<AtomicU32>,
+}
+
+/// The REST certificate answer for the receiver's two certificates.
+fn certificate_json(signing: &Issued, encryption: &Issued) -> Vec<u8> {
+    let value = |issued: &Issued| openssl::base64::encode_block(&issued.cert.to_der().unwrap());
+    serde_json::json!([
+        {"certificateValue": value(encryption), "usage": "encryption"},
+        {"certificateValue": value(signing), "usage": "signing"},
+    ])
+    .to_string()
+    .into_bytes()
+}
+
+fn registry_server(certificates: Vec<u8>, requests: Arc<AtomicU32>) -> String {
+    let address = serve(move |request: &Request| {
+        requests.fetch_add(1, Ordering::SeqCst);
+        if request.header("authorization") != Some(&format!("Bearer {TOKEN}")) {
+            return Response::status(401);
+        }
+        let path = request.path.split('?').next().unwrap_or_default();
+        if path == format!("/api/v1/communicationparty/{RECEIVER}") {
+            let json = read_nhn(&format!(
+                "registry/CommunicationDetailsRest_{RECEIVER}.json"
+            ));
+            return Response::ok("application/json", json);
+        }
+        if path == format!("/api/v1/certificate/{RECEIVER}") {
+            return Response::ok("application/json", certificates.clone());
+        }
+        // No CPA and no CPP: the profile comes from the address record.
+        Response::status(404)
+    });
+    format!("http://{address}")
+}
+
+fn setup(registry_auth: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = TestPki::new("registry http CLI test CA");
+    std::fs::write(d.join("ca.pem"), pki.ca.cert.to_pem().unwrap()).unwrap();
+    let crl_url = serve_crl(
+        pki.crl(&[], chrono::Utc::now() + chrono::Duration::days(1))
+            .to_der()
+            .unwrap(),
+    );
+    let options = LeafOptions {
+        crl_url: Some(crl_url),
+        ..LeafOptions::default()
+    };
+    let issue = |name: &str, usage| pki.issue_with(name, usage, &options);
+    let (our_signing, our_encryption) = (
+        issue("sender signing", Usage::Signing),
+        issue("sender encryption", Usage::Encryption),
+    );
+    let (their_signing, their_encryption) = (
+        issue("receiver signing", Usage::Signing),
+        issue("receiver encryption", Usage::Encryption),
+    );
+    let requests = Arc::new(AtomicU32::new(0));
+    let base = registry_server(
+        certificate_json(&their_signing, &their_encryption),
+        requests.clone(),
+    );
+    std::fs::write(d.join("registry.token"), format!("{TOKEN}\n")).unwrap();
+    let (sign_cert, sign_key) = our_signing.write_pem(d, "sign");
+    let (enc_cert, enc_key) = our_encryption.write_pem(d, "enc");
+    let config = format!(
+        r#"her_id = {SENDER}
+[broker]
+url = "local:{dir}/queues.db"
+[identity]
+signing_cert = "{}"
+signing_key = "{}"
+decryption_cert = "{}"
+decryption_key = "{}"
+[registry]
+address_url = "{base}"
+cppa_url = "{base}"
+{registry_auth}
+[trust]
+anchors = ["{dir}/ca.pem"]
+revocation = "require"
+[store]
+path = "{dir}/sender.db"
+"#,
+        sign_cert.display(),
+        sign_key.display(),
+        enc_cert.display(),
+        enc_key.display(),
+        dir = d.display(),
+    );
+    let path = d.join("sender.toml");
+    std::fs::write(&path, config).unwrap();
+    Setup {
+        dir,
+        config: path,
+        requests,
+    }
+}
+
+fn send(config: &Path, env: &[(&str, &str)]) -> (bool, String, String) {
+    let payload = helsemelding_testkit::fixtures::nhn(
+        "messages/Dialogtjeneste12_Kommunikasjonstest_Request.xml",
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_helsemelding"))
+        .arg("--config")
+        .arg(config)
+        .args([
+            "send",
+            "--to",
+            &RECEIVER.to_string(),
+            "--function",
+            "DIALOG_INNBYGGER_TEST",
+        ])
+        .arg(payload)
+        .env_remove("HELSEMELDING_REGISTRY_TOKEN")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+fn queued(dir: &Path, queue: &str) -> u64 {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let transport = LocalTransport::open(dir.join("queues.db")).unwrap();
+        transport.message_count(queue).await.unwrap()
+    })
+}
+
+#[test]
+fn send_resolves_the_receiver_through_the_http_registry_with_a_token_file() {
+    let setup = setup(r#"token_file = "registry.token""#);
+    let (ok, stdout, stderr) = send(&setup.config, &[]);
+    assert!(ok, "send failed: {stderr}");
+    assert!(uuid::Uuid::parse_str(stdout.trim()).is_ok(), "{stdout}");
+    // The queue named by the fixture's address record, not <HER-id>_async.
+    assert_eq!(queued(setup.dir.path(), RECEIVER_QUEUE), 1);
+    assert_eq!(queued(setup.dir.path(), &format!("{RECEIVER}_async")), 0);
+    assert!(setup.requests.load(Ordering::SeqCst) >= 2);
+}
+
+#[test]
+fn the_token_may_come_from_the_environment_and_a_wrong_one_is_refused() {
+    let setup = setup("");
+    let (ok, _, stderr) = send(&setup.config, &[("HELSEMELDING_REGISTRY_TOKEN", "wrong")]);
+    assert!(!ok, "a wrong token must not resolve the receiver");
+    assert!(stderr.contains(&RECEIVER.to_string()), "{stderr}");
+    assert!(!stderr.contains("wrong"), "the token leaked: {stderr}");
+    assert_eq!(queued(setup.dir.path(), RECEIVER_QUEUE), 0);
+
+    let (ok, _, stderr) = send(&setup.config, &[("HELSEMELDING_REGISTRY_TOKEN", TOKEN)]);
+    assert!(ok, "send failed: {stderr}");
+    assert_eq!(queued(setup.dir.path(), RECEIVER_QUEUE), 1);
+}
+
+#[test]
+fn a_token_in_the_configuration_file_is_refused_without_showing_it() {
+    let setup = setup(r#"token = "s3cret-in-file""#);
+    let (ok, _, stderr) = send(&setup.config, &[]);
+    assert!(!ok);
+    assert!(stderr.contains("registry.token"), "{stderr}");
+    assert!(!stderr.contains("s3cret-in-file"), "{stderr}");
+}
