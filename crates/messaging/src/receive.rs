@@ -240,6 +240,11 @@ impl ErrorHandler for NoApplication {
     }
 }
 
+/// Whether the broker says this is the message's first delivery.
+fn is_first_delivery(delivery: &Delivery) -> bool {
+    delivery.first_acquirer && delivery.delivery_count == 0
+}
+
 struct Worker {
     messenger: Messenger,
     handler: Arc<dyn Handler>,
@@ -308,12 +313,7 @@ impl Worker {
             received: None,
             claim: None,
         };
-        let (queue, id) = (delivery.queue.clone(), message_id.clone());
-        judged.attempt = match self
-            .messenger
-            .with_store(move |s| s.inbox().count_delivery(&queue, &id, now))
-            .await
-        {
+        judged.attempt = match self.attempt(delivery, &message_id, now).await {
             Ok(attempt) => attempt,
             Err(error) => {
                 tracing::error!(%error, "store unavailable; releasing");
@@ -621,7 +621,31 @@ impl Worker {
         self.forget(delivery, &message_id).await;
     }
 
+    /// The delivery's attempt number, 1 for the first. Only redeliveries
+    /// are written down (brokers that do not count deliveries, such as
+    /// RabbitMQ 3.10, still say when one may have been delivered before):
+    /// the common path then costs no store writes for counting.
+    async fn attempt(
+        &self,
+        delivery: &Delivery,
+        message_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u32> {
+        if is_first_delivery(delivery) {
+            return Ok(1);
+        }
+        let (queue, id) = (delivery.queue.clone(), message_id.to_owned());
+        let redeliveries = self
+            .messenger
+            .with_store(move |s| s.inbox().count_delivery(&queue, &id, now))
+            .await?;
+        Ok(redeliveries.max(delivery.delivery_count) + 1)
+    }
+
     async fn forget(&self, delivery: &Delivery, message_id: &str) {
+        if is_first_delivery(delivery) {
+            return;
+        }
         let (queue, id) = (delivery.queue.clone(), message_id.to_owned());
         let _ = self
             .messenger
@@ -674,10 +698,8 @@ impl Worker {
             reason: report.condition_text.clone(),
             ..AuditEvent::new(AuditKind::ErrorReceived, self.messenger.actor(), outcome)
         };
-        let (queue, id) = (delivery.queue.clone(), message_id.clone());
         let attempt = self
-            .messenger
-            .with_store(move |s| s.inbox().count_delivery(&queue, &id, Utc::now()))
+            .attempt(&delivery, &message_id, Utc::now())
             .await
             .unwrap_or(1);
         if let Some(Decision::DeadLetter { reason }) = self.policy().on_delivery(attempt) {

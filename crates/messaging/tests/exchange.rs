@@ -42,12 +42,19 @@ struct Inbox {
     answers_sync: std::sync::atomic::AtomicBool,
     /// Whether this application rejects the content of what it is given.
     rejects_content: std::sync::atomic::AtomicBool,
+    /// Whether this application can never take a message (always "retry").
+    always_retry: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
 impl Handler for Inbox {
     async fn handle(&self, message: &Received) -> Result<(), HandlerError> {
         self.received.lock().unwrap().push(message.clone());
+        if self.always_retry.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(HandlerError::Retry {
+                reason: "the database is down".into(),
+            });
+        }
         if self
             .rejects_content
             .load(std::sync::atomic::Ordering::SeqCst)
@@ -970,6 +977,67 @@ async fn functions_outside_the_senders_cpp_are_refused(net: Net) {
     world.stop().await;
 }
 
+async fn a_message_that_keeps_failing_is_dead_lettered_after_the_limit(net: Net) {
+    let world = World::new(net).await;
+    let (a, b) = (&world.a, &world.b);
+    b.inbox
+        .always_retry
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let id = a
+        .messenger
+        .send(SendRequest::new(
+            b.her_id,
+            FUNCTION,
+            World::payload(a.her_id, b.her_id),
+        ))
+        .await
+        .unwrap();
+    let mut dead = world
+        .transport
+        .receiver(&queue_name(b.her_id, QueueKind::DeadLetter), 1)
+        .await
+        .unwrap();
+    let delivery = dead.receive(WAIT).await.unwrap().unwrap_or_else(|| {
+        let tries = b.inbox.received().len();
+        let events: Vec<_> = b
+            .store
+            .audit()
+            .list(&AuditFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.event.kind, e.event.outcome, e.event.reason))
+            .collect();
+        panic!("not on the dead-letter queue after {tries} hand-overs: {events:?}")
+    });
+    assert_eq!(delivery.message.message_id.as_deref(), Some(id.as_str()));
+    dead.accept(&delivery).await.unwrap();
+    dead.close().await.unwrap();
+    // Handed to the application once per delivery, up to the limit of 10.
+    let tries = b
+        .inbox
+        .received()
+        .iter()
+        .filter(|r| r.message_id == id)
+        .count();
+    assert_eq!(tries, 10);
+    let events = b
+        .store
+        .audit()
+        .list(&AuditFilter {
+            message_id: Some(id.clone()),
+            ..AuditFilter::default()
+        })
+        .unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.event.kind == AuditKind::Rejected && e.event.outcome == "dead-lettered"));
+    assert!(
+        a.inbox.errors().is_empty(),
+        "a local failure is not the sender's fault"
+    );
+    world.stop().await;
+}
+
 macro_rules! suite {
     ($net:ident, $flavor:meta) => {
         #[allow(non_snake_case)]
@@ -1024,6 +1092,12 @@ macro_rules! suite {
             #[$flavor]
             async fn functions_outside_the_senders_cpp_are_refused() {
                 super::functions_outside_the_senders_cpp_are_refused(Net::$net).await;
+            }
+
+            #[$flavor]
+            async fn a_message_that_keeps_failing_is_dead_lettered_after_the_limit() {
+                super::a_message_that_keeps_failing_is_dead_lettered_after_the_limit(Net::$net)
+                    .await;
             }
 
             #[$flavor]

@@ -912,7 +912,9 @@ impl AmqpReceiver {
             .header
             .as_ref()
             .map(|h| (h.delivery_count, h.first_acquirer))
-            .unwrap_or((0, true));
+            // No header: AMQP's defaults (first-acquirer false), so the
+            // layers above count the delivery rather than assume it is new.
+            .unwrap_or((0, false));
         Delivery {
             message: from_amqp(amqp),
             delivery_count,
