@@ -113,6 +113,28 @@ async fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Whether `store` audited an event of `kind` with `outcome` (about
+/// `message_id`, when given).
+fn audited(store: &Store, message_id: Option<&str>, kind: AuditKind, outcome: &str) -> bool {
+    let filter = AuditFilter {
+        message_id: message_id.map(str::to_owned),
+        ..AuditFilter::default()
+    };
+    let events = store.audit().list(&filter).unwrap();
+    events
+        .iter()
+        .any(|e| e.event.kind == kind && e.event.outcome == outcome)
+}
+
+/// Every audit event of `kind` in `store`.
+fn events_of(store: &Store, kind: AuditKind) -> Vec<helsemelding_store::audit::AuditRecord> {
+    let events = store.audit().list(&AuditFilter::default()).unwrap();
+    events
+        .into_iter()
+        .filter(|e| e.event.kind == kind)
+        .collect()
+}
+
 /// A party's pipelines on all its queues, into `inbox`.
 async fn listen(messenger: &Messenger, inbox: &Arc<Inbox>) -> Listener {
     let options = ListenerOptions {
@@ -358,22 +380,8 @@ impl World {
         );
         // B audits after settling, which may be after A saw the report.
         eventually("the error-reported audit event", || {
-            let events = self
-                .b
-                .store
-                .audit()
-                .list(&AuditFilter {
-                    message_id: Some(id.clone()),
-                    ..AuditFilter::default()
-                })
-                .unwrap();
-            events
-                .iter()
-                .any(|e| {
-                    e.event.kind == AuditKind::ErrorReported
-                        && e.event.outcome == condition.as_str()
-                })
-                .then_some(())
+            let kind = AuditKind::ErrorReported;
+            audited(&self.b.store, Some(&id), kind, condition.as_str()).then_some(())
         })
         .await;
         report
@@ -519,19 +527,7 @@ async fn a_redelivered_message_is_handed_over_once(net: Net) {
     .await;
     world.put_to_b(message).await;
     eventually("the duplicate accepted", || {
-        let events = world
-            .b
-            .store
-            .audit()
-            .list(&AuditFilter {
-                message_id: Some(id.clone()),
-                ..AuditFilter::default()
-            })
-            .unwrap();
-        events
-            .iter()
-            .any(|e| e.event.kind == AuditKind::Accepted && e.event.outcome == "duplicate")
-            .then_some(())
+        audited(&world.b.store, Some(&id), AuditKind::Accepted, "duplicate").then_some(())
     })
     .await;
     assert_eq!(world.b.inbox.received().len(), 1);
@@ -655,15 +651,7 @@ async fn sending_refuses_an_unknown_receiver_and_non_xml(net: Net) {
         matches!(&error, helsemelding_messaging::Error::Certificate { problems, .. } if problems.contains("expired")),
         "{error}"
     );
-    let checks: Vec<_> = world
-        .a
-        .store
-        .audit()
-        .list(&AuditFilter::default())
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.event.kind == AuditKind::CertificateCheck)
-        .collect();
+    let checks = events_of(&world.a.store, AuditKind::CertificateCheck);
     assert_eq!(checks.len(), 1);
     assert_eq!(checks[0].event.outcome, "failed");
     assert!(checks[0]
@@ -776,11 +764,8 @@ async fn a_silent_peer_times_out_and_its_late_reply_is_dropped(net: Net) {
     world.b.listener = Some(listen(&world.b.messenger, &world.b.inbox).await);
     let (a, b) = (&world.a, &world.b);
     eventually("the late reply dropped", || {
-        let events = a.store.audit().list(&AuditFilter::default()).unwrap();
-        events
-            .iter()
-            .any(|e| e.event.outcome == "late sync reply dropped")
-            .then_some(())
+        let kind = AuditKind::Accepted;
+        audited(&a.store, None, kind, "late sync reply dropped").then_some(())
     })
     .await;
     let next = World::payload(a.her_id, b.her_id);
@@ -829,15 +814,7 @@ async fn apprecs_come_back_and_are_matched(net: Net) {
             .is_empty(),
         "audited once"
     );
-    let overdue_events = a
-        .store
-        .audit()
-        .list(&AuditFilter::default())
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.event.kind == AuditKind::ReceiptOverdue)
-        .count();
-    assert_eq!(overdue_events, 1);
+    assert_eq!(events_of(&a.store, AuditKind::ReceiptOverdue).len(), 1);
     world.a.listener = Some(listen(&world.a.messenger, &world.a.inbox).await);
     let (a, b) = (&world.a, &world.b);
 
@@ -902,15 +879,8 @@ async fn communication_tests_are_answered_on_both_paths(net: Net) {
     // Answered by the responder: neither application saw the tests.
     assert!(b.inbox.received().is_empty(), "{:?}", b.inbox.received());
     assert!(a.inbox.received().is_empty());
-    let events = a
-        .store
-        .audit()
-        .list(&AuditFilter::default())
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.event.kind == AuditKind::Commtest && e.event.outcome == "ok")
-        .count();
-    assert_eq!(events, 2);
+    let tests = events_of(&a.store, AuditKind::Commtest);
+    assert_eq!(tests.iter().filter(|e| e.event.outcome == "ok").count(), 2);
     world.stop().await;
 }
 
@@ -1005,7 +975,7 @@ async fn a_message_that_keeps_failing_is_dead_lettered_after_the_limit(net: Net)
             .list(&AuditFilter::default())
             .unwrap()
             .into_iter()
-            .map(|e| (e.event.kind, e.event.outcome, e.event.reason))
+            .map(|e| (e.event.kind, e.event.outcome))
             .collect();
         panic!("not on the dead-letter queue after {tries} hand-overs: {events:?}")
     });
@@ -1020,17 +990,12 @@ async fn a_message_that_keeps_failing_is_dead_lettered_after_the_limit(net: Net)
         .filter(|r| r.message_id == id)
         .count();
     assert_eq!(tries, 10);
-    let events = b
-        .store
-        .audit()
-        .list(&AuditFilter {
-            message_id: Some(id.clone()),
-            ..AuditFilter::default()
-        })
-        .unwrap();
-    assert!(events
-        .iter()
-        .any(|e| e.event.kind == AuditKind::Rejected && e.event.outcome == "dead-lettered"));
+    assert!(audited(
+        &b.store,
+        Some(&id),
+        AuditKind::Rejected,
+        "dead-lettered"
+    ));
     assert!(
         a.inbox.errors().is_empty(),
         "a local failure is not the sender's fault"
