@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context as _, Result};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use helsemelding_messaging::{
     convert, CommtestMode, Listener, ListenerOptions, Messenger, SendRequest,
 };
@@ -46,7 +46,7 @@ use helsemelding_wire::apprec::{AppRec, Status};
 use helsemelding_wire::envelope::{Outgoing, Routing};
 use helsemelding_wire::error_report::ErrorCondition;
 use helsemelding_wire::queue::{queue_name, QueueKind};
-use helsemelding_wire::{metadata, HerId};
+use helsemelding_wire::{metadata, msghead, HerId};
 use uuid::Uuid;
 
 use crate::devpki::{DevParty, DevPki};
@@ -237,6 +237,18 @@ struct World {
     within: Duration,
 }
 
+/// A business document the municipality sends in the demo.
+struct Document {
+    /// The step's name in `--json` output.
+    step: &'static str,
+    /// What it is, in words.
+    what: &'static str,
+    /// Its message function.
+    function: &'static str,
+    /// Writes it: (MsgId, time, sender, receiver) → MsgHead XML.
+    write: fn(&str, DateTime<Utc>, msghead::Party, msghead::Party) -> String,
+}
+
 impl World {
     async fn set_up(args: &Args, cast: &Cast, dir: &Path, reporter: &Reporter) -> Result<World> {
         let pki = DevPki::new("helsemelding demo CA")?;
@@ -303,59 +315,45 @@ impl World {
     }
 
     async fn send_statistics(&self, reporter: &mut Reporter) {
-        let (from, to) = (&self.municipality, &self.directorate);
-        let msg_id = Uuid::new_v4().to_string();
-        let payload = payloads::statistics_report(
-            &msg_id,
-            Utc::now(),
-            party(from.her_id(), &from.actor.name),
-            party(to.her_id(), &to.actor.name),
-        );
-        let what = "IPLOS statistics";
-        if let Some(id) = self
-            .send(
-                reporter,
-                "statistics",
-                from,
-                to,
-                what,
-                STATISTICS_FUNCTION,
-                &payload,
-            )
-            .await
-        {
-            self.expect_delivery(reporter, "statistics", from, to, what, &id, &payload)
-                .await;
-            self.expect_receipt(reporter, "statistics", from, to, what, &msg_id)
-                .await;
-        }
+        let statistics = Document {
+            step: "statistics",
+            what: "IPLOS statistics",
+            function: STATISTICS_FUNCTION,
+            write: payloads::statistics_report,
+        };
+        self.send_document(reporter, &self.directorate, &statistics)
+            .await;
     }
 
     async fn send_dialogue(&self, reporter: &mut Reporter) {
-        let (from, to) = (&self.municipality, &self.gp);
+        let note = Document {
+            step: "dialogue",
+            what: "dialogue note",
+            function: DIALOGUE_FUNCTION,
+            write: payloads::dialogue_note,
+        };
+        self.send_document(reporter, &self.gp, &note).await;
+    }
+
+    /// The municipality sends `document` to `to`: sent, delivered byte for
+    /// byte, answered by an AppRec matched in the municipality's store.
+    async fn send_document(&self, reporter: &mut Reporter, to: &Participant, document: &Document) {
+        let from = &self.municipality;
         let msg_id = Uuid::new_v4().to_string();
-        let payload = payloads::dialogue_note(
+        let payload = (document.write)(
             &msg_id,
             Utc::now(),
             party(from.her_id(), &from.actor.name),
             party(to.her_id(), &to.actor.name),
         );
-        let what = "dialogue note";
-        if let Some(id) = self
-            .send(
-                reporter,
-                "dialogue",
-                from,
-                to,
-                what,
-                DIALOGUE_FUNCTION,
-                &payload,
-            )
-            .await
-        {
-            self.expect_delivery(reporter, "dialogue", from, to, what, &id, &payload)
+        let (step, what) = (document.step, document.what);
+        let sent = self
+            .send(reporter, step, from, to, what, document.function, &payload)
+            .await;
+        if let Some(id) = sent {
+            self.expect_delivery(reporter, step, from, to, what, &id, &payload)
                 .await;
-            self.expect_receipt(reporter, "dialogue", from, to, what, &msg_id)
+            self.expect_receipt(reporter, step, from, to, what, &msg_id)
                 .await;
         }
     }
