@@ -63,6 +63,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    end_quietly_on_a_closed_pipe();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HELSEMELDING_LOG")
@@ -108,6 +109,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Outbox(args) => cmd::outbox::run(cli.config.as_deref(), args),
     }
+}
+
+/// Output into a pipe whose reader is gone (`helsemelding registry show …
+/// | head`) ends the process quietly with the shell's status for SIGPIPE,
+/// as for other command-line tools, instead of a panic message from
+/// `println!`. The signal itself stays ignored (Rust's default): a network
+/// peer that goes away must be an error the code handles, never a kill.
+fn end_quietly_on_a_closed_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to std") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        report(info);
+    }));
 }
 
 #[cfg(test)]

@@ -39,3 +39,25 @@ fn refuses_non_xml() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not well-formed XML"), "{stderr}");
 }
+
+/// Output into a pipe nobody reads any more ends the command quietly: no
+/// panic message from the standard library.
+#[test]
+fn a_closed_output_pipe_ends_the_command_without_a_panic() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_helsemelding"))
+        .args([
+            "metadata",
+            "--json",
+            helsemelding_testkit::fixtures::nhn("messages/MetadataTestsDialogmelding11.xml")
+                .to_str()
+                .unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
