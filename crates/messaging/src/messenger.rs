@@ -583,16 +583,17 @@ impl Messenger {
         let id = message_id.clone();
         match result {
             Ok(()) => {
-                self.with_store(move |s| s.outbox().mark_sent(&id, now))
-                    .await?;
-                self.audit(AuditEvent {
-                    counterpart_her_id: to.map(HerId::get),
-                    message_id: Some(message_id),
-                    function,
-                    ..AuditEvent::new(AuditKind::Sent, self.actor(), "ok")
-                })
-                .await;
-                Ok(())
+                // Side by side, so both writes share one commit of the store.
+                let (marked, ()) = tokio::join!(
+                    self.with_store(move |s| s.outbox().mark_sent(&id, now)),
+                    self.audit(AuditEvent {
+                        counterpart_her_id: to.map(HerId::get),
+                        message_id: Some(message_id),
+                        function,
+                        ..AuditEvent::new(AuditKind::Sent, self.actor(), "ok")
+                    })
+                );
+                marked
             }
             Err(Error::Refused { reason, .. }) if !reason.is_empty() => {
                 let why = reason.clone();

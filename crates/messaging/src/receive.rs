@@ -519,19 +519,28 @@ impl Worker {
             reason,
             ..AuditEvent::new(kind, self.messenger.actor(), outcome)
         };
-        self.messenger
-            .audit(event(AuditKind::Received, "received", None))
-            .await;
-        if let (Decision::HandOver, Some(received)) = (&decision, &received) {
+        let audit_received = self
+            .messenger
+            .audit(event(AuditKind::Received, "received", None));
+        let taken = if let (Decision::HandOver, Some(received)) = (&decision, &received) {
             let reply_to = envelope.properties.reply_to.clone();
-            let taken = answer::take(
-                &self.messenger,
-                &self.handler,
-                self.kind,
-                received,
-                reply_to.as_deref(),
-            )
-            .await;
+            // The application need not wait for the audit log's commit.
+            let ((), taken) = tokio::join!(
+                audit_received,
+                answer::take(
+                    &self.messenger,
+                    &self.handler,
+                    self.kind,
+                    received,
+                    reply_to.as_deref(),
+                )
+            );
+            Some(taken)
+        } else {
+            audit_received.await;
+            None
+        };
+        if let Some(taken) = taken {
             decision = match taken {
                 Ok(outcome) => {
                     self.remember(sender, &message_id, "accepted").await;
