@@ -105,22 +105,8 @@ fn a_listener_killed_while_holding_a_delivery_leaves_it_for_the_next_exactly_onc
     broker.wait_for_count(&b_async, 1, Duration::from_secs(10));
 
     let good = setup.dir.path().join("good");
-    let (ok, _, stderr) = setup.run(
-        &b,
-        &[
-            "listen",
-            "--out-dir",
-            good.to_str().unwrap(),
-            "--idle-exit",
-            "3",
-        ],
-    );
-    assert!(ok, "listen failed: {stderr}");
-    let hand_overs = stderr
-        .lines()
-        .filter(|line| line.starts_with(&format!("received {id} ")))
-        .count();
-    assert_eq!(hand_overs, 1, "{stderr}");
+    let stderr = setup.listen_until_idle(&b, &good);
+    assert_eq!(common::hand_overs(&stderr, &id), 1, "{stderr}");
     assert_eq!(
         std::fs::read(good.join(format!("{id}.xml"))).unwrap(),
         payload.as_bytes()

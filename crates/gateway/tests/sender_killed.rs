@@ -123,22 +123,9 @@ fn a_send_killed_before_the_broker_accepted_is_sent_once_after_the_broker_is_bac
     broker.wait_for_count(&b_async, 2, Duration::from_secs(5));
 
     let out = setup.dir.path().join("out");
-    let (ok, _, stderr) = setup.run(
-        &b,
-        &[
-            "listen",
-            "--out-dir",
-            out.to_str().unwrap(),
-            "--idle-exit",
-            "3",
-        ],
-    );
-    assert!(ok, "listen failed: {stderr}");
+    let stderr = setup.listen_until_idle(&b, &out);
     for (message_id, bytes) in [(&id, &payload), (&later_id, &later_payload)] {
-        let hand_overs = stderr
-            .lines()
-            .filter(|line| line.starts_with(&format!("received {message_id} ")))
-            .count();
+        let hand_overs = common::hand_overs(&stderr, message_id);
         assert_eq!(hand_overs, 1, "{message_id}: {stderr}");
         assert_eq!(
             std::fs::read(out.join(format!("{message_id}.xml"))).unwrap(),

@@ -145,6 +145,15 @@ path = "{d}/{her_id}.db"
         command
     }
 
+    /// Runs `listen` for `config` into `out` until it has been idle for
+    /// 3 s; returns its stderr, which names each hand-over.
+    pub fn listen_until_idle(&self, config: &Path, out: &Path) -> String {
+        let out = out.to_str().unwrap();
+        let (ok, _, stderr) = self.run(config, &["listen", "--out-dir", out, "--idle-exit", "3"]);
+        assert!(ok, "listen failed: {stderr}");
+        stderr
+    }
+
     /// Runs `helsemelding --config CONFIG ARGS` to the end: success, stdout, stderr.
     pub fn run(&self, config: &Path, args: &[&str]) -> (bool, String, String) {
         let output = self.command(config).args(args).output().unwrap();
@@ -192,4 +201,13 @@ pub fn serve_crl(crl: Vec<u8>) -> String {
         }
     });
     url
+}
+
+/// How many times `listen`'s stderr says it handed `message_id` over.
+pub fn hand_overs(listen_stderr: &str, message_id: &str) -> usize {
+    let prefix = format!("received {message_id} ");
+    listen_stderr
+        .lines()
+        .filter(|line| line.starts_with(&prefix))
+        .count()
 }
