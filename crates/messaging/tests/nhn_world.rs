@@ -1,0 +1,604 @@
+//! The deployed NHN world on the private RabbitMQ (PROFILE.md, corrections
+//! of 2026-12-01):
+//!
+//! - one installation serves a parent (8141703) and its service (8141705,
+//!   NHN's real address record, whose queues are the parent's): a message
+//!   for 8141705 arrives on `8141703_async`, is handed over, and its AppRec
+//!   leaves from 8141705; an error report about a message from 8141705
+//!   lands on `8141703_error`;
+//! - a peer whose queues are named unlike its HER-id gets our messages,
+//!   sync replies and error reports on exactly those queues;
+//! - a corrected resend after an error report is handed over, a true
+//!   repeat is not and gets the same AppRec again;
+//! - a message whose sender's revocation status stays unknown is
+//!   dead-lettered after `revocation_unknown_for` while others flow;
+//! - a MsgHead whose sender HER-id sits in a HealthcareProfessional below
+//!   the organisation passes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use helsemelding_messaging::convert;
+use helsemelding_messaging::{
+    CommtestMode, Listener, ListenerOptions, Messenger, MessengerConfig, SendRequest,
+};
+use helsemelding_protect::{protect, Certificate, Crl, ProtectOptions, StaticCrls, TrustAnchors};
+use helsemelding_registry::file::NewParty;
+use helsemelding_store::audit::{AuditFilter, AuditKind};
+use helsemelding_store::Store;
+use helsemelding_testkit::fixtures::read_nhn;
+use helsemelding_testkit::pki::{TestPki, Usage};
+use helsemelding_transport::amqp::AmqpOptions;
+use helsemelding_transport::{Message, Outcome};
+use helsemelding_wire::apprec::AppRec;
+use helsemelding_wire::envelope::{Outgoing, Routing};
+use helsemelding_wire::error_report::ErrorCondition;
+use helsemelding_wire::HerId;
+use uuid::Uuid;
+
+mod common;
+use common::{eventually, identity, msghead, Bus, Counting, Peer, FUNCTION};
+
+const WAIT: Duration = Duration::from_secs(20);
+const PARENT: u32 = 8141703;
+const SERVICE: u32 = 8141705;
+
+fn her(id: u32) -> HerId {
+    HerId::new(id).unwrap()
+}
+
+/// A MsgHead that asks for an AppRec.
+fn asking_for_apprec(from: HerId, to: HerId, n: usize) -> Vec<u8> {
+    let text = String::from_utf8(msghead(from, to, n)).unwrap();
+    text.replacen("</MsgId>", "</MsgId>\n    <Ack V=\"J\" DN=\"Ja\" />", 1)
+        .into_bytes()
+}
+
+async fn listen(messenger: &Messenger, app: &Arc<Counting>) -> Listener {
+    Listener::start(
+        messenger,
+        app.clone(),
+        app.clone(),
+        ListenerOptions {
+            workers: 1,
+            poll: Duration::from_millis(100),
+            ..ListenerOptions::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Puts `message` on `queue` with the bus's raw transport.
+async fn put(bus: &Bus, queue: &str, message: Message) {
+    let mut sender = bus.transport.sender(queue).await.unwrap();
+    assert_eq!(sender.send(message).await.unwrap(), Outcome::Accepted);
+    sender.close().await.unwrap();
+}
+
+/// A message from `from` to `to` as a peer would send it, with a chosen id
+/// and body (protected for `to` by `signer`, or raw bytes).
+fn message_with_id(
+    from: &Peer,
+    to: &Peer,
+    queue: &str,
+    message_id: &str,
+    body: Vec<u8>,
+) -> Message {
+    let envelope = Outgoing {
+        message_id: message_id.to_owned(),
+        from: from.her_id,
+        to: to.her_id,
+        to_queue: queue.to_owned(),
+        function: FUNCTION.into(),
+        routing: Routing::Async {
+            reply_to: format!("{}_async", from.her_id),
+            ttl: None,
+        },
+        protected: true,
+        cpa_id: None,
+        sent_at: Utc::now(),
+        extra: Default::default(),
+    }
+    .into_envelope();
+    convert::to_message(&envelope, body)
+}
+
+fn protected_for(from: &Peer, to: &Peer, payload: &[u8]) -> Vec<u8> {
+    protect(
+        payload,
+        &identity(&from.signing),
+        &Certificate::from_x509(to.encryption.cert.clone()),
+        &ProtectOptions::default(),
+    )
+    .unwrap()
+}
+
+/// The installation of 8141703 and 8141705: one identity, NHN's record
+/// for 8141705 (its queues are 8141703's), one messenger for both.
+struct Municipality {
+    messenger: Messenger,
+    app: Arc<Counting>,
+    listener: Option<Listener>,
+    peer: Peer,
+    _queues: helsemelding_testkit::broker::PartyQueues,
+}
+
+async fn municipality(bus: &Bus) -> Municipality {
+    let queues = bus.broker.party_queues(PARENT);
+    let signing = bus.pki.issue("municipality signing", Usage::Signing);
+    let encryption = bus.pki.issue("municipality encryption", Usage::Encryption);
+    for her_id in [PARENT, SERVICE] {
+        bus.registry
+            .add_party(&NewParty {
+                her_id,
+                name: format!("party {her_id}"),
+                signing_certificate: Certificate::from_x509(signing.cert.clone()),
+                encryption_certificate: Certificate::from_x509(encryption.cert.clone()),
+                cpp: None,
+                queue_prefix: Some(PARENT.to_string()),
+            })
+            .unwrap();
+    }
+    // NHN's own record for the service: queues inherited from 8141703.
+    bus.registry
+        .import(&read_nhn(&format!(
+            "registry/CommunicationDetailsRest_{SERVICE}.json"
+        )))
+        .unwrap();
+    let record = bus.registry.party(SERVICE).unwrap();
+    assert_eq!(
+        record.queues.names().async_queue.as_deref(),
+        Some("8141703_async")
+    );
+    let mut config = MessengerConfig::new(
+        her(PARENT),
+        identity(&signing),
+        identity(&encryption),
+        bus.trust.clone(),
+        bus.crls.clone(),
+    );
+    config.her_ids = vec![her(PARENT), her(SERVICE)];
+    let store = Store::open(&bus.dir.path().join("municipality.db")).unwrap();
+    let messenger = Messenger::new(config, bus.transport.clone(), bus.registry.clone(), store);
+    let app = Arc::new(Counting::default());
+    let listener = listen(&messenger, &app).await;
+    Municipality {
+        messenger,
+        app,
+        listener: Some(listener),
+        peer: Peer::new(her(SERVICE), signing, encryption),
+        _queues: queues,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_installation_serves_a_parent_and_its_service_on_inherited_queues() {
+    let bus = Bus::new(AmqpOptions::default());
+    let mut municipality = municipality(&bus).await;
+    let gp = bus.party();
+    let gp_app = Arc::new(Counting::default());
+    let gp_listener = listen(&gp.messenger, &gp_app).await;
+
+    // The GP writes to the service: the registry sends it to 8141703_async.
+    let id = gp
+        .messenger
+        .send(SendRequest::new(
+            her(SERVICE),
+            FUNCTION,
+            asking_for_apprec(gp.peer.her_id, her(SERVICE), 1),
+        ))
+        .await
+        .unwrap();
+    let got = eventually("the hand-over to 8141705", WAIT, || {
+        municipality
+            .app
+            .received()
+            .into_iter()
+            .find(|r| r.message_id == id)
+    })
+    .await;
+    assert_eq!(got.to, her(SERVICE), "for the service, not the parent");
+    assert_eq!(got.queue, "8141703_async");
+
+    // Its AppRec leaves from 8141705.
+    let apprec = eventually("the AppRec at the GP", WAIT, || {
+        gp_app
+            .received()
+            .into_iter()
+            .find(|r| r.function == "APPREC")
+    })
+    .await;
+    assert_eq!(apprec.from, her(SERVICE));
+    let parsed = AppRec::parse(&apprec.payload).unwrap();
+    assert_eq!(parsed.status.code(), "1");
+
+    // A refused message from 8141705: the report goes to 8141703_error,
+    // where the installation's error listener takes it.
+    let refused = Uuid::new_v4().to_string();
+    let queue = format!("{}_async", gp.peer.her_id);
+    put(
+        &bus,
+        &queue,
+        message_with_id(
+            &municipality.peer,
+            &gp.peer,
+            &queue,
+            &refused,
+            b"not CMS".to_vec(),
+        ),
+    )
+    .await;
+    let report = eventually("the report on 8141703_error", WAIT, || {
+        municipality
+            .app
+            .errors()
+            .into_iter()
+            .find(|r| r.original_message_id.as_deref() == Some(refused.as_str()))
+    })
+    .await;
+    assert_eq!(report.condition, Some(ErrorCondition::InvalidCertificate));
+    assert_eq!(report.to, Some(her(SERVICE)));
+    assert!(!bus.broker.queue_exists("8141705_error"));
+
+    // Sending from the service: `from` picks it, and the reply-to is the
+    // registry's (inherited) async queue.
+    let from_service = municipality
+        .messenger
+        .send(
+            SendRequest::new(
+                gp.peer.her_id,
+                FUNCTION,
+                msghead(her(SERVICE), gp.peer.her_id, 2),
+            )
+            .from(her(SERVICE)),
+        )
+        .await
+        .unwrap();
+    let got = eventually("the GP's hand-over", WAIT, || {
+        gp_app
+            .received()
+            .into_iter()
+            .find(|r| r.message_id == from_service)
+    })
+    .await;
+    assert_eq!(got.from, her(SERVICE));
+    // A sender that is not ours is refused before anything leaves.
+    let error = municipality
+        .messenger
+        .send(
+            SendRequest::new(
+                gp.peer.her_id,
+                FUNCTION,
+                msghead(her(4242), gp.peer.her_id, 3),
+            )
+            .from(her(4242)),
+        )
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("4242"), "{error}");
+
+    gp_listener.stop().await.unwrap();
+    municipality.listener.take().unwrap().stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_queues_unlike_its_her_id_is_reached_on_exactly_those() {
+    let bus = Bus::new(AmqpOptions::default());
+    let us = bus.party();
+    let us_app = Arc::new(Counting::default());
+    let us_listener = listen(&us.messenger, &us_app).await;
+    // The peer's queues carry another name (as NHN's inherited ones do).
+    let prefix_her_id = 700_000_000 + fastrand::u32(0..100_000_000);
+    let _queues = bus.broker.party_queues(prefix_her_id);
+    let her_id = her(prefix_her_id + 1);
+    let signing = bus.pki.issue("odd signing", Usage::Signing);
+    let encryption = bus.pki.issue("odd encryption", Usage::Encryption);
+    bus.registry
+        .add_party(&NewParty {
+            her_id: her_id.get(),
+            name: "queues named otherwise".into(),
+            signing_certificate: Certificate::from_x509(signing.cert.clone()),
+            encryption_certificate: Certificate::from_x509(encryption.cert.clone()),
+            cpp: None,
+            queue_prefix: Some(prefix_her_id.to_string()),
+        })
+        .unwrap();
+    let mut config = MessengerConfig::new(
+        her_id,
+        identity(&signing),
+        identity(&encryption),
+        bus.trust.clone(),
+        bus.crls.clone(),
+    );
+    config.retry.backoff_min = Duration::from_millis(50);
+    let odd_store = Store::open(&bus.dir.path().join("odd.db")).unwrap();
+    let odd = Messenger::new(
+        config,
+        bus.transport.clone(),
+        bus.registry.clone(),
+        odd_store,
+    );
+    let odd_app = Arc::new(Counting::default());
+    let odd_listener = listen(&odd, &odd_app).await;
+
+    // Our message reaches it on <prefix>_async.
+    let id = us
+        .messenger
+        .send(SendRequest::new(
+            her_id,
+            FUNCTION,
+            msghead(us.peer.her_id, her_id, 1),
+        ))
+        .await
+        .unwrap();
+    let got = eventually("the odd peer's hand-over", WAIT, || {
+        odd_app.received().into_iter().find(|r| r.message_id == id)
+    })
+    .await;
+    assert_eq!(got.queue, format!("{prefix_her_id}_async"));
+
+    // Its sync call to us: our reply goes to its registry reply queue.
+    let outcome = odd
+        .communication_test(us.peer.her_id, CommtestMode::Sync, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(outcome.to, us.peer.her_id);
+    assert_eq!(
+        odd.reply_queue().await.unwrap(),
+        format!("{prefix_her_id}_syncreply")
+    );
+
+    // A refused message from it: the report goes to <prefix>_error.
+    let odd_peer = Peer::new(her_id, signing, encryption);
+    let refused = Uuid::new_v4().to_string();
+    let queue = format!("{}_async", us.peer.her_id);
+    put(
+        &bus,
+        &queue,
+        message_with_id(&odd_peer, &us.peer, &queue, &refused, b"junk".to_vec()),
+    )
+    .await;
+    let report = eventually("the report on the odd error queue", WAIT, || {
+        odd_app
+            .errors()
+            .into_iter()
+            .find(|r| r.original_message_id.as_deref() == Some(refused.as_str()))
+    })
+    .await;
+    assert_eq!(report.condition, Some(ErrorCondition::InvalidCertificate));
+    assert!(!bus
+        .broker
+        .queue_exists(&format!("{}_error", prefix_her_id + 1)));
+    odd.close().await.unwrap();
+    odd_listener.stop().await.unwrap();
+    us_listener.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrected_resend_is_handed_over_and_a_true_repeat_gets_its_apprec_again() {
+    let bus = Bus::new(AmqpOptions::default());
+    let (sender, receiver) = (bus.party(), bus.party());
+    let sender_app = Arc::new(Counting::default());
+    let receiver_app = Arc::new(Counting::default());
+    let sender_listener = listen(&sender.messenger, &sender_app).await;
+    let receiver_listener = listen(&receiver.messenger, &receiver_app).await;
+    let queue = format!("{}_async", receiver.peer.her_id);
+    let id = Uuid::new_v4().to_string();
+
+    // First copy: broken, reported.
+    put(
+        &bus,
+        &queue,
+        message_with_id(
+            &sender.peer,
+            &receiver.peer,
+            &queue,
+            &id,
+            b"broken".to_vec(),
+        ),
+    )
+    .await;
+    eventually("the report about the broken copy", WAIT, || {
+        sender_app
+            .errors()
+            .into_iter()
+            .find(|r| r.original_message_id.as_deref() == Some(id.as_str()))
+    })
+    .await;
+    assert!(receiver_app.received().is_empty());
+
+    // The sender fixes it and resends with the same id: judged afresh.
+    let payload = asking_for_apprec(sender.peer.her_id, receiver.peer.her_id, 1);
+    let body = protected_for(&sender.peer, &receiver.peer, &payload);
+    put(
+        &bus,
+        &queue,
+        message_with_id(&sender.peer, &receiver.peer, &queue, &id, body.clone()),
+    )
+    .await;
+    let got = eventually("the corrected copy", WAIT, || {
+        receiver_app
+            .received()
+            .into_iter()
+            .find(|r| r.message_id == id)
+    })
+    .await;
+    assert_eq!(got.payload, payload);
+    let apprecs = |app: &Counting| {
+        app.received()
+            .into_iter()
+            .filter(|r| r.function == "APPREC")
+            .map(|r| r.payload)
+            .collect::<Vec<_>>()
+    };
+    eventually("the first AppRec", WAIT, || {
+        (apprecs(&sender_app).len() == 1).then_some(())
+    })
+    .await;
+
+    // A true repeat: not handed over again, answered with the same AppRec.
+    put(
+        &bus,
+        &queue,
+        message_with_id(&sender.peer, &receiver.peer, &queue, &id, body),
+    )
+    .await;
+    let both = eventually("the AppRec again", WAIT, || {
+        let both = apprecs(&sender_app);
+        (both.len() == 2).then_some(both)
+    })
+    .await;
+    assert_eq!(both[0], both[1], "the same AppRec, byte for byte");
+    assert_eq!(receiver_app.hand_overs().get(&id), Some(&1));
+    sender_listener.stop().await.unwrap();
+    receiver_listener.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_revocation_is_dead_lettered_after_its_time_while_others_flow() {
+    let bus = Bus::new(AmqpOptions::default());
+    // The revocation service of this CA never answers: its CRL is unknown.
+    let silent_ca = TestPki::new("CA whose CRL cannot be had");
+    let good_sender = bus.party();
+    let silent_peer = {
+        let her_id = 600_000_000 + fastrand::u32(0..100_000_000);
+        let signing = silent_ca.issue("silent signing", Usage::Signing);
+        let encryption = silent_ca.issue("silent encryption", Usage::Encryption);
+        bus.registry
+            .add_party(&NewParty {
+                her_id,
+                name: "revocation unknown".into(),
+                signing_certificate: Certificate::from_x509(signing.cert.clone()),
+                encryption_certificate: Certificate::from_x509(encryption.cert.clone()),
+                cpp: None,
+                queue_prefix: None,
+            })
+            .unwrap();
+        Peer::new(her(her_id), signing, encryption)
+    };
+    let _silent_queues = bus.broker.party_queues(silent_peer.her_id.get());
+    let receiver = bus.party();
+    let crl = Crl::from_x509_crl(bus.pki.crl(&[], Utc::now() + chrono::Duration::days(1)));
+    let mut config = MessengerConfig::new(
+        receiver.peer.her_id,
+        identity(&receiver.peer.signing),
+        identity(&receiver.peer.encryption),
+        TrustAnchors::new(vec![
+            Certificate::from_x509(bus.pki.ca.cert.clone()),
+            Certificate::from_x509(silent_ca.ca.cert.clone()),
+        ]),
+        Arc::new(StaticCrls::new(vec![crl])),
+    );
+    config.receive.revocation_unknown_for = Duration::from_secs(2);
+    config.retry.backoff_min = Duration::from_millis(100);
+    config.retry.backoff_max = Duration::from_millis(300);
+    let store = Store::open(&bus.dir.path().join("strict.db")).unwrap();
+    let messenger = Messenger::new(
+        config,
+        bus.transport.clone(),
+        bus.registry.clone(),
+        store.clone(),
+    );
+    let app = Arc::new(Counting::default());
+    let listener = listen(&messenger, &app).await;
+
+    let queue = format!("{}_async", receiver.peer.her_id);
+    let unknown = Uuid::new_v4().to_string();
+    let payload = msghead(silent_peer.her_id, receiver.peer.her_id, 1);
+    put(
+        &bus,
+        &queue,
+        message_with_id(
+            &silent_peer,
+            &receiver.peer,
+            &queue,
+            &unknown,
+            protected_for(&silent_peer, &receiver.peer, &payload),
+        ),
+    )
+    .await;
+    // Others keep flowing through the same single worker meanwhile.
+    let mut sent = Vec::new();
+    for n in 0..3 {
+        sent.push(
+            good_sender
+                .messenger
+                .send(SendRequest::new(
+                    receiver.peer.her_id,
+                    FUNCTION,
+                    msghead(good_sender.peer.her_id, receiver.peer.her_id, n),
+                ))
+                .await
+                .unwrap(),
+        );
+    }
+    eventually("the other senders' messages", WAIT, || {
+        sent.iter()
+            .all(|id| app.hand_overs().contains_key(id))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        !audited_dead_letter(&store, &unknown),
+        "dead-lettered before its time"
+    );
+    eventually("the dead-letter audit event", WAIT, || {
+        audited_dead_letter(&store, &unknown).then_some(())
+    })
+    .await;
+    bus.broker
+        .wait_for_count(&format!("{}_dl", receiver.peer.her_id), 1, WAIT);
+    assert!(!app.hand_overs().contains_key(&unknown));
+    listener.stop().await.unwrap();
+}
+
+fn audited_dead_letter(store: &Store, message_id: &str) -> bool {
+    let filter = AuditFilter {
+        message_id: Some(message_id.to_owned()),
+        ..AuditFilter::default()
+    };
+    store.audit().list(&filter).unwrap().iter().any(|record| {
+        record.event.kind == AuditKind::Rejected
+            && record.event.outcome == "dead-lettered"
+            && record
+                .event
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("revocation"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_named_by_a_healthcare_professional_below_the_organisation_passes() {
+    let bus = Bus::new(AmqpOptions::default());
+    let (gp, receiver) = (bus.party(), bus.party());
+    let app = Arc::new(Counting::default());
+    let listener = listen(&receiver.messenger, &app).await;
+    let text = String::from_utf8(msghead(her(974_000_001), receiver.peer.her_id, 1)).unwrap();
+    // The organisation is named by its organisation number; the GP's HER-id
+    // sits in the HealthcareProfessional below it.
+    let deep = text.replacen(
+        "<Ident><Id>974000001</Id><TypeId V=\"HER\"",
+        &format!(
+            "<HealthcareProfessional><FamilyName>Lege</FamilyName><Ident><Id>{}</Id><TypeId V=\"HER\" S=\"2.16.578.1.12.4.1.1.9051\" /></Ident></HealthcareProfessional><Ident><Id>974000001</Id><TypeId V=\"ENH\"",
+            gp.peer.her_id
+        ),
+        1,
+    );
+    let id = gp
+        .messenger
+        .send(SendRequest::new(
+            receiver.peer.her_id,
+            FUNCTION,
+            deep.into_bytes(),
+        ))
+        .await
+        .unwrap();
+    eventually("the hand-over", WAIT, || {
+        app.hand_overs().contains_key(&id).then_some(())
+    })
+    .await;
+    listener.stop().await.unwrap();
+}
