@@ -901,6 +901,46 @@ impl Messenger {
         })
     }
 
+    /// Judges our own decryption certificates (current and legacy) and logs
+    /// and audits their problems, as the reference's MUG-000015..19 do: the
+    /// listener still starts (senders may still encrypt to a certificate we
+    /// can decrypt with), but an operator must hear of it.
+    pub async fn check_own_decryption_certificates(&self) {
+        let config = &self.inner.config;
+        let identities = std::iter::once(("current", &config.decryption))
+            .chain(config.legacy_decryption.iter().map(|l| ("legacy", l)));
+        for (which, identity) in identities {
+            let certificate = identity.certificate();
+            let report = self.judge(certificate, Usage::Encryption, Utc::now()).await;
+            for warning in &report.warnings {
+                tracing::warn!(which, serial = certificate.serial_hex(), %warning, "our decryption certificate");
+            }
+            if report.is_ok() {
+                continue;
+            }
+            let problems = report
+                .errors
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            tracing::error!(
+                which,
+                serial = certificate.serial_hex(),
+                problems,
+                "our decryption certificate is not usable: senders checking it will refuse to send to us"
+            );
+            self.audit(AuditEvent {
+                reason: Some(format!(
+                    "our {which} decryption certificate serial {}: {problems}",
+                    certificate.serial_hex()
+                )),
+                ..AuditEvent::new(AuditKind::CertificateCheck, self.actor(), "failed")
+            })
+            .await;
+        }
+    }
+
     /// Runs a store operation off the async threads.
     pub(crate) async fn with_store<T, F>(&self, operation: F) -> Result<T>
     where

@@ -176,6 +176,7 @@ impl Listener {
         if options.error_queue {
             kinds.push(QueueKind::Error);
         }
+        messenger.check_own_decryption_certificates().await;
         let mut queues = Vec::new();
         for kind in kinds {
             for queue in messenger.our_distinct_queues(kind).await? {
