@@ -320,7 +320,7 @@ impl Decision {
 
 /// The running peer; killed when dropped.
 pub struct DotnetListener {
-    child: Child,
+    child: Mutex<Child>,
     record: PathBuf,
     stderr: Arc<Mutex<String>>,
     _dir: tempfile::TempDir,
@@ -387,8 +387,8 @@ impl DotnetListener {
                 }
             }
         });
-        let mut peer = DotnetListener {
-            child,
+        let peer = DotnetListener {
+            child: Mutex::new(child),
             record,
             stderr,
             _dir: dir,
@@ -398,9 +398,7 @@ impl DotnetListener {
             if ready_rx.recv_timeout(Duration::from_millis(50)).is_ok() {
                 return peer;
             }
-            if let Ok(Some(status)) = peer.child.try_wait() {
-                panic!("dotnet listener exited ({status}): {}", peer.stderr());
-            }
+            peer.assert_running();
             if Instant::now() > deadline {
                 panic!(
                     "dotnet listener not ready within {READY_WITHIN:?}: {}",
@@ -410,8 +408,14 @@ impl DotnetListener {
         }
     }
 
-    /// Everything it has decided so far, in order. Panics if the peer died.
+    /// Everything it has decided so far, in order. Panics (with its
+    /// stderr) if the peer is no longer running.
     pub fn decisions(&self) -> Vec<Decision> {
+        self.assert_running();
+        self.recorded()
+    }
+
+    fn recorded(&self) -> Vec<Decision> {
         let text = std::fs::read_to_string(&self.record).unwrap_or_default();
         // Only complete lines: the peer may be writing the last one.
         let complete = match text.rfind('\n') {
@@ -442,14 +446,13 @@ impl DotnetListener {
     /// Blocks until at least `count` decisions are recorded; panics after
     /// `within` (with what was recorded and the peer's stderr) or if the
     /// peer exits. For blocking tests; async tests poll [`Self::decisions`].
-    pub fn wait_for(&mut self, count: usize, within: Duration) -> Vec<Decision> {
+    pub fn wait_for(&self, count: usize, within: Duration) -> Vec<Decision> {
         let deadline = Instant::now() + within;
         loop {
             let decisions = self.decisions();
             if decisions.len() >= count {
                 return decisions;
             }
-            self.assert_running();
             if Instant::now() > deadline {
                 panic!(
                     "dotnet listener: {} of {count} decisions within {within:?}: {:?}\nstderr: {}",
@@ -463,8 +466,9 @@ impl DotnetListener {
     }
 
     /// Panics (with its stderr) if the peer is no longer running.
-    pub fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
+    pub fn assert_running(&self) {
+        let status = self.child.lock().unwrap().try_wait();
+        if let Ok(Some(status)) = status {
             panic!("dotnet listener exited ({status}): {}", self.stderr());
         }
     }
@@ -475,17 +479,21 @@ impl DotnetListener {
     }
 
     /// Stops the peer (kill) and returns everything it decided.
-    pub fn stop(mut self) -> Vec<Decision> {
+    pub fn stop(self) -> Vec<Decision> {
         self.assert_running();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.decisions()
+        self.kill();
+        self.recorded()
+    }
+
+    fn kill(&self) {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
 impl Drop for DotnetListener {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }

@@ -111,7 +111,7 @@ fn by_id<'a>(decisions: &'a [Decision], id: &str) -> &'a Decision {
 #[test]
 fn the_stand_in_refuses_and_takes_in_what_the_released_listener_does() {
     let setup = Setup::new();
-    let mut peer = setup.listener(AnswerShape::Released);
+    let peer = setup.listener(AnswerShape::Released);
 
     // A message without content-type, on the async queue and on the error queue.
     setup.put(
@@ -252,7 +252,7 @@ fn the_stand_in_refuses_and_takes_in_what_the_released_listener_does() {
 #[test]
 fn the_unreleased_846_shape_answers_an_empty_plain_report_with_not_well_formed_xml() {
     let setup = Setup::new();
-    let mut peer = setup.listener(AnswerShape::Unreleased846);
+    let peer = setup.listener(AnswerShape::Unreleased846);
 
     setup.put(
         &setup.peer_error,
