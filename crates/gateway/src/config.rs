@@ -5,7 +5,7 @@
 //! one); nothing later re-checks. Relative paths are relative to the file.
 //!
 //! ```toml
-//! her_id = 91462
+//! her_id = 91462                  # or several: her_ids = [8141703, 8141705] (the first sends by default)
 //! [broker]
 //! url = "amqps://user@sb.test.nhn.no:5671/NHNTESTServiceBus"  # or amqp://, or "local:PATH"
 //! dialect = "rabbitmq"            # or "servicebus"
@@ -24,6 +24,16 @@
 //! [trust]
 //! anchors = ["ca.pem"]
 //! revocation = "require"          # require | warn | off
+//! allow_3des = false              # accept 3DES-encrypted messages (DES, RC2 never)
+//! [receive]                       # how strictly received messages are judged
+//! strict_message_functions = false   # refuse functions outside the CPA (the reference never does)
+//! allow_party_mismatch = false       # skip the MsgHead Sender/Receiver vs header check
+//! allow_unprotected = false          # take text/plain messages (test environments only)
+//! revocation_unknown_for_seconds = 3600  # then a message whose revocation stays unknown is dead-lettered
+//! [send]
+//! async_ttl_seconds = 345600      # optional; none by default, as the reference
+//! payload_metadata = true         # the X-MessageInfo-* keys beside the encrypted body
+//! extra_properties = { X-SystemIdentifier = "EPJ" }
 //! ```
 
 use std::collections::BTreeMap;
@@ -34,7 +44,7 @@ use serde::Deserialize;
 
 /// Sections whose keys may be overridden from the environment.
 const SECTIONS: &[&str] = &[
-    "broker", "identity", "registry", "trust", "store", "receipts", "audit",
+    "broker", "identity", "registry", "trust", "store", "receipts", "audit", "receive", "send",
 ];
 
 /// Variables that share the prefix but are not configuration keys.
@@ -44,7 +54,8 @@ const NOT_KEYS: &[&str] = &["HELSEMELDING_LOG", "HELSEMELDING_P12_PASSWORD"];
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    her_id: u32,
+    her_id: Option<u32>,
+    her_ids: Option<Vec<u32>>,
     broker: RawBroker,
     #[serde(default)]
     identity: RawIdentity,
@@ -57,6 +68,61 @@ struct RawConfig {
     receipts: RawReceipts,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    receive: RawReceive,
+    #[serde(default)]
+    send: RawSend,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReceive {
+    #[serde(default)]
+    strict_message_functions: bool,
+    #[serde(default)]
+    allow_party_mismatch: bool,
+    #[serde(default)]
+    allow_unprotected: bool,
+    #[serde(default = "default_revocation_unknown_seconds")]
+    revocation_unknown_for_seconds: u64,
+}
+
+impl Default for RawReceive {
+    fn default() -> Self {
+        RawReceive {
+            strict_message_functions: false,
+            allow_party_mismatch: false,
+            allow_unprotected: false,
+            revocation_unknown_for_seconds: default_revocation_unknown_seconds(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSend {
+    async_ttl_seconds: Option<u64>,
+    #[serde(default = "default_true")]
+    payload_metadata: bool,
+    #[serde(default)]
+    extra_properties: BTreeMap<String, String>,
+}
+
+impl Default for RawSend {
+    fn default() -> Self {
+        RawSend {
+            async_ttl_seconds: None,
+            payload_metadata: true,
+            extra_properties: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_revocation_unknown_seconds() -> u64 {
+    3600
 }
 
 #[derive(Deserialize)]
@@ -71,7 +137,8 @@ struct RawBroker {
     password: Option<String>,
     /// The exchange of the RabbitMQ dialect; defaults to the URL's path.
     exchange: Option<String>,
-    /// This instance's queue for synchronous replies; defaults to `<her_id>_syncreply`.
+    /// This instance's queue for synchronous replies; defaults to the
+    /// registry's syncreply queue of our first HER-id.
     reply_queue: Option<String>,
     /// RabbitMQ's management API (message counts for `queues`).
     management_url: Option<String>,
@@ -173,7 +240,8 @@ impl Default for RawAudit {
 }
 
 fn default_cache_seconds() -> u64 {
-    300
+    // The reference library's default for both registries.
+    3600
 }
 fn default_registry_timeout_ms() -> u64 {
     10_000
@@ -215,7 +283,10 @@ pub enum Revocation {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Our first HER-id: the default sender.
     pub her_id: u32,
+    /// Every HER-id this installation serves (`her_id` first).
+    pub her_ids: Vec<u32>,
     pub broker: Broker,
     pub identity: Identity,
     pub registry: Registry,
@@ -223,6 +294,25 @@ pub struct Config {
     pub store_path: PathBuf,
     pub receipts: Receipts,
     pub audit_retention_days: i64,
+    pub receive: Receive,
+    pub send: Send,
+}
+
+/// How strictly received messages are judged (`[receive]`).
+#[derive(Debug, Clone)]
+pub struct Receive {
+    pub strict_message_functions: bool,
+    pub allow_party_mismatch: bool,
+    pub allow_unprotected: bool,
+    pub revocation_unknown_for: std::time::Duration,
+}
+
+/// What every message we send carries (`[send]`).
+#[derive(Debug, Clone)]
+pub struct Send {
+    pub async_ttl: Option<std::time::Duration>,
+    pub payload_metadata: bool,
+    pub extra_properties: Vec<(String, String)>,
 }
 
 /// Where messages travel.
@@ -231,7 +321,8 @@ pub struct Broker {
     pub endpoint: BrokerEndpoint,
     pub dialect: Dialect,
     pub ca_file: Option<PathBuf>,
-    pub reply_queue: String,
+    /// Configured; `None`: the registry's syncreply queue of our first HER-id.
+    pub reply_queue: Option<String>,
     /// RabbitMQ's management API base URL (no credentials in it: the
     /// broker user and password are used).
     pub management_url: Option<url::Url>,
@@ -409,7 +500,7 @@ fn apply_env(
         }
         let rest = rest.to_ascii_lowercase();
         let parsed = parse_env_value(&value);
-        if rest == "her_id" {
+        if rest == "her_id" || rest == "her_ids" {
             table.insert(rest, parsed);
             continue;
         }
@@ -454,9 +545,55 @@ fn parse_env_value(value: &str) -> toml::Value {
     toml::Value::String(value.to_string())
 }
 
+/// `her_id` or `her_ids` (not both): positive, distinct, at least one.
+fn validate_her_ids(raw: &RawConfig) -> Result<Vec<u32>> {
+    let (key, her_ids) = match (raw.her_id, &raw.her_ids) {
+        (Some(_), Some(_)) => bail!("key her_ids: give either her_id or her_ids, not both"),
+        (Some(one), None) => ("her_id", vec![one]),
+        (None, Some(many)) => ("her_ids", many.clone()),
+        (None, None) => bail!("key her_id: missing (our HER-id, or her_ids = [..] for several)"),
+    };
+    if her_ids.is_empty() {
+        bail!("key {key}: at least one HER-id is needed");
+    }
+    for (i, her_id) in her_ids.iter().enumerate() {
+        if *her_id == 0 {
+            bail!("key {key}: a HER-id is a positive integer, not 0");
+        }
+        if her_ids[..i].contains(her_id) {
+            bail!("key {key}: HER-id {her_id} is listed twice");
+        }
+    }
+    Ok(her_ids)
+}
+
+fn validate_send(raw: &RawSend) -> Result<Send> {
+    if raw.async_ttl_seconds == Some(0) {
+        bail!("key send.async_ttl_seconds: 0 would expire every message at once; leave it out for no TTL");
+    }
+    for name in raw.extra_properties.keys() {
+        let reserved = helsemelding_wire::envelope::names::ALL
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name));
+        if reserved || name.trim().is_empty() || name.chars().any(char::is_control) {
+            bail!("key send.extra_properties.{name}: not usable as an extra property (empty, control characters, or a name of the profile)");
+        }
+    }
+    Ok(Send {
+        async_ttl: raw.async_ttl_seconds.map(std::time::Duration::from_secs),
+        payload_metadata: raw.payload_metadata,
+        extra_properties: raw
+            .extra_properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    })
+}
+
 fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
-    if raw.her_id == 0 {
-        bail!("key her_id: a HER-id is a positive integer");
+    let her_ids = validate_her_ids(&raw)?;
+    if raw.receive.revocation_unknown_for_seconds == 0 {
+        bail!("key receive.revocation_unknown_for_seconds: must be at least 1");
     }
     let resolve = |p: &Path| {
         if p.is_absolute() {
@@ -517,8 +654,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
             helsemelding_store::audit::MINIMUM_RETENTION_DAYS
         );
     }
+    let send = validate_send(&raw.send)?;
     Ok(Config {
-        her_id: raw.her_id,
+        her_id: her_ids[0],
+        her_ids,
         broker,
         identity,
         registry,
@@ -539,6 +678,15 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
             deadline_hours_by_function: raw.receipts.deadline_hours_by_function,
         },
         audit_retention_days: raw.audit.retention_days,
+        receive: Receive {
+            strict_message_functions: raw.receive.strict_message_functions,
+            allow_party_mismatch: raw.receive.allow_party_mismatch,
+            allow_unprotected: raw.receive.allow_unprotected,
+            revocation_unknown_for: std::time::Duration::from_secs(
+                raw.receive.revocation_unknown_for_seconds,
+            ),
+        },
+        send,
     })
 }
 
@@ -613,11 +761,7 @@ fn validate_broker(
         dialect: raw.broker.dialect,
         management_url,
         ca_file,
-        reply_queue: raw
-            .broker
-            .reply_queue
-            .clone()
-            .unwrap_or_else(|| format!("{}_syncreply", raw.her_id)),
+        reply_queue: raw.broker.reply_queue.clone(),
     })
 }
 

@@ -33,7 +33,11 @@ fn shows_the_effective_configuration_without_the_password() {
     assert_eq!(json["broker"]["exchange"], "NHNTestServiceBus");
     assert_eq!(json["broker"]["password"], "set");
     assert_eq!(json["trust"]["revocation"], "warn");
-    assert_eq!(json["reply_queue"], "91462_syncreply");
+    // Not derived from the HER-id: the registry's syncreply queue is used.
+    assert_eq!(json["reply_queue"], serde_json::Value::Null);
+    assert_eq!(json["her_ids"], serde_json::json!([91462]));
+    assert_eq!(json["receive"]["strict_message_functions"], false);
+    assert_eq!(json["send"]["payload_metadata"], true);
 }
 
 #[test]

@@ -6,7 +6,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use helsemelding_protect::Certificate;
+use helsemelding_registry::file::NewParty;
+use helsemelding_registry::FileRegistry;
 use helsemelding_testkit::broker::Broker;
+use helsemelding_testkit::pki::{TestPki, Usage};
 use helsemelding_transport::amqp::{AmqpOptions, AmqpTransport};
 use helsemelding_transport::local::LocalTransport;
 use helsemelding_transport::{Message, Outcome, Transport};
@@ -49,7 +53,22 @@ fn rows(report: &Value) -> Vec<(String, String, bool, Option<u64>)> {
         .collect()
 }
 
+/// A configuration for `her_id`, whose record (queues `<her_id>_*`, the
+/// file registry's default) is in the file registry beside it: our queues
+/// are the registry's, never derived.
 fn write_config(dir: &Path, her_id: u32, broker: &str) -> std::path::PathBuf {
+    let pki = TestPki::new("queues test CA");
+    let certificate = |usage| Certificate::from_x509(pki.issue("us", usage).cert);
+    FileRegistry::new(dir.join("registry"))
+        .add_party(&NewParty {
+            her_id,
+            name: "us".into(),
+            signing_certificate: certificate(Usage::Signing),
+            encryption_certificate: certificate(Usage::Encryption),
+            cpp: None,
+            queue_prefix: None,
+        })
+        .unwrap();
     let path = dir.join("gateway.toml");
     std::fs::write(
         &path,

@@ -14,6 +14,8 @@ use helsemelding_testkit::http::{serve, serve_crl, Request, Response};
 use helsemelding_testkit::pki::{Issued, LeafOptions, TestPki, Usage};
 use helsemelding_transport::local::LocalTransport;
 
+mod common;
+
 const TOKEN: &str = "registry-test-token";
 /// The fixture's party and the async queue its record names.
 const RECEIVER: u32 = 8141705;
@@ -49,6 +51,16 @@ fn registry_server(certificates: Vec<u8>, requests: Arc<AtomicU32>) -> String {
                 "registry/CommunicationDetailsRest_{RECEIVER}.json"
             ));
             return Response::ok("application/json", json);
+        }
+        if path == format!("/api/v1/communicationparty/{SENDER}") {
+            // Our own record: the queues our replies and reports come back to.
+            let json = String::from_utf8(read_nhn(&format!(
+                "registry/CommunicationDetailsRest_{RECEIVER}.json"
+            )))
+            .unwrap()
+            .replace(&RECEIVER.to_string(), &SENDER.to_string())
+            .replace("8141703", &SENDER.to_string());
+            return Response::ok("application/json", json.into_bytes());
         }
         if path == format!("/api/v1/certificate/{RECEIVER}") {
             return Response::ok("application/json", certificates.clone());
@@ -125,9 +137,8 @@ path = "{dir}/sender.db"
 }
 
 fn send(config: &Path, env: &[(&str, &str)]) -> (bool, String, String) {
-    let payload = helsemelding_testkit::fixtures::nhn(
-        "messages/Dialogtjeneste12_Kommunikasjonstest_Request.xml",
-    );
+    let payload = config.with_file_name("payload.xml");
+    std::fs::write(&payload, common::msghead(SENDER, RECEIVER)).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_helsemelding"))
         .arg("--config")
         .arg(config)

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use helsemelding_store::audit::{AuditEvent, AuditKind};
+use helsemelding_store::inbox::Answer;
 use helsemelding_store::receipts::{ReceiptMatch, ReceivedReceipt};
 use helsemelding_wire::apprec::AppRec;
 use helsemelding_wire::dialog::{self, COMMTEST_FUNCTION};
@@ -30,6 +31,22 @@ pub(crate) fn commtest_key(msg_id: &str) -> String {
     format!("commtest:{msg_id}")
 }
 
+/// What taking a message came to: the audit outcome, and the answer it got
+/// that a repeat of it gets again (an AppRec).
+pub(crate) struct Taken {
+    pub(crate) outcome: String,
+    pub(crate) answer: Option<Answer>,
+}
+
+impl From<String> for Taken {
+    fn from(outcome: String) -> Taken {
+        Taken {
+            outcome,
+            answer: None,
+        }
+    }
+}
+
 /// Takes a checked message from queue `kind`; `reply_to` is the request's
 /// reply-to (sync requests).
 pub(crate) async fn take(
@@ -38,21 +55,23 @@ pub(crate) async fn take(
     kind: QueueKind,
     received: &Received,
     reply_to: Option<&str>,
-) -> Result<String, HandlerError> {
+) -> Result<Taken, HandlerError> {
     if kind == QueueKind::SyncReply {
-        return Ok(deliver_reply(messenger, received).await);
+        return Ok(deliver_reply(messenger, received).await.into());
     }
     let head = MsgHead::parse(&received.payload).ok();
     if let Some(head) = &head {
         if let Some(outcome) = take_commtest(messenger, kind, received, head, reply_to).await? {
-            return Ok(outcome);
+            return Ok(outcome.into());
         }
     }
     if let Ok(apprec) = AppRec::parse(&received.payload) {
         match_receipt(messenger, received, &apprec).await;
     }
     if kind == QueueKind::Sync {
-        return answer_sync_request(messenger, handler, received, reply_to).await;
+        return answer_sync_request(messenger, handler, received, reply_to)
+            .await
+            .map(Taken::from);
     }
     let verdict = match handler.handle(received).await {
         Ok(()) => Verdict::Ok,
@@ -60,9 +79,26 @@ pub(crate) async fn take(
         Err(other) => return Err(other),
     };
     let Some(head) = head.filter(|h| h.wants_receipt() || verdict != Verdict::Ok) else {
-        return Ok("ok".into());
+        return Ok(String::from("ok").into());
     };
     Ok(send_receipt(messenger, received, &head, &verdict).await)
+}
+
+/// Sends a repeat of a handed-over message the answer the first copy got
+/// (the first answer may not have reached its sender). A failure is logged:
+/// the answer went through the outbox the first time.
+pub(crate) async fn answer_again(messenger: &Messenger, received: &Received, answer: &Answer) {
+    if let Err(error) = messenger
+        .send_answer(
+            received.to,
+            received.from,
+            &answer.function,
+            answer.payload.clone(),
+        )
+        .await
+    {
+        tracing::warn!(%error, message_id = received.message_id, "the answer to a repeat was not sent again");
+    }
 }
 
 /// A message on our reply queue: to the caller waiting for it, or logged
@@ -115,7 +151,12 @@ async fn take_commtest(
             .await
             .map(|_| ()),
         _ => messenger
-            .send_answer(received.from, COMMTEST_FUNCTION, response.into_bytes())
+            .send_answer(
+                received.to,
+                received.from,
+                COMMTEST_FUNCTION,
+                response.into_bytes(),
+            )
             .await
             .map(|_| ()),
     };
@@ -215,17 +256,26 @@ async fn send_receipt(
     received: &Received,
     head: &MsgHead,
     verdict: &Verdict,
-) -> String {
+) -> Taken {
     if !messenger.inner.config.send_receipts {
-        return "ok".into();
+        return String::from("ok").into();
     }
     let xml = receipts::answer(head, verdict, &new_id(), Utc::now());
     let status = match verdict {
         Verdict::Ok => "ok",
         Verdict::Rejected(_) => "rejected",
     };
-    match messenger
-        .send_answer(received.from, APPREC_FUNCTION, xml.into_bytes())
+    let answer = Answer {
+        function: APPREC_FUNCTION.into(),
+        payload: xml.into_bytes(),
+    };
+    let outcome = match messenger
+        .send_answer(
+            received.to,
+            received.from,
+            APPREC_FUNCTION,
+            answer.payload.clone(),
+        )
         .await
     {
         Ok(_) => format!("ok; apprec {status} sent"),
@@ -233,6 +283,10 @@ async fn send_receipt(
             tracing::error!(%error, msg_id = head.msg_id, to = received.from.get(), "AppRec not sent");
             format!("ok; apprec {status} NOT sent: {error}")
         }
+    };
+    Taken {
+        outcome,
+        answer: Some(answer),
     }
 }
 

@@ -107,6 +107,87 @@ impl RetryPolicy {
     }
 }
 
+/// How strictly the receive pipelines judge a message (PROFILE.md
+/// "Receiving"). The defaults follow the reference library where it is
+/// safe and are stricter where it is not; every switch that weakens a
+/// check says so in its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceivePolicy {
+    /// Refuse message functions outside the CPA/CPP with
+    /// `transport:unsupported-message` (false: audit and hand over, as the
+    /// reference never checks them).
+    pub strict_message_functions: bool,
+    /// Skip the check that the MsgHead parties name `fromHerId`/`toHerId`.
+    pub allow_party_mismatch: bool,
+    /// Take unprotected (`text/plain`, `application/soap+xml`) messages,
+    /// for test environments only: they have no signer to check.
+    pub allow_unprotected: bool,
+    /// Accept 3DES-encrypted messages (DES and RC2 are always refused).
+    pub allow_3des: bool,
+    /// How long a message whose sender's revocation status cannot be
+    /// learnt is retried before it is dead-lettered.
+    pub revocation_unknown_for: Duration,
+}
+
+impl Default for ReceivePolicy {
+    fn default() -> Self {
+        ReceivePolicy {
+            strict_message_functions: false,
+            allow_party_mismatch: false,
+            allow_unprotected: false,
+            allow_3des: false,
+            revocation_unknown_for: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// An unprotected message (no signer to check the sender by): refused
+/// unless `allow_unprotected`; `None` means go on without decrypting.
+pub fn on_unprotected(content_type: Option<&str>, policy: &ReceivePolicy) -> Option<Decision> {
+    if policy.allow_unprotected {
+        return None;
+    }
+    Some(Decision::ReportError(ErrorReport {
+        condition: ErrorCondition::UnsupportedMessage,
+        description: "unprotected messages are not accepted (allow_unprotected is off)".into(),
+        data: vec![content_type.unwrap_or_default().to_string()],
+    }))
+}
+
+/// The sender's revocation status is still unknown after `unknown_for`
+/// (since this message first met an unknown status): retried without
+/// spending attempts, until `revocation_unknown_for` has passed; then
+/// dead-lettered, as the reference's retries end on the dead-letter queue.
+pub fn on_revocation_unknown(
+    unknown_for: Duration,
+    receive: &ReceivePolicy,
+    retry: &RetryPolicy,
+    attempt: u32,
+) -> Decision {
+    if unknown_for >= receive.revocation_unknown_for {
+        return Decision::DeadLetter {
+            reason: format!(
+                "the revocation status of the sender's certificate stayed unknown for {}s (limit {}s)",
+                unknown_for.as_secs(),
+                receive.revocation_unknown_for.as_secs()
+            ),
+        };
+    }
+    retry.on_outage(attempt)
+}
+
+/// A message function outside the sender's CPA or CPP: `None` (hand over,
+/// the driver audits it) unless `strict_message_functions`.
+pub fn on_function_outside_profile(
+    function: &str,
+    sender: u32,
+    receive: &ReceivePolicy,
+) -> Option<Decision> {
+    receive
+        .strict_message_functions
+        .then(|| on_function_not_allowed(function, sender))
+}
+
 /// A header that failed `check_incoming`: tell the sender when we know who
 /// it is, else dead-letter (there is nobody to tell).
 pub fn on_header_error(error: &helsemelding_wire::Error, sender_known: bool) -> Decision {
@@ -196,7 +277,8 @@ pub fn on_unprotect_failure(failure: &UnprotectFailure, claimed_sender: u32) -> 
 
 /// The sender's signing certificate was judged: `None` when it may be used.
 /// An unknown revocation status alone is an outage of the revocation
-/// service: retried, not reported.
+/// service: retried, not reported (the driver bounds it with
+/// [`on_revocation_unknown`]).
 pub fn on_certificate_check(
     report: &CheckReport,
     subject: &str,
@@ -541,6 +623,76 @@ mod tests {
                 1
             )),
             ErrorCondition::InternalError
+        );
+    }
+
+    #[test]
+    fn unprotected_messages_need_allow_unprotected() {
+        let strict = ReceivePolicy::default();
+        let decision = on_unprotected(Some("text/plain"), &strict).unwrap();
+        assert_eq!(condition(&decision), ErrorCondition::UnsupportedMessage);
+        let lenient = ReceivePolicy {
+            allow_unprotected: true,
+            ..strict
+        };
+        assert_eq!(on_unprotected(Some("text/plain"), &lenient), None);
+    }
+
+    #[test]
+    fn unknown_revocation_is_retried_for_a_bounded_time_then_dead_lettered() {
+        let receive = ReceivePolicy {
+            revocation_unknown_for: Duration::from_secs(60),
+            ..ReceivePolicy::default()
+        };
+        assert_eq!(
+            ReceivePolicy::default().revocation_unknown_for,
+            Duration::from_secs(3600)
+        );
+        match on_revocation_unknown(Duration::from_secs(59), &receive, &policy(), 3) {
+            Decision::Retry { spend_attempt, .. } => assert!(!spend_attempt),
+            other => panic!("expected a retry, got {other:?}"),
+        }
+        match on_revocation_unknown(Duration::from_secs(60), &receive, &policy(), 3) {
+            Decision::DeadLetter { reason } => assert!(reason.contains("unknown"), "{reason}"),
+            other => panic!("expected a dead-letter, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn functions_outside_the_profile_pass_unless_strict() {
+        let lenient = ReceivePolicy::default();
+        assert_eq!(
+            on_function_outside_profile("DIALOG_INNBYGGER_TIMERESERVASJON", 8141705, &lenient),
+            None
+        );
+        let strict = ReceivePolicy {
+            strict_message_functions: true,
+            ..lenient
+        };
+        let decision =
+            on_function_outside_profile("DIALOG_INNBYGGER_TIMERESERVASJON", 8141705, &strict)
+                .unwrap();
+        assert_eq!(condition(&decision), ErrorCondition::UnsupportedMessage);
+    }
+
+    #[test]
+    fn a_msghead_sender_mismatch_is_spoofing_and_a_receiver_mismatch_a_field_error() {
+        let spoofed = helsemelding_wire::Error::SenderMismatch {
+            header: 8141705,
+            payload: "66666".into(),
+        };
+        assert_eq!(
+            condition(&on_payload_error(&spoofed)),
+            ErrorCondition::SpoofingAttack
+        );
+        let receiver = helsemelding_wire::Error::Mismatch {
+            what: "MsgHead receiver HER-id",
+            expected: "8141705".into(),
+            received: "4210".into(),
+        };
+        assert_eq!(
+            condition(&on_payload_error(&receiver)),
+            ErrorCondition::InvalidFieldValue
         );
     }
 }

@@ -105,6 +105,35 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The registry names no queue of this kind for the party.
+    #[error("the address registry names no {kind} queue for HER-id {her_id}: add it to the party's record (queues are never derived from the HER-id)")]
+    NoQueue {
+        /// The party.
+        her_id: u32,
+        /// `async`, `sync`, `error` or `syncreply`.
+        kind: &'static str,
+    },
+    /// A send names a sending HER-id that is not one of this installation's.
+    #[error("HER-id {her_id} is not one of ours ({ours}): pick one with --from")]
+    NotOurs {
+        /// The HER-id asked for.
+        her_id: u32,
+        /// Ours, comma-separated.
+        ours: String,
+    },
+    /// The MsgHead of a message to send names other parties than the
+    /// envelope: the receiver would refuse it.
+    #[error("the MsgHead {role} names HER-id {in_msghead}, but the message is {direction} HER-id {in_envelope}: fix the MsgHead {role} (the receiver would refuse it)")]
+    MsgHeadParty {
+        /// `Sender` or `Receiver`.
+        role: &'static str,
+        /// `from` or `to`.
+        direction: &'static str,
+        /// What the envelope says (the sending or receiving HER-id).
+        in_envelope: u32,
+        /// What the MsgHead says (`/`-separated HER-ids, or `none`).
+        in_msghead: String,
+    },
     /// A background task died.
     #[error("internal task failed: {0}")]
     Task(String),

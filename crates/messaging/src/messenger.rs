@@ -13,20 +13,21 @@ use helsemelding_protect::{
     check_certificate, protect, Certificate, CheckReport, CheckRequest, CrlSource, Identity,
     ProtectOptions, RevocationPolicy, TrustAnchors, Usage,
 };
-use helsemelding_registry::{resolve, Direction, Registry, WorkingProfile};
+use helsemelding_registry::{resolve, Direction, QueueAddresses, Registry, WorkingProfile};
 use helsemelding_store::audit::{AuditEvent, AuditKind};
 use helsemelding_store::outbox::OutgoingMessage;
 use helsemelding_store::receipts::{ExpectedReceipt, ReceiptRecord};
 use helsemelding_store::Store;
 use helsemelding_transport::{Message, Outcome, Sender, Transport};
 use helsemelding_wire::envelope::{Outgoing, Routing};
-use helsemelding_wire::queue::{queue_name, QueueKind};
+use helsemelding_wire::msghead::MsgHead;
+use helsemelding_wire::queue::QueueKind;
 use helsemelding_wire::{metadata, HerId};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::convert;
-use crate::engine::RetryPolicy;
+use crate::engine::{ReceivePolicy, RetryPolicy};
 use crate::error::{Error, Result};
 use crate::receipts::{self, Deadlines};
 use crate::receive::{Listener, Received};
@@ -40,18 +41,31 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    /// The receiver's queue of `kind`: the registry's, else the standard name.
-    fn queue(&self, to: HerId, kind: QueueKind) -> String {
-        let queues = &self.profile.queues;
-        match kind {
-            QueueKind::Async => queues.async_queue.clone(),
-            QueueKind::Sync => queues.sync.clone(),
-            QueueKind::Error => queues.error.clone(),
-            QueueKind::SyncReply => queues.syncreply.clone(),
-            QueueKind::DeadLetter => None,
-        }
-        .unwrap_or_else(|| queue_name(to, kind))
+    /// The receiver's queue of `kind`, as the registry names it.
+    fn queue(&self, kind: QueueKind) -> Result<String> {
+        queue_of(&self.profile.queues, self.to, kind)
     }
+}
+
+/// A party's queue of `kind` from its registry queues; never derived from
+/// the HER-id (NHN often gives a service its parent's queues).
+pub(crate) fn queue_of(queues: &QueueAddresses, her_id: HerId, kind: QueueKind) -> Result<String> {
+    let (queue, name) = match kind {
+        QueueKind::Async => (&queues.async_queue, "async"),
+        QueueKind::Sync => (&queues.sync, "sync"),
+        QueueKind::Error => (&queues.error, "error"),
+        QueueKind::SyncReply => (&queues.syncreply, "syncreply"),
+        QueueKind::DeadLetter => (&None, "dead-letter"),
+    };
+    queue
+        .as_deref()
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .map(str::to_owned)
+        .ok_or(Error::NoQueue {
+            her_id: her_id.get(),
+            kind: name,
+        })
 }
 
 fn new_message_id() -> String {
@@ -62,8 +76,10 @@ fn new_message_id() -> String {
 /// besides its transport, registry and store.
 #[derive(Clone)]
 pub struct MessengerConfig {
-    /// Our HER-id.
-    pub her_id: HerId,
+    /// Our HER-ids: one installation often serves several (a
+    /// municipality's communication parties share queues). The first is
+    /// the default sender. Never empty.
+    pub her_ids: Vec<HerId>,
     /// Our signing identity (certificate with nonRepudiation, and its key).
     pub signing: Identity,
     /// Our current decryption identity (keyEncipherment).
@@ -82,8 +98,13 @@ pub struct MessengerConfig {
     pub retry: RetryPolicy,
     /// Extra string application properties on every message we send.
     pub extra_properties: Vec<(String, String)>,
+    /// Whether the payload metadata keys (`X-MessageInfo-*` etc., clear
+    /// text beside the encrypted body) are sent (true, as the reference).
+    pub payload_metadata: bool,
+    /// How strictly received messages are judged.
+    pub receive: ReceivePolicy,
     /// This instance's sync reply queue; `None`: the registry's syncreply
-    /// address for us, else `<herid>_syncreply`.
+    /// address of our first HER-id.
     pub sync_reply_queue: Option<String>,
     /// How long a sent message may wait for its AppRec before it is overdue.
     pub receipt_deadlines: Deadlines,
@@ -105,7 +126,7 @@ impl MessengerConfig {
         crls: Arc<dyn CrlSource>,
     ) -> Self {
         MessengerConfig {
-            her_id,
+            her_ids: vec![her_id],
             signing,
             decryption,
             legacy_decryption: None,
@@ -115,6 +136,8 @@ impl MessengerConfig {
             async_ttl: None,
             retry: RetryPolicy::default(),
             extra_properties: Vec::new(),
+            payload_metadata: true,
+            receive: ReceivePolicy::default(),
             sync_reply_queue: None,
             receipt_deadlines: Deadlines::default(),
             send_receipts: true,
@@ -126,6 +149,8 @@ impl MessengerConfig {
 /// One async message to send.
 #[derive(Clone, Debug)]
 pub struct SendRequest {
+    /// The sending HER-id, one of ours; `None`: our first.
+    pub from: Option<HerId>,
     /// The receiver.
     pub to: HerId,
     /// The message function (AMQP subject), e.g. `DIALOG_INNBYGGER_TEST`.
@@ -138,10 +163,17 @@ impl SendRequest {
     /// A request to send `payload` as `function` to `to`.
     pub fn new(to: HerId, function: impl Into<String>, payload: impl Into<Vec<u8>>) -> Self {
         SendRequest {
+            from: None,
             to,
             function: function.into(),
             payload: payload.into(),
         }
+    }
+
+    /// The same request, sent from `from` (one of our HER-ids).
+    pub fn from(mut self, from: HerId) -> Self {
+        self.from = Some(from);
+        self
     }
 }
 
@@ -158,6 +190,8 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) waiters: Waiters,
     reply_consumer: Mutex<Option<Listener>>,
+    /// Our queues per HER-id, as the registry named them.
+    our_queues: Mutex<HashMap<HerId, QueueAddresses>>,
     overdue_reported: Mutex<std::collections::HashSet<String>>,
     /// Idle sender links per queue: a send checks one out (or attaches a
     /// new one) and gives it back after, so concurrent sends pipeline.
@@ -168,13 +202,18 @@ pub(crate) struct Inner {
 const IDLE_SENDERS_PER_QUEUE: usize = 16;
 
 impl Messenger {
-    /// A messenger for `config.her_id` over these transport, registry and store.
+    /// A messenger for `config.her_ids` over these transport, registry and
+    /// store.
+    ///
+    /// # Panics
+    /// When `config.her_ids` is empty.
     pub fn new(
         config: MessengerConfig,
         transport: Arc<dyn Transport>,
         registry: Arc<dyn Registry>,
         store: Store,
     ) -> Self {
+        assert!(!config.her_ids.is_empty(), "a messenger needs a HER-id");
         Messenger {
             inner: Arc::new(Inner {
                 config,
@@ -183,15 +222,43 @@ impl Messenger {
                 store,
                 waiters: Waiters::default(),
                 reply_consumer: Mutex::new(None),
+                our_queues: Mutex::new(HashMap::new()),
                 overdue_reported: Mutex::new(Default::default()),
                 senders: Mutex::new(HashMap::new()),
             }),
         }
     }
 
-    /// Our HER-id.
+    /// Our first HER-id: the default sender.
     pub fn her_id(&self) -> HerId {
-        self.inner.config.her_id
+        self.inner.config.her_ids[0]
+    }
+
+    /// Every HER-id of this installation.
+    pub fn her_ids(&self) -> &[HerId] {
+        &self.inner.config.her_ids
+    }
+
+    /// Whether `her_id` is one of ours.
+    pub fn is_ours(&self, her_id: HerId) -> bool {
+        self.her_ids().contains(&her_id)
+    }
+
+    /// The sending HER-id for `from`: ours, or the first when `None`.
+    pub(crate) fn sender_for(&self, from: Option<HerId>) -> Result<HerId> {
+        let from = from.unwrap_or_else(|| self.her_id());
+        if self.is_ours(from) {
+            return Ok(from);
+        }
+        Err(Error::NotOurs {
+            her_id: from.get(),
+            ours: self
+                .her_ids()
+                .iter()
+                .map(HerId::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        })
     }
 
     /// The store this messenger records in.
@@ -199,9 +266,64 @@ impl Messenger {
         &self.inner.store
     }
 
-    /// Our queue of `kind` (`<herid>_async` etc.).
-    pub fn our_queue(&self, kind: QueueKind) -> String {
-        queue_name(self.her_id(), kind)
+    /// The queues of one of our HER-ids, as the address registry names
+    /// them (read once, then remembered).
+    pub async fn our_queues(&self, ours: HerId) -> Result<QueueAddresses> {
+        if let Some(queues) = self.inner.our_queues.lock().await.get(&ours) {
+            return Ok(queues.clone());
+        }
+        let party = self
+            .inner
+            .registry
+            .communication_party(ours.get())
+            .await
+            .map_err(|source| Error::Registry {
+                her_id: ours.get(),
+                source,
+            })?;
+        let queues = party.queues.names();
+        self.inner
+            .our_queues
+            .lock()
+            .await
+            .insert(ours, queues.clone());
+        Ok(queues)
+    }
+
+    /// Our queue of `kind` for one of our HER-ids, from the registry.
+    pub async fn our_queue(&self, ours: HerId, kind: QueueKind) -> Result<String> {
+        queue_of(&self.our_queues(ours).await?, ours, kind)
+    }
+
+    /// The distinct queues of `kind` of all our HER-ids: several HER-ids
+    /// often share one set of queues.
+    pub async fn our_distinct_queues(&self, kind: QueueKind) -> Result<Vec<String>> {
+        let mut queues = Vec::new();
+        for ours in self.her_ids() {
+            let queue = self.our_queue(*ours, kind).await?;
+            if !queues.contains(&queue) {
+                queues.push(queue);
+            }
+        }
+        Ok(queues)
+    }
+
+    /// A party's error queue from the address registry (inherited queues
+    /// included), for an error report about its message.
+    pub(crate) async fn error_queue_of(&self, her_id: HerId) -> Result<String> {
+        if self.is_ours(her_id) {
+            return self.our_queue(her_id, QueueKind::Error).await;
+        }
+        let party = self
+            .inner
+            .registry
+            .communication_party(her_id.get())
+            .await
+            .map_err(|source| Error::Registry {
+                her_id: her_id.get(),
+                source,
+            })?;
+        queue_of(&party.queues.names(), her_id, QueueKind::Error)
     }
 
     /// Sends an async message and returns its message-id once the broker
@@ -209,32 +331,45 @@ impl Messenger {
     /// transferred: if this fails after that, [`Messenger::flush_outbox`]
     /// sends it later with the same message-id. A MsgHead that asks for an
     /// application receipt is tracked until its AppRec comes.
+    ///
+    /// Before anything leaves, the same checks the receiver will make:
+    /// the function is not empty, and a MsgHead names the sending HER-id
+    /// in its Sender and the receiving one in its Receiver.
     pub async fn send(&self, request: SendRequest) -> Result<String> {
-        let target = self.target(request.to, &request.function).await?;
-        self.send_async(request, target).await
+        let from = self.sender_for(request.from)?;
+        check_payload_parties(&request.payload, from, request.to)?;
+        let target = self.target(from, request.to, &request.function).await?;
+        self.send_async(from, request, target).await
     }
 
     /// Sends an answer (an AppRec, a communication-test response) through
     /// the outbox like [`Messenger::send`], without checking the function
     /// against the profile: answers follow what they answer.
+    /// `from` is the HER-id the answered message was addressed to.
     pub(crate) async fn send_answer(
         &self,
+        from: HerId,
         to: HerId,
         function: &str,
         payload: Vec<u8>,
     ) -> Result<String> {
-        let target = self.target_unchecked_function(to).await?;
-        self.send_async(SendRequest::new(to, function, payload), target)
+        let target = self.target_unchecked_function(from, to).await?;
+        self.send_async(from, SendRequest::new(to, function, payload), target)
             .await
     }
 
-    async fn send_async(&self, request: SendRequest, target: Target) -> Result<String> {
+    async fn send_async(
+        &self,
+        from: HerId,
+        request: SendRequest,
+        target: Target,
+    ) -> Result<String> {
         let to = request.to;
-        let queue = target.queue(to, QueueKind::Async);
+        let queue = target.queue(QueueKind::Async)?;
         let message_id = new_message_id();
         let ttl = self.inner.config.async_ttl;
         let routing = Routing::Async {
-            reply_to: self.our_queue(QueueKind::Async),
+            reply_to: self.our_queue(from, QueueKind::Async).await?,
             ttl,
         };
         let now = Utc::now();
@@ -249,6 +384,7 @@ impl Messenger {
         let message = self
             .build(
                 &message_id,
+                from,
                 &request.function,
                 payload,
                 &target,
@@ -274,14 +410,17 @@ impl Messenger {
     /// outbox: nobody waits for them after the timeout.
     pub async fn send_and_wait(&self, request: SendRequest, timeout: Duration) -> Result<Received> {
         let to = request.to;
-        let target = self.target(to, &request.function).await?;
-        let queue = target.queue(to, QueueKind::Sync);
+        let from = self.sender_for(request.from)?;
+        check_payload_parties(&request.payload, from, to)?;
+        let target = self.target(from, to, &request.function).await?;
+        let queue = target.queue(QueueKind::Sync)?;
         let reply_queue = self.ensure_reply_consumer().await?;
         let message_id = new_message_id();
         let now = Utc::now();
         let message = self
             .build(
                 &message_id,
+                from,
                 &request.function,
                 request.payload,
                 &target,
@@ -324,7 +463,8 @@ impl Messenger {
     }
 
     /// Sends the reply to a synchronous request: to the request's reply-to
-    /// queue, correlated by the request's id, protected for the requester.
+    /// queue, correlated by the request's id, protected for the requester,
+    /// from the HER-id the request was addressed to.
     /// Not in the outbox: a reply later than the caller's timeout is useless.
     pub(crate) async fn send_sync_reply(
         &self,
@@ -333,7 +473,9 @@ impl Messenger {
         function: &str,
         payload: Vec<u8>,
     ) -> Result<String> {
-        let target = self.target_unchecked_function(request.from).await?;
+        let target = self
+            .target_unchecked_function(request.to, request.from)
+            .await?;
         let message_id = new_message_id();
         let correlation_id = request
             .correlation_id
@@ -342,6 +484,7 @@ impl Messenger {
         let message = self
             .build(
                 &message_id,
+                request.to,
                 function,
                 payload,
                 &target,
@@ -373,25 +516,20 @@ impl Messenger {
         }
     }
 
-    /// This instance's reply queue: configured, else our registry record's
-    /// syncreply address, else `<herid>_syncreply`.
-    pub async fn reply_queue(&self) -> String {
+    /// This instance's reply queue: configured, else the syncreply address
+    /// of our first HER-id's registry record.
+    pub async fn reply_queue(&self) -> Result<String> {
         if let Some(queue) = &self.inner.config.sync_reply_queue {
-            return queue.clone();
+            return Ok(queue.clone());
         }
-        let ours = self.her_id();
-        match self.inner.registry.communication_party(ours.get()).await {
-            Ok(party) => party.queues.names().syncreply,
-            Err(_) => None,
-        }
-        .unwrap_or_else(|| queue_name(ours, QueueKind::SyncReply))
+        self.our_queue(self.her_id(), QueueKind::SyncReply).await
     }
 
     /// Starts the one reply consumer of this messenger (first sync call);
     /// returns the reply queue.
     async fn ensure_reply_consumer(&self) -> Result<String> {
         let mut consumer = self.inner.reply_consumer.lock().await;
-        let queue = self.reply_queue().await;
+        let queue = self.reply_queue().await?;
         if consumer.is_none() {
             *consumer = Some(Listener::start_reply_consumer(self, &queue).await?);
         }
@@ -400,8 +538,14 @@ impl Messenger {
 
     /// Looks the receiver up and checks both certificates; refuses a
     /// disabled transport or a function the profile does not allow.
-    async fn target(&self, to: HerId, function: &str) -> Result<Target> {
-        let target = self.target_unchecked_function(to).await?;
+    async fn target(&self, from: HerId, to: HerId, function: &str) -> Result<Target> {
+        if function.trim().is_empty() {
+            return Err(Error::FunctionNotAllowed {
+                her_id: to.get(),
+                function: String::new(),
+            });
+        }
+        let target = self.target_unchecked_function(from, to).await?;
         if !target.profile.allows(function, Direction::Send) {
             return Err(Error::FunctionNotAllowed {
                 her_id: to.get(),
@@ -413,9 +557,9 @@ impl Messenger {
 
     /// [`Messenger::target`] without the function check: answers (sync
     /// replies, receipts) follow the function of what they answer.
-    pub(crate) async fn target_unchecked_function(&self, to: HerId) -> Result<Target> {
+    pub(crate) async fn target_unchecked_function(&self, from: HerId, to: HerId) -> Result<Target> {
         let registry = self.inner.registry.clone();
-        let profile = resolve(&*registry, self.her_id().get(), to.get())
+        let profile = resolve(&*registry, from.get(), to.get())
             .await
             .map_err(|source| Error::Registry {
                 her_id: to.get(),
@@ -455,6 +599,7 @@ impl Messenger {
     async fn build(
         &self,
         message_id: &str,
+        from: HerId,
         function: &str,
         payload: Vec<u8>,
         target: &Target,
@@ -463,13 +608,18 @@ impl Messenger {
         now: DateTime<Utc>,
     ) -> Result<Message> {
         let metadata = metadata::extract(&payload).map_err(Error::Payload)?;
+        let config = &self.inner.config;
+        let metadata = if config.payload_metadata {
+            metadata
+        } else {
+            Default::default()
+        };
         let body = self
             .protect(message_id, payload, target.encryption.clone())
             .await?;
-        let config = &self.inner.config;
         let envelope = Outgoing {
             message_id: message_id.to_owned(),
-            from: self.her_id(),
+            from,
             to: target.to,
             to_queue: queue.to_owned(),
             function: function.to_owned(),
@@ -804,6 +954,37 @@ impl Messenger {
     pub fn actor(&self) -> String {
         format!("herid:{}@{}", self.her_id(), host_name())
     }
+}
+
+/// The checks a receiver makes of a MsgHead's parties, made before sending
+/// so that an EHR's mistake is caught here rather than on the receiver's
+/// error queue. Payloads that are not MsgHeads are not checked.
+fn check_payload_parties(payload: &[u8], from: HerId, to: HerId) -> Result<()> {
+    let Ok(head) = MsgHead::parse(payload) else {
+        return Ok(());
+    };
+    let mismatch = |role, direction, in_envelope: HerId, found: &[HerId]| Error::MsgHeadParty {
+        role,
+        direction,
+        in_envelope: in_envelope.get(),
+        in_msghead: if found.is_empty() {
+            "none".into()
+        } else {
+            found
+                .iter()
+                .map(HerId::to_string)
+                .collect::<Vec<_>>()
+                .join("/")
+        },
+    };
+    let names = |found: &[HerId], her_id: HerId| found.is_empty() || found.contains(&her_id);
+    if !names(&head.sender_her_ids, from) {
+        return Err(mismatch("Sender", "from", from, &head.sender_her_ids));
+    }
+    if !names(&head.receiver_her_ids, to) {
+        return Err(mismatch("Receiver", "to", to, &head.receiver_her_ids));
+    }
+    Ok(())
 }
 
 /// This machine's name, for the audit log's actor (read once).

@@ -10,15 +10,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use helsemelding_protect::{unprotect, Certificate, UnprotectOptions, Usage};
 use helsemelding_registry::resolve::resolve_by_cpa_id;
 use helsemelding_registry::{resolve, Direction, WorkingProfile};
 use helsemelding_store::audit::{AuditEvent, AuditKind};
+use helsemelding_store::inbox::{Answer, HandOver, MessageKey};
 use helsemelding_transport::{Delivery, Receiver};
 use helsemelding_wire::envelope::{names, Envelope, IncomingHeaders};
-use helsemelding_wire::error_report::{build_error_report, ErrorReport, ReceivedErrorReport};
+use helsemelding_wire::error_report::{
+    build_error_report, report_recipient, ErrorReport, ReceivedErrorReport,
+};
 use helsemelding_wire::msghead::MsgHead;
 use helsemelding_wire::queue::QueueKind;
 use helsemelding_wire::{metadata, HerId};
@@ -38,7 +43,8 @@ use crate::messenger::Messenger;
 pub struct Received {
     /// The sender's HER-id (`fromHerId`, verified against the signer).
     pub from: HerId,
-    /// Our HER-id (`toHerId`).
+    /// The one of our HER-ids it is addressed to (`toHerId`); its answers
+    /// go out from this HER-id.
     pub to: HerId,
     /// The message function (AMQP subject).
     pub function: String,
@@ -128,6 +134,9 @@ pub struct ListenerOptions {
     pub sync_queue: bool,
     /// How long one receive call waits before checking for shutdown.
     pub poll: Duration,
+    /// Deliveries one worker may hold back for a later retry while it goes
+    /// on with other messages (a worker never sleeps holding a delivery).
+    pub parked_per_worker: usize,
 }
 
 impl Default for ListenerOptions {
@@ -137,6 +146,7 @@ impl Default for ListenerOptions {
             error_queue: true,
             sync_queue: true,
             poll: Duration::from_millis(500),
+            parked_per_worker: 4,
         }
     }
 }
@@ -149,20 +159,28 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Starts `options.workers` workers on our async queue (and as many on
-    /// our error queue when `options.error_queue`).
+    /// Starts `options.workers` workers on each distinct async queue of our
+    /// HER-ids, as the registry names them (and as many on the sync and
+    /// error queues when `options` say so). Several HER-ids often share one
+    /// set of queues: each queue is consumed once.
     pub async fn start(
         messenger: &Messenger,
         handler: Arc<dyn Handler>,
         error_handler: Arc<dyn ErrorHandler>,
         options: ListenerOptions,
     ) -> Result<Listener> {
-        let mut queues = vec![(QueueKind::Async, messenger.our_queue(QueueKind::Async))];
+        let mut kinds = vec![QueueKind::Async];
         if options.sync_queue {
-            queues.push((QueueKind::Sync, messenger.our_queue(QueueKind::Sync)));
+            kinds.push(QueueKind::Sync);
         }
         if options.error_queue {
-            queues.push((QueueKind::Error, messenger.our_queue(QueueKind::Error)));
+            kinds.push(QueueKind::Error);
+        }
+        let mut queues = Vec::new();
+        for kind in kinds {
+            for queue in messenger.our_distinct_queues(kind).await? {
+                queues.push((kind, queue));
+            }
         }
         Self::start_on(messenger, handler, error_handler, &queues, &options).await
     }
@@ -195,7 +213,9 @@ impl Listener {
         for (kind, queue) in queues {
             let kind = *kind;
             for _ in 0..options.workers.max(1) {
-                let receiver = messenger.inner.transport.receiver(queue, 1).await?;
+                // Credit for the delivery in hand and the parked ones.
+                let credit = 1 + options.parked_per_worker as u32;
+                let receiver = messenger.inner.transport.receiver(queue, credit).await?;
                 let worker = Worker {
                     messenger: messenger.clone(),
                     handler: handler.clone(),
@@ -204,6 +224,8 @@ impl Listener {
                     poll: options.poll,
                     shutdown: watching.clone(),
                     in_flight: in_flight.clone(),
+                    parked: Vec::new(),
+                    max_parked: options.parked_per_worker,
                 };
                 workers.push(tokio::spawn(worker.run(receiver)));
             }
@@ -253,6 +275,9 @@ struct Worker {
     poll: Duration,
     shutdown: watch::Receiver<bool>,
     in_flight: Arc<InFlight>,
+    /// Deliveries waiting out a retry backoff, released when due.
+    parked: Vec<(Instant, Delivery)>,
+    max_parked: usize,
 }
 
 /// What the checks left for the settling step.
@@ -264,13 +289,25 @@ struct Judged {
     received: Option<Received>,
     /// Held until the delivery is settled, so no other worker hands over a copy.
     claim: Option<Claim>,
+    /// The earlier hand-over, when this is a repeat.
+    earlier: Option<HandOver>,
 }
 
 impl Worker {
     async fn run(mut self, mut receiver: Box<dyn Receiver>) {
         while !*self.shutdown.borrow() {
+            self.release_due(&mut *receiver).await;
+            let wait = self.next_wait();
+            if self.parked.len() >= self.max_parked {
+                // No credit left for more: wait for the first parked one.
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = self.shutdown.changed() => break,
+                }
+                continue;
+            }
             let delivery = tokio::select! {
-                delivery = receiver.receive(self.poll) => delivery,
+                delivery = receiver.receive(wait) => delivery,
                 _ = self.shutdown.changed() => break,
             };
             match delivery {
@@ -285,14 +322,56 @@ impl Worker {
                 }
             }
         }
+        for (_, delivery) in std::mem::take(&mut self.parked) {
+            let _ = receiver.release(&delivery).await;
+        }
         if let Err(error) = receiver.close().await {
             tracing::warn!(%error, "closing receiver");
         }
     }
 
+    /// How long the next receive may wait: the poll interval, or less when
+    /// a parked delivery falls due sooner.
+    fn next_wait(&self) -> Duration {
+        let now = Instant::now();
+        self.parked
+            .iter()
+            .map(|(due, _)| due.saturating_duration_since(now))
+            .min()
+            .map_or(self.poll, |due| due.min(self.poll))
+    }
+
+    /// Releases the parked deliveries whose backoff has passed.
+    async fn release_due(&mut self, receiver: &mut dyn Receiver) {
+        let now = Instant::now();
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.parked = waiting;
+        for (_, delivery) in due {
+            if let Err(error) = receiver.release(&delivery).await {
+                tracing::warn!(%error, "release failed; the broker redelivers");
+            }
+        }
+    }
+
+    /// Holds `delivery` back for `after` while the worker goes on with
+    /// other messages, then releases it for redelivery.
+    async fn park(&mut self, receiver: &mut dyn Receiver, delivery: Delivery, after: Duration) {
+        if after.is_zero() || *self.shutdown.borrow() {
+            if let Err(error) = receiver.release(&delivery).await {
+                tracing::warn!(%error, "release failed; the broker redelivers");
+            }
+            return;
+        }
+        self.parked.push((Instant::now() + after, delivery));
+    }
+
     async fn process(&mut self, receiver: &mut dyn Receiver, delivery: Delivery) {
         let judged = self.judge(&delivery).await;
-        self.settle(receiver, &delivery, judged).await;
+        if let Some(after) = self.settle(receiver, &delivery, judged).await {
+            self.park(receiver, delivery, after).await;
+        }
     }
 
     fn policy(&self) -> engine::RetryPolicy {
@@ -302,7 +381,7 @@ impl Worker {
     /// Runs the checks of PROFILE.md "Receiving" and decides.
     async fn judge(&self, delivery: &Delivery) -> Judged {
         let envelope = convert::to_envelope(&delivery.message);
-        let ours = self.messenger.her_id();
+        let ours = self.messenger.her_ids();
         let now = Utc::now();
         let message_id = delivery.message.message_id.clone().unwrap_or_default();
         let mut judged = Judged {
@@ -312,6 +391,7 @@ impl Worker {
             envelope,
             received: None,
             claim: None,
+            earlier: None,
         };
         judged.attempt = match self.attempt(delivery, &message_id, now).await {
             Ok(attempt) => attempt,
@@ -340,14 +420,26 @@ impl Worker {
             judged.decision = self.policy().on_outage(judged.attempt);
             return judged;
         }
-        let (from, id) = (headers.from.get(), headers.message_id.clone());
+        let (to, from, id) = (
+            headers.to.get(),
+            headers.from.get(),
+            headers.message_id.clone(),
+        );
         match self
             .messenger
-            .with_store(move |s| s.inbox().hand_over(from, &id))
+            .with_store(move |s| {
+                s.inbox().hand_over(MessageKey {
+                    ours: to,
+                    sender: from,
+                    message_id: &id,
+                })
+            })
             .await
         {
-            Ok(Some(_)) => {
+            Ok(Some(earlier)) => {
                 judged.decision = Decision::AcceptDuplicate;
+                judged.earlier = Some(earlier);
+                judged.received = Some(self.unchecked_received(delivery, &headers, now));
                 return judged;
             }
             Ok(None) => {}
@@ -373,16 +465,82 @@ impl Worker {
         attempt: u32,
         now: DateTime<Utc>,
     ) -> std::result::Result<Received, Decision> {
-        let policy = self.policy();
+        let receive = self.messenger.inner.config.receive;
         let profile = self.sender_profile(headers, attempt).await?;
-        if !headers.protected {
-            // Ours: an unprotected message has no signer to check the sender by.
-            return Err(Decision::ReportError(ErrorReport {
-                condition: helsemelding_wire::error_report::ErrorCondition::UnsupportedMessage,
-                description: "unprotected messages are not accepted".into(),
-                data: vec![headers.content_type.clone().unwrap_or_default()],
-            }));
+        let payload = if headers.protected {
+            self.verified_payload(delivery, headers, &profile, attempt, now)
+                .await?
+        } else if let Some(refused) =
+            engine::on_unprotected(headers.content_type.as_deref(), &receive)
+        {
+            return Err(refused);
+        } else {
+            // allow_unprotected (test environments): nothing to decrypt or verify.
+            delivery.message.body.clone()
+        };
+        let metadata = metadata::extract(&payload).map_err(|e| engine::on_payload_error(&e))?;
+        if !receive.allow_party_mismatch {
+            match MsgHead::parse(&payload) {
+                Ok(head) => head
+                    .check_parties(headers.from, headers.to)
+                    .map_err(|e| engine::on_payload_error(&e))?,
+                // Not every payload is a MsgHead (an AppRec, say): nothing to compare.
+                Err(helsemelding_wire::Error::UnexpectedDocument { .. }) => {}
+                Err(error) => return Err(engine::on_payload_error(&error)),
+            }
         }
+        // A sync reply answers our own request: the request was the check.
+        if self.kind != QueueKind::SyncReply
+            && !profile.allows(&headers.function, Direction::Receive)
+        {
+            if let Some(refused) =
+                engine::on_function_outside_profile(&headers.function, headers.from.get(), &receive)
+            {
+                return Err(refused);
+            }
+            self.audit_function_outside_profile(headers, &profile).await;
+        }
+        let mut received = self.unchecked_received(delivery, headers, now);
+        received.payload = payload;
+        received.metadata = metadata;
+        Ok(received)
+    }
+
+    /// The fields of a message as its header gives them, before any check
+    /// of the payload (which stays empty).
+    fn unchecked_received(
+        &self,
+        delivery: &Delivery,
+        headers: &IncomingHeaders,
+        now: DateTime<Utc>,
+    ) -> Received {
+        Received {
+            from: headers.from,
+            to: headers.to,
+            function: headers.function.clone(),
+            message_id: headers.message_id.clone(),
+            correlation_id: headers.correlation_id.clone(),
+            cpa_id: headers.cpa_id,
+            payload: Vec::new(),
+            metadata: BTreeMap::new(),
+            application_time: headers.application_time,
+            enqueued_time: headers.enqueued_time,
+            received_at: now,
+            queue: delivery.queue.clone(),
+        }
+    }
+
+    /// Decrypts, verifies the signer against the sender's profile and
+    /// judges the signer's certificate.
+    async fn verified_payload(
+        &self,
+        delivery: &Delivery,
+        headers: &IncomingHeaders,
+        profile: &WorkingProfile,
+        attempt: u32,
+        now: DateTime<Utc>,
+    ) -> std::result::Result<Vec<u8>, Decision> {
+        let policy = self.policy();
         if profile.signing_certificates.is_empty() {
             return Err(engine::on_no_signing_certificate(headers.from.get()));
         }
@@ -391,6 +549,11 @@ impl Worker {
             .await
             .map_err(|failure| engine::on_unprotect_failure(&failure, headers.from.get()))?;
         let report = self.messenger.judge(&signer, Usage::Signing, now).await;
+        if report.only_revocation_unknown() {
+            return Err(self
+                .revocation_unknown(delivery, headers, attempt, now)
+                .await);
+        }
         if let Some(decision) = engine::on_certificate_check(
             &report,
             &signer.subject(),
@@ -400,38 +563,60 @@ impl Worker {
         ) {
             return Err(decision);
         }
-        let metadata = metadata::extract(&payload).map_err(|e| engine::on_payload_error(&e))?;
-        match MsgHead::parse(&payload) {
-            Ok(head) => head
-                .check_parties(headers.from, headers.to)
-                .map_err(|e| engine::on_payload_error(&e))?,
-            // Not every payload is a MsgHead (an AppRec, say): nothing to compare.
-            Err(helsemelding_wire::Error::UnexpectedDocument { .. }) => {}
-            Err(error) => return Err(engine::on_payload_error(&error)),
-        }
-        // A sync reply answers our own request: the request was the check.
-        if self.kind != QueueKind::SyncReply
-            && !profile.allows(&headers.function, Direction::Receive)
-        {
-            return Err(engine::on_function_not_allowed(
-                &headers.function,
-                headers.from.get(),
-            ));
-        }
-        Ok(Received {
-            from: headers.from,
-            to: headers.to,
-            function: headers.function.clone(),
-            message_id: headers.message_id.clone(),
-            correlation_id: headers.correlation_id.clone(),
-            cpa_id: headers.cpa_id,
-            payload,
-            metadata,
-            application_time: headers.application_time,
-            enqueued_time: headers.enqueued_time,
-            received_at: now,
-            queue: delivery.queue.clone(),
-        })
+        Ok(payload)
+    }
+
+    /// The sender's revocation status could not be learnt: retried without
+    /// spending attempts for `revocation_unknown_for`, then dead-lettered.
+    async fn revocation_unknown(
+        &self,
+        delivery: &Delivery,
+        headers: &IncomingHeaders,
+        attempt: u32,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let (queue, id) = (delivery.queue.clone(), headers.message_id.clone());
+        let since = self
+            .messenger
+            .with_store(move |s| s.inbox().revocation_unknown_since(&queue, &id, now))
+            .await
+            .unwrap_or(now);
+        let unknown_for = (now - since).to_std().unwrap_or_default();
+        engine::on_revocation_unknown(
+            unknown_for,
+            &self.messenger.inner.config.receive,
+            &self.policy(),
+            attempt,
+        )
+    }
+
+    async fn audit_function_outside_profile(
+        &self,
+        headers: &IncomingHeaders,
+        profile: &WorkingProfile,
+    ) {
+        tracing::info!(
+            function = headers.function,
+            from = headers.from.get(),
+            source = ?profile.source,
+            "message function outside the sender's collaboration profile: handed over (strict_message_functions is off)"
+        );
+        self.messenger
+            .audit(AuditEvent {
+                counterpart_her_id: Some(headers.from.get()),
+                message_id: Some(headers.message_id.clone()),
+                function: Some(headers.function.clone()),
+                reason: Some(format!(
+                    "not in the sender's {:?} profile; handed over",
+                    profile.source
+                )),
+                ..AuditEvent::new(
+                    AuditKind::FunctionOutsideProfile,
+                    self.messenger.actor(),
+                    "handed-over",
+                )
+            })
+            .await;
     }
 
     /// The sender's working profile: the CPA the message names, else the
@@ -442,12 +627,25 @@ impl Worker {
         attempt: u32,
     ) -> std::result::Result<WorkingProfile, Decision> {
         let registry = self.messenger.inner.registry.clone();
-        let ours = self.messenger.her_id().get();
+        let ours = headers.to.get();
         let theirs = headers.from.get();
-        let result = match headers.cpa_id {
+        let named_cpa = match headers.cpa_id {
             Some(cpa_id) => {
-                resolve_by_cpa_id(&*registry, &cpa_id.hyphenated().to_string(), ours, theirs).await
+                let cpa_id = cpa_id.hyphenated().to_string();
+                match resolve_by_cpa_id(&*registry, &cpa_id, ours, theirs).await {
+                    Ok(profile) => Some(profile),
+                    Err(error) => {
+                        // As the reference since #563: carry on as if there
+                        // were no cpaId (the pair's CPA, the CPP, the record).
+                        tracing::info!(%error, cpa_id, sender = theirs, "the CPA the message names cannot be fetched; falling back");
+                        None
+                    }
+                }
             }
+            None => None,
+        };
+        let result = match named_cpa {
+            Some(profile) => Ok(profile),
             None => resolve(&*registry, ours, theirs).await,
         };
         result.map_err(|error| {
@@ -471,17 +669,14 @@ impl Worker {
     ) -> std::result::Result<(Vec<u8>, Certificate), UnprotectFailure> {
         let config = &self.messenger.inner.config;
         let (decryption, legacy) = (config.decryption.clone(), config.legacy_decryption.clone());
+        let options = UnprotectOptions {
+            reject_3des: !config.receive.allow_3des,
+        };
         let (body, signers) = (body.to_vec(), signers.to_vec());
         let outcome = tokio::task::spawn_blocking(move || {
             let mut wrong_signer = None;
             for signer in signers {
-                match unprotect(
-                    &body,
-                    &decryption,
-                    legacy.as_ref(),
-                    &signer,
-                    &UnprotectOptions::default(),
-                ) {
+                match unprotect(&body, &decryption, legacy.as_ref(), &signer, &options) {
                     Ok(payload) => return Ok((payload, signer)),
                     Err(helsemelding_protect::Error::WrongSigner { actual_serial, .. }) => {
                         wrong_signer = Some(actual_serial)
@@ -500,8 +695,14 @@ impl Worker {
         outcome.unwrap_or_else(|e| Err(UnprotectFailure::Invalid(e.to_string())))
     }
 
-    /// Carries out a decision; every path settles the delivery.
-    async fn settle(&mut self, receiver: &mut dyn Receiver, delivery: &Delivery, judged: Judged) {
+    /// Carries out a decision; every path settles the delivery, or returns
+    /// how long to park it before it is released for a retry.
+    async fn settle(
+        &mut self,
+        receiver: &mut dyn Receiver,
+        delivery: &Delivery,
+        judged: Judged,
+    ) -> Option<Duration> {
         let Judged {
             mut decision,
             attempt,
@@ -509,6 +710,7 @@ impl Worker {
             sender,
             received,
             claim: _claim,
+            earlier,
         } = judged;
         let message_id = delivery.message.message_id.clone().unwrap_or_default();
         let function = delivery.message.subject.clone();
@@ -542,13 +744,15 @@ impl Worker {
         };
         if let Some(taken) = taken {
             decision = match taken {
-                Ok(outcome) => {
-                    self.remember(sender, &message_id, "accepted").await;
+                Ok(taken) => {
+                    if let Some(received) = &received {
+                        self.remember(received, taken.answer.as_ref()).await;
+                    }
                     self.accept(receiver, delivery).await;
                     self.messenger
-                        .audit(event(AuditKind::Accepted, &outcome, None))
+                        .audit(event(AuditKind::Accepted, &taken.outcome, None))
                         .await;
-                    return;
+                    return None;
                 }
                 Err(error) => engine::on_handler_error(&error, &self.policy(), attempt),
             };
@@ -556,8 +760,8 @@ impl Worker {
         if let Decision::ReportError(report) = &decision {
             match self.report_error(&envelope, report).await {
                 Ok(()) => {
-                    let outcome = format!("error-reported:{}", report.condition.as_str());
-                    self.remember(sender, &message_id, &outcome).await;
+                    // Not remembered: a repeat is judged afresh (the sender
+                    // may have fixed its certificate).
                     self.accept(receiver, delivery).await;
                     self.messenger
                         .audit(event(
@@ -566,7 +770,7 @@ impl Worker {
                             Some(report.description.clone()),
                         ))
                         .await;
-                    return;
+                    return None;
                 }
                 Err(error) => {
                     tracing::warn!(%error, message_id, "error report not sent; retrying the original");
@@ -576,9 +780,18 @@ impl Worker {
         }
         match decision {
             Decision::AcceptDuplicate => {
+                let answer = earlier.and_then(|e| e.answer);
+                if let (Some(answer), Some(received)) = (&answer, &received) {
+                    answer::answer_again(&self.messenger, received, answer).await;
+                }
                 self.accept(receiver, delivery).await;
+                let outcome = if answer.is_some() {
+                    "duplicate; answered again"
+                } else {
+                    "duplicate"
+                };
                 self.messenger
-                    .audit(event(AuditKind::Accepted, "duplicate", None))
+                    .audit(event(AuditKind::Accepted, outcome, None))
                     .await;
             }
             Decision::Retry {
@@ -592,10 +805,7 @@ impl Worker {
                         .with_store(move |s| s.inbox().uncount_delivery(&queue, &id))
                         .await;
                 }
-                self.hold(after).await;
-                if let Err(error) = receiver.release(delivery).await {
-                    tracing::warn!(%error, message_id, "release failed; the broker redelivers");
-                }
+                return Some(after);
             }
             Decision::DeadLetter { reason } => {
                 if let Err(error) = receiver.reject(delivery, &reason).await {
@@ -611,14 +821,7 @@ impl Worker {
                 let _ = receiver.release(delivery).await;
             }
         }
-    }
-
-    /// Waits before a release, but not past shutdown.
-    async fn hold(&mut self, after: Duration) {
-        tokio::select! {
-            _ = tokio::time::sleep(after) => {}
-            _ = self.shutdown.changed() => {}
-        }
+        None
     }
 
     async fn accept(&self, receiver: &mut dyn Receiver, delivery: &Delivery) {
@@ -651,6 +854,22 @@ impl Worker {
         Ok(redeliveries.max(delivery.delivery_count) + 1)
     }
 
+    /// The delivery's attempt number on our error queue, by our own count.
+    async fn error_report_attempt(
+        &self,
+        delivery: &Delivery,
+        message_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u32> {
+        if delivery.first_acquirer && delivery.delivery_count == 0 {
+            return Ok(1);
+        }
+        let (queue, id) = (delivery.queue.clone(), message_id.to_owned());
+        self.messenger
+            .with_store(move |s| s.inbox().count_delivery(&queue, &id, now))
+            .await
+    }
+
     async fn forget(&self, delivery: &Delivery, message_id: &str) {
         if is_first_delivery(delivery) {
             return;
@@ -658,39 +877,52 @@ impl Worker {
         let (queue, id) = (delivery.queue.clone(), message_id.to_owned());
         let _ = self
             .messenger
-            .with_store(move |s| s.inbox().forget_deliveries(&queue, &id))
+            .with_store(move |s| {
+                s.inbox().forget_deliveries(&queue, &id)?;
+                s.inbox().forget_revocation_unknown(&queue, &id)
+            })
             .await;
     }
 
-    async fn remember(&self, sender: Option<HerId>, message_id: &str, outcome: &str) {
-        let Some(sender) = sender else { return };
-        if message_id.is_empty() {
-            return;
-        }
-        let (id, outcome) = (message_id.to_owned(), outcome.to_owned());
+    /// Remembers a message the application took (with the answer it got),
+    /// so that a repeat is not handed over again.
+    async fn remember(&self, received: &Received, answer: Option<&Answer>) {
+        let (to, from, id) = (
+            received.to.get(),
+            received.from.get(),
+            received.message_id.clone(),
+        );
+        let answer = answer.cloned();
         if let Err(error) = self
             .messenger
             .with_store(move |s| {
+                let key = MessageKey {
+                    ours: to,
+                    sender: from,
+                    message_id: &id,
+                };
                 s.inbox()
-                    .record_hand_over(sender.get(), &id, Utc::now(), &outcome)
+                    .record_hand_over(key, Utc::now(), "accepted", answer.as_ref())
             })
             .await
         {
-            tracing::error!(%error, message_id, "recording the hand-over failed");
+            tracing::error!(%error, message_id = received.message_id, "recording the hand-over failed");
         }
     }
 
     /// Sends a fresh error report to the original sender's error queue.
     async fn report_error(&self, original: &Envelope, report: &ErrorReport) -> Result<()> {
         let report_id = Uuid::new_v4().hyphenated().to_string();
-        let (envelope, queue) = build_error_report(
-            original,
-            self.messenger.her_id(),
-            report,
-            &report_id,
-            Utc::now(),
-        )
-        .map_err(Error::Payload)?;
+        let sender = report_recipient(original).map_err(Error::Payload)?;
+        let queue = self.messenger.error_queue_of(sender).await?;
+        // From the one of ours it was addressed to (the first when unreadable).
+        let ours = original
+            .her_id(names::TO_HER_ID)
+            .ok()
+            .filter(|to| self.messenger.is_ours(*to))
+            .unwrap_or_else(|| self.messenger.her_id());
+        let envelope = build_error_report(original, ours, report, &report_id, &queue, Utc::now())
+            .map_err(Error::Payload)?;
         self.messenger
             .send_to_queue(&queue, convert::to_message(&envelope, Vec::new()))
             .await
@@ -707,8 +939,11 @@ impl Worker {
             reason: report.condition_text.clone(),
             ..AuditEvent::new(AuditKind::ErrorReceived, self.messenger.actor(), outcome)
         };
+        // Released .NET peers clone the original's header into their reports,
+        // delivery count included: only our own count says how often this
+        // report was delivered.
         let attempt = self
-            .attempt(&delivery, &message_id, Utc::now())
+            .error_report_attempt(&delivery, &message_id, Utc::now())
             .await
             .unwrap_or(1);
         if let Some(Decision::DeadLetter { reason }) = self.policy().on_delivery(attempt) {
@@ -725,8 +960,8 @@ impl Worker {
             }
             Err(HandlerError::Retry { reason }) => {
                 tracing::warn!(reason, message_id, "error callback asked to retry");
-                self.hold(self.policy().backoff(attempt)).await;
-                let _ = receiver.release(&delivery).await;
+                let after = self.policy().backoff(attempt);
+                self.park(receiver, delivery, after).await;
             }
             Err(refused @ (HandlerError::Reject { .. } | HandlerError::RejectContent { .. })) => {
                 let _ = receiver.reject(&delivery, &refused.to_string()).await;

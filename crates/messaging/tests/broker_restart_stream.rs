@@ -44,6 +44,7 @@ async fn every_message_of_a_stream_through_a_broker_restart_is_handed_over_once(
             error_queue: true,
             sync_queue: false,
             poll: Duration::from_millis(200),
+            ..ListenerOptions::default()
         },
     )
     .await

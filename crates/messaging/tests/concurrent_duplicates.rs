@@ -94,6 +94,7 @@ async fn two_copies_taken_at_once_are_handed_over_once() {
             error_queue: false,
             sync_queue: false,
             poll: Duration::from_millis(200),
+            ..ListenerOptions::default()
         },
     )
     .await

@@ -184,6 +184,11 @@ struct World {
 
 impl World {
     async fn new(net: Net) -> World {
+        World::with(net, |_| {}).await
+    }
+
+    /// A world whose messengers' configuration `tweak` adjusts.
+    async fn with(net: Net, tweak: impl Fn(&mut MessengerConfig)) -> World {
         let dir = tempfile::tempdir().unwrap();
         let (transport, her_ids, queues): (Arc<dyn Transport>, [u32; 2], Vec<PartyQueues>) =
             match net {
@@ -236,6 +241,7 @@ impl World {
                 backoff_min: Duration::from_millis(50),
                 backoff_max: Duration::from_millis(200),
             };
+            tweak(&mut config);
             let store = Store::open(&dir.path().join(format!("{her_id}.db"))).unwrap();
             let messenger =
                 Messenger::new(config, transport.clone(), registry.clone(), store.clone());
@@ -443,11 +449,11 @@ async fn error_paths_end_on_the_senders_error_queue(net: Net) {
         .expect_error_report(message, ErrorCondition::SpoofingAttack)
         .await;
 
-    // MsgHead sender differs from fromHerId.
+    // MsgHead sender differs from fromHerId: someone claims to be A.
     let payload = World::payload(HerId::new(4242).unwrap(), world.b.her_id);
     let message = world.raw_to_b(&payload, &a_signing);
     let report = world
-        .expect_error_report(message, ErrorCondition::InvalidFieldValue)
+        .expect_error_report(message, ErrorCondition::SpoofingAttack)
         .await;
     assert_eq!(
         report.data,
@@ -884,11 +890,10 @@ async fn communication_tests_are_answered_on_both_paths(net: Net) {
     world.stop().await;
 }
 
-async fn functions_outside_the_senders_cpp_are_refused(net: Net) {
-    let world = World::new(net).await;
-    let (a, b) = (&world.a, &world.b);
-    // A gets NHN's real CPP (with A's test certificates): it may send the
-    // DIALOG_INNBYGGER_* functions, not DIALOG_HELSEFAGLIG.
+/// Gives A NHN's real CPP (with A's test certificates): it may send the
+/// DIALOG_INNBYGGER_* functions, not DIALOG_HELSEFAGLIG.
+fn give_a_the_real_cpp(world: &World) {
+    let a = &world.a;
     let signing = Certificate::from_x509(a.signing.cert.clone());
     let encryption = Certificate::from_x509(a.encryption.cert.clone());
     let cpp = helsemelding_testkit::fixtures::cpp_for_test_party(
@@ -907,6 +912,48 @@ async fn functions_outside_the_senders_cpp_are_refused(net: Net) {
             queue_prefix: None,
         })
         .unwrap();
+}
+
+async fn functions_outside_the_senders_cpp_are_handed_over_and_audited(net: Net) {
+    let world = World::new(net).await;
+    let (a, b) = (&world.a, &world.b);
+    give_a_the_real_cpp(&world);
+    let outside = a
+        .messenger
+        .send(SendRequest::new(
+            b.her_id,
+            "DIALOG_HELSEFAGLIG",
+            World::payload(a.her_id, b.her_id),
+        ))
+        .await
+        .unwrap();
+    let got = eventually("the message outside the CPP", || {
+        b.inbox.received().into_iter().next()
+    })
+    .await;
+    assert_eq!(got.message_id, outside);
+    let audited_outside = eventually("the audit event", || {
+        audited(
+            &b.store,
+            Some(&outside),
+            AuditKind::FunctionOutsideProfile,
+            "handed-over",
+        )
+        .then_some(())
+    })
+    .await;
+    assert_eq!(audited_outside, ());
+    assert!(
+        a.inbox.errors().is_empty(),
+        "nothing reported to the sender"
+    );
+    world.stop().await;
+}
+
+async fn functions_outside_the_senders_cpp_are_refused_when_strict(net: Net) {
+    let world = World::with(net, |config| config.receive.strict_message_functions = true).await;
+    let (a, b) = (&world.a, &world.b);
+    give_a_the_real_cpp(&world);
     let refused = a
         .messenger
         .send(SendRequest::new(
@@ -1054,8 +1101,14 @@ macro_rules! suite {
             }
 
             #[$flavor]
-            async fn functions_outside_the_senders_cpp_are_refused() {
-                super::functions_outside_the_senders_cpp_are_refused(Net::$net).await;
+            async fn functions_outside_the_senders_cpp_are_handed_over_and_audited() {
+                super::functions_outside_the_senders_cpp_are_handed_over_and_audited(Net::$net)
+                    .await;
+            }
+
+            #[$flavor]
+            async fn functions_outside_the_senders_cpp_are_refused_when_strict() {
+                super::functions_outside_the_senders_cpp_are_refused_when_strict(Net::$net).await;
             }
 
             #[$flavor]

@@ -40,6 +40,7 @@ async fn listen(party: &Party) -> (Listener, Arc<Counting>) {
             error_queue: true,
             sync_queue: false,
             poll: Duration::from_millis(200),
+            ..ListenerOptions::default()
         },
     )
     .await

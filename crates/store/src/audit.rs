@@ -38,10 +38,13 @@ pub enum AuditKind {
     Start,
     Stop,
     AuthenticationFailed,
+    /// A received message function outside the sender's CPA or CPP
+    /// (handed over unless `strict_message_functions`).
+    FunctionOutsideProfile,
 }
 
 impl AuditKind {
-    const ALL: [AuditKind; 13] = [
+    const ALL: [AuditKind; 14] = [
         AuditKind::Sent,
         AuditKind::Received,
         AuditKind::Accepted,
@@ -55,6 +58,7 @@ impl AuditKind {
         AuditKind::Start,
         AuditKind::Stop,
         AuditKind::AuthenticationFailed,
+        AuditKind::FunctionOutsideProfile,
     ];
 
     /// The stored name, e.g. `error-reported`.
@@ -73,6 +77,7 @@ impl AuditKind {
             AuditKind::Start => "start",
             AuditKind::Stop => "stop",
             AuditKind::AuthenticationFailed => "authentication-failed",
+            AuditKind::FunctionOutsideProfile => "function-outside-profile",
         }
     }
 

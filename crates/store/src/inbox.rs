@@ -2,7 +2,7 @@
 //!
 //! Duplicates are normal on the bus (a consumer that outlives the broker's
 //! consumer timeout gets its delivery again), so every hand-over to the
-//! application is remembered by (sender HER-id, message-id) for at least as
+//! application is remembered by (our HER-id, sender HER-id, message-id) for at least as
 //! long as the longest TTL, and a repeat is accepted without a second
 //! hand-over. Brokers that do not count deliveries (RabbitMQ 3.10 classic
 //! queues report 0 forever) are counted here instead.
@@ -17,9 +17,27 @@ use crate::{Result, Store};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HandOver {
     pub at: DateTime<Utc>,
-    /// What was done with it, e.g. `accepted` or `error-reported:transport:invalid-field-value`,
-    /// so that a repeat gets the same answer.
+    /// What was done with it, e.g. `accepted`.
     pub outcome: String,
+    /// The answer it got (an AppRec, say), which a repeat gets again.
+    pub answer: Option<Answer>,
+}
+
+/// The answer a handed-over message got: its function and unprotected
+/// payload. Only answers without health data are kept (AppRecs); they are
+/// protected afresh when sent again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub function: String,
+    pub payload: Vec<u8>,
+}
+
+/// Which message: our HER-id it was addressed to, the sender, its id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageKey<'a> {
+    pub ours: u32,
+    pub sender: u32,
+    pub message_id: &'a str,
 }
 
 /// The inbox view of a [`Store`].
@@ -32,37 +50,56 @@ impl<'a> Inbox<'a> {
         Inbox { store }
     }
 
-    /// Records that the message was handed over (or answered) with `outcome`.
-    /// Returns `false` when it was already recorded: the caller must not hand
-    /// it over again.
+    /// Records that the message was handed to the application (or
+    /// answered) with `outcome` and the answer it got. Returns `false` when
+    /// it was already recorded: the caller must not hand it over again.
+    /// Messages refused with an error report are never recorded: a repeat
+    /// of one is judged afresh.
     pub fn record_hand_over(
         &self,
-        sender_her_id: u32,
-        message_id: &str,
+        key: MessageKey<'_>,
         at: DateTime<Utc>,
         outcome: &str,
+        answer: Option<&Answer>,
     ) -> Result<bool> {
         self.store.write(|connection| {
             let inserted = connection.execute(
-                "INSERT INTO handed_over (sender_her_id, message_id, at_ms, outcome)
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-                params![sender_her_id, message_id, to_ms(at), outcome],
+                "INSERT INTO inbox_handed_over
+                 (our_her_id, sender_her_id, message_id, at_ms, outcome, answer_function, answer_payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+                params![
+                    key.ours,
+                    key.sender,
+                    key.message_id,
+                    to_ms(at),
+                    outcome,
+                    answer.map(|a| a.function.as_str()),
+                    answer.map(|a| a.payload.as_slice())
+                ],
             )?;
             Ok(inserted == 1)
         })
     }
 
-    /// The earlier hand-over of this message, if any.
-    pub fn hand_over(&self, sender_her_id: u32, message_id: &str) -> Result<Option<HandOver>> {
+    /// The earlier hand-over of this message, if any (rows migrated from a
+    /// store without our HER-id count for any of ours).
+    pub fn hand_over(&self, key: MessageKey<'_>) -> Result<Option<HandOver>> {
         let connection = self.store.lock();
         Ok(connection
             .query_row(
-                "SELECT at_ms, outcome FROM handed_over WHERE sender_her_id = ?1 AND message_id = ?2",
-                params![sender_her_id, message_id],
+                "SELECT at_ms, outcome, answer_function, answer_payload FROM inbox_handed_over
+                 WHERE our_her_id IN (?1, 0) AND sender_her_id = ?2 AND message_id = ?3
+                 ORDER BY our_her_id DESC LIMIT 1",
+                params![key.ours, key.sender, key.message_id],
                 |row| {
+                    let function: Option<String> = row.get(2)?;
+                    let payload: Option<Vec<u8>> = row.get(3)?;
                     Ok(HandOver {
                         at: from_ms(row.get(0)?),
                         outcome: row.get(1)?,
+                        answer: function
+                            .zip(payload)
+                            .map(|(function, payload)| Answer { function, payload }),
                     })
                 },
             )
@@ -73,7 +110,44 @@ impl<'a> Inbox<'a> {
     /// passed); returns how many were removed.
     pub fn forget_hand_overs_before(&self, before: DateTime<Utc>) -> Result<usize> {
         self.store.write(|connection| {
-            Ok(connection.execute("DELETE FROM handed_over WHERE at_ms < ?1", [to_ms(before)])?)
+            Ok(connection.execute(
+                "DELETE FROM inbox_handed_over WHERE at_ms < ?1",
+                [to_ms(before)],
+            )?)
+        })
+    }
+
+    /// Since when the revocation status of this message's sender has been
+    /// unknown: the first call records `now`, later ones return it.
+    pub fn revocation_unknown_since(
+        &self,
+        queue: &str,
+        message_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>> {
+        self.store.write(|connection| {
+            connection.execute(
+                "INSERT INTO revocation_unknown (queue, message_id, since_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+                params![queue, message_id, to_ms(now)],
+            )?;
+            Ok(from_ms(connection.query_row(
+                "SELECT since_ms FROM revocation_unknown WHERE queue = ?1 AND message_id = ?2",
+                params![queue, message_id],
+                |row| row.get(0),
+            )?))
+        })
+    }
+
+    /// Forgets that a message's revocation status was unknown (it was
+    /// settled, or the status became known).
+    pub fn forget_revocation_unknown(&self, queue: &str, message_id: &str) -> Result<()> {
+        self.store.write(|connection| {
+            connection.execute(
+                "DELETE FROM revocation_unknown WHERE queue = ?1 AND message_id = ?2",
+                params![queue, message_id],
+            )?;
+            Ok(())
         })
     }
 
@@ -119,28 +193,50 @@ impl<'a> Inbox<'a> {
 mod tests {
     use super::*;
 
+    fn key<'a>(ours: u32, sender: u32, message_id: &'a str) -> MessageKey<'a> {
+        MessageKey {
+            ours,
+            sender,
+            message_id,
+        }
+    }
+
     #[test]
-    fn a_second_hand_over_of_the_same_pair_is_refused_and_remembered() {
+    fn a_second_hand_over_of_the_same_message_is_refused_and_remembered() {
         let store = Store::open_in_memory().unwrap();
         let inbox = store.inbox();
+        let apprec = Answer {
+            function: "APPREC".into(),
+            payload: b"<AppRec/>".to_vec(),
+        };
         assert!(inbox
-            .record_hand_over(91462, "m1", from_ms(1000), "accepted")
+            .record_hand_over(
+                key(8141705, 91462, "m1"),
+                from_ms(1000),
+                "accepted",
+                Some(&apprec)
+            )
             .unwrap());
         assert!(!inbox
-            .record_hand_over(91462, "m1", from_ms(2000), "accepted")
+            .record_hand_over(key(8141705, 91462, "m1"), from_ms(2000), "accepted", None)
             .unwrap());
-        // The same id from another sender is another message.
+        // The same id from another sender, or to another of ours, is another message.
         assert!(inbox
-            .record_hand_over(109989, "m1", from_ms(2000), "accepted")
+            .record_hand_over(key(8141705, 109989, "m1"), from_ms(2000), "accepted", None)
             .unwrap());
+        assert!(inbox
+            .hand_over(key(8141703, 91462, "m1"))
+            .unwrap()
+            .is_none());
         assert_eq!(
-            inbox.hand_over(91462, "m1").unwrap(),
+            inbox.hand_over(key(8141705, 91462, "m1")).unwrap(),
             Some(HandOver {
                 at: from_ms(1000),
-                outcome: "accepted".into()
+                outcome: "accepted".into(),
+                answer: Some(apprec),
             })
         );
-        assert_eq!(inbox.hand_over(91462, "m2").unwrap(), None);
+        assert_eq!(inbox.hand_over(key(8141705, 91462, "m2")).unwrap(), None);
     }
 
     #[test]
@@ -148,14 +244,34 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         let inbox = store.inbox();
         inbox
-            .record_hand_over(1, "old", from_ms(1_000), "accepted")
+            .record_hand_over(key(2, 1, "old"), from_ms(1_000), "accepted", None)
             .unwrap();
         inbox
-            .record_hand_over(1, "new", from_ms(9_000), "accepted")
+            .record_hand_over(key(2, 1, "new"), from_ms(9_000), "accepted", None)
             .unwrap();
         assert_eq!(inbox.forget_hand_overs_before(from_ms(5_000)).unwrap(), 1);
-        assert!(inbox.hand_over(1, "old").unwrap().is_none());
-        assert!(inbox.hand_over(1, "new").unwrap().is_some());
+        assert!(inbox.hand_over(key(2, 1, "old")).unwrap().is_none());
+        assert!(inbox.hand_over(key(2, 1, "new")).unwrap().is_some());
+    }
+
+    #[test]
+    fn revocation_unknown_remembers_the_first_time() {
+        let store = Store::open_in_memory().unwrap();
+        let inbox = store.inbox();
+        let first = inbox
+            .revocation_unknown_since("q", "m", from_ms(1_000))
+            .unwrap();
+        let later = inbox
+            .revocation_unknown_since("q", "m", from_ms(9_000))
+            .unwrap();
+        assert_eq!((first, later), (from_ms(1_000), from_ms(1_000)));
+        inbox.forget_revocation_unknown("q", "m").unwrap();
+        assert_eq!(
+            inbox
+                .revocation_unknown_since("q", "m", from_ms(9_000))
+                .unwrap(),
+            from_ms(9_000)
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::{Error, Result};
 
-const VERSION: i64 = 1;
+const VERSION: i64 = 2;
 
 const V1: &str = r#"
 CREATE TABLE outbox (
@@ -87,6 +87,36 @@ WHEN old.at_ms > (CAST(strftime('%s', 'now') AS INTEGER) - 730 * 86400) * 1000
 BEGIN SELECT RAISE(ABORT, 'audit rows younger than two years cannot be deleted'); END;
 "#;
 
+/// Several HER-ids per installation: hand-overs are keyed by (our HER-id,
+/// their HER-id, message-id) and keep the answer a repeat gets again; a
+/// message whose sender's revocation status is unknown remembers since when.
+/// Rows from version 1 get our HER-id 0 (unknown): they still de-duplicate
+/// for any of ours until they age out.
+const V2: &str = r#"
+CREATE TABLE inbox_handed_over (
+    our_her_id      INTEGER NOT NULL,
+    sender_her_id   INTEGER NOT NULL,
+    message_id      TEXT NOT NULL,
+    at_ms           INTEGER NOT NULL,
+    outcome         TEXT NOT NULL,
+    answer_function TEXT,
+    answer_payload  BLOB,
+    PRIMARY KEY (our_her_id, sender_her_id, message_id)
+);
+INSERT INTO inbox_handed_over (our_her_id, sender_her_id, message_id, at_ms, outcome)
+    SELECT 0, sender_her_id, message_id, at_ms, outcome FROM handed_over
+    WHERE outcome NOT LIKE 'error-reported%';
+DROP TABLE handed_over;
+CREATE INDEX inbox_handed_over_age ON inbox_handed_over(at_ms);
+
+CREATE TABLE revocation_unknown (
+    queue       TEXT NOT NULL,
+    message_id  TEXT NOT NULL,
+    since_ms    INTEGER NOT NULL,
+    PRIMARY KEY (queue, message_id)
+);
+"#;
+
 pub(crate) fn prepare(connection: &Connection) -> Result<()> {
     // First, so that every statement below waits for another process that
     // is opening the same file instead of failing with "database is locked".
@@ -104,6 +134,11 @@ pub(crate) fn prepare(connection: &Connection) -> Result<()> {
     let found = schema_version(&tx)?;
     if found < 1 {
         tx.execute_batch(V1)?;
+    }
+    if found < 2 {
+        tx.execute_batch(V2)?;
+    }
+    if found < VERSION {
         tx.pragma_update(None, "user_version", VERSION)?;
     }
     tx.commit()?;
@@ -125,6 +160,29 @@ fn schema_version(connection: &Connection) -> Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_1_store_is_migrated_keeping_its_hand_overs_but_not_its_reports() {
+        let connection = Connection::open_in_memory().unwrap();
+        connection.execute_batch(V1).unwrap();
+        connection.pragma_update(None, "user_version", 1).unwrap();
+        connection
+            .execute_batch(
+                "INSERT INTO handed_over VALUES (91462, 'm1', 1000, 'accepted');
+                 INSERT INTO handed_over VALUES (91462, 'm2', 1000, 'error-reported:transport:invalid-certificate');",
+            )
+            .unwrap();
+        prepare(&connection).unwrap();
+        assert_eq!(schema_version(&connection).unwrap(), VERSION);
+        let kept: Vec<(i64, String)> = connection
+            .prepare("SELECT our_her_id, message_id FROM inbox_handed_over")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        assert_eq!(kept, [(0, "m1".to_string())]);
+    }
 
     #[test]
     fn stores_opened_at_once_by_many_connections_all_get_the_schema() {

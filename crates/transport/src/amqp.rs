@@ -12,7 +12,8 @@
 //! longer than [`AmqpOptions::unavailable_after`] says so
 //! ([`Error::Unavailable`]) instead of looking idle. Because RabbitMQ
 //! accepts and drops messages sent to a missing queue behind an exchange,
-//! senders first check that their queue exists ([`Error::NoSuchQueue`]).
+//! our own queues can be checked to exist ([`Error::NoSuchQueue`]); senders
+//! never look at a receiving party's queue.
 //! Links are detached, never closed (RabbitMQ 3.10 answers a closing detach
 //! with an error), and a closed receiver settles nothing: what it did not
 //! settle goes back to the queue.
@@ -551,23 +552,15 @@ type AttachFuture<'s, L, E> =
 #[async_trait]
 impl crate::Transport for AmqpTransport {
     async fn sender(&self, queue: &str) -> Result<Box<dyn crate::Sender>, Error> {
-        // RabbitMQ accepts (and drops) messages for a missing queue behind
-        // an exchange, so a missing queue is refused here. If the broker
-        // cannot be asked now, the sender asks before its first attach.
-        let checked = match self.check_queue(queue).await {
-            Ok(()) => true,
-            Err(e @ (Error::NoSuchQueue { .. } | Error::Closed)) => return Err(e),
-            Err(error) => {
-                tracing::warn!(queue, %error, "cannot check the queue now; will before sending");
-                false
-            }
-        };
+        // No existence check here: the queue is usually another party's,
+        // and attaching a receiver to it (the only way to ask) is an access
+        // attempt on someone else's mailbox on NHN's bus. The registry is
+        // what says a party's queue exists; our own are checked at start-up
+        // (`Transport::check_queue`).
         Ok(Box::new(AmqpSender {
             shared: Arc::clone(&self.shared),
             queue: queue.to_owned(),
             address: self.sender_address(queue),
-            check_address: self.receiver_address(queue),
-            checked,
             link: None,
         }))
     }
@@ -614,21 +607,11 @@ struct AmqpSender {
     shared: Arc<Shared>,
     queue: String,
     address: String,
-    /// Where to look for the queue (its receiver address).
-    check_address: String,
-    /// Whether the queue is known to exist.
-    checked: bool,
     link: Option<fe2o3_amqp::Sender>,
 }
 
 impl AmqpSender {
     async fn ensure_link(&mut self) -> Result<(), Error> {
-        if !self.checked {
-            self.shared
-                .check_queue(&self.queue, &self.check_address)
-                .await?;
-            self.checked = true;
-        }
         if self.link.is_none() {
             let name = format!("{}-sender-{}", self.queue, uuid::Uuid::new_v4().simple());
             let address = self.address.clone();

@@ -31,9 +31,11 @@ pub trait Transport: Send + Sync {
     /// A sender to `queue` (links are attached lazily and reused).
     async fn sender(&self, queue: &str) -> Result<Box<dyn Sender>, Error>;
 
-    /// Whether `queue` exists ([`Error::NoSuchQueue`] if not). RabbitMQ
-    /// accepts and silently drops messages for a missing queue behind an
-    /// exchange, so the AMQP transport does this on `sender` (once per queue).
+    /// Whether `queue` exists ([`Error::NoSuchQueue`] if not). For OUR
+    /// queues only (start-up, preflight): on AMQP the check attaches a
+    /// receiver, which on another party's queue is an access attempt on its
+    /// mailbox. RabbitMQ accepts and silently drops messages for a missing
+    /// queue behind an exchange, so checking ours at start matters.
     /// The default says yes (stores that create queues on demand).
     async fn check_queue(&self, queue: &str) -> Result<(), Error> {
         let _ = queue;

@@ -292,22 +292,20 @@ mod rabbitmq_only {
     }
 
     #[tokio::test]
-    async fn senders_to_a_missing_queue_are_refused_by_name() {
+    async fn missing_queues_are_named_by_check_queue_and_never_probed_by_senders() {
         let fx = amqp();
         let missing = format!("{}_nosuch", fx.queue);
-        let error = match fx.transport.sender(&missing).await {
-            Err(e) => e,
-            Ok(_) => panic!("a sender to a missing queue must be refused"),
-        };
+        // A sender never attaches a receiver to see whether another party's
+        // queue exists (an access attempt on its mailbox on NHN's bus).
+        let sender = fx.transport.sender(&missing).await;
+        assert!(sender.is_ok(), "a sender must not probe the queue");
+        drop(sender);
+        let error = fx.transport.check_queue(&missing).await.unwrap_err();
         assert!(
             matches!(&error, Error::NoSuchQueue { queue, .. } if *queue == missing),
             "{error:?}"
         );
         assert!(error.to_string().contains(&missing), "{error}");
-        assert!(matches!(
-            fx.transport.check_queue(&missing).await,
-            Err(Error::NoSuchQueue { .. })
-        ));
         match fx.transport.receiver(&missing, 1).await {
             Err(Error::NoSuchQueue { queue, .. }) => assert_eq!(queue, missing),
             Err(e) => panic!("wrong error {e:?}"),

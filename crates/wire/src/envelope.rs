@@ -53,6 +53,24 @@ pub mod names {
     pub const CONTENT_TYPE: &str = "ContentType";
     /// Our name for the message-id in error data.
     pub const MESSAGE_ID: &str = "MessageId";
+
+    /// The application-property names the profile itself sets, which a
+    /// configured extra property must not shadow.
+    pub const ALL: [&str; 13] = [
+        FROM_HER_ID,
+        TO_HER_ID,
+        APPLICATION_TIMESTAMP,
+        CPA_ID,
+        ENQUEUED_TIME_UTC,
+        EXECUTING_ASSEMBLY,
+        EXECUTING_ASSEMBLY_VERSION,
+        TARGET_FRAMEWORK,
+        ORIGINAL_MESSAGE_ID,
+        RECEIVER_TIMESTAMP,
+        ERROR_CONDITION,
+        ERROR_DESCRIPTION,
+        ERROR_CONDITION_DATA,
+    ];
 }
 
 /// Content types of the profile.
@@ -364,15 +382,16 @@ impl Envelope {
     /// Read a message that arrived on our async or sync queue, and check it:
     /// required fields in the reference library's order (`toHerId`,
     /// `fromHerId`, `Label`, `applicationTimeStamp`, `ContentType`, then
-    /// ours: `MessageId`), their values, and that `toHerId` is `ours`.
+    /// ours: `MessageId`), their values, and that `toHerId` is one of `ours`
+    /// (an installation serves several HER-ids).
     ///
     /// Every error maps to `transport:invalid-field-value`
     /// ([`Error::condition`]), with the names or values for `errorConditionData`.
-    pub fn check_incoming(&self, ours: HerId) -> Result<IncomingHeaders> {
+    pub fn check_incoming(&self, ours: &[HerId]) -> Result<IncomingHeaders> {
         let headers = self.read_headers(true)?;
-        if headers.to != ours {
+        if !ours.contains(&headers.to) {
             return Err(Error::NotForUs {
-                expected: ours.get(),
+                expected: ours.iter().map(|h| h.get()).collect(),
                 received: headers.to.get(),
             });
         }
@@ -658,7 +677,7 @@ mod tests {
             ttl: None,
         })
         .into_envelope();
-        let headers = envelope.check_incoming(her(93252)).unwrap();
+        let headers = envelope.check_incoming(&[her(93252)]).unwrap();
         assert_eq!(headers.from, her(91462));
         assert_eq!(headers.to, her(93252));
         assert_eq!(headers.function, "DIALOG_INNBYGGER_TEST");
@@ -708,7 +727,7 @@ mod tests {
 
     #[test]
     fn reads_the_reference_library_format() {
-        let headers = reference_envelope().check_incoming(her(91462)).unwrap();
+        let headers = reference_envelope().check_incoming(&[her(91462)]).unwrap();
         assert_eq!(headers.from, her(93238));
         assert_eq!(headers.to, her(91462));
         assert_eq!(headers.function, "DIALOG_INNBYGGER_EKONTAKT");
@@ -753,7 +772,7 @@ mod tests {
         envelope
             .application
             .insert("cpaId".into(), AppValue::string(""));
-        let headers = envelope.check_incoming(her(91462)).unwrap();
+        let headers = envelope.check_incoming(&[her(91462)]).unwrap();
         assert_eq!(headers.message_id, "c3d5ab0e-9a57-4e8e-8f60-2b1bd8a54a4f");
         assert_eq!(headers.from, her(93238));
         assert_eq!(
@@ -767,7 +786,7 @@ mod tests {
             "applicationTimeStamp".into(),
             AppValue::string("2025-03-01T11:11:12.123+01:00"),
         );
-        let headers = envelope.check_incoming(her(91462)).unwrap();
+        let headers = envelope.check_incoming(&[her(91462)]).unwrap();
         assert_eq!(headers.application_time.timestamp(), 1_740_823_872);
     }
 
@@ -776,7 +795,7 @@ mod tests {
         let mut envelope = reference_envelope();
         envelope.application.remove("toHerId");
         envelope.properties.subject = None;
-        let err = envelope.check_incoming(her(91462)).unwrap_err();
+        let err = envelope.check_incoming(&[her(91462)]).unwrap_err();
         assert_eq!(
             err,
             Error::MissingHeaders {
@@ -786,7 +805,7 @@ mod tests {
         assert_eq!(err.condition(), Some(ErrorCondition::InvalidFieldValue));
         assert_eq!(err.condition_data(), ["toHerId", "Label"]);
 
-        let err = Envelope::default().check_incoming(her(1)).unwrap_err();
+        let err = Envelope::default().check_incoming(&[her(1)]).unwrap_err();
         assert_eq!(
             err,
             Error::MissingHeaders {
@@ -812,7 +831,7 @@ mod tests {
             .application
             .insert("applicationTimeStamp".into(), AppValue::Null);
         envelope.properties.content_type = Some(String::new());
-        let err = envelope.check_incoming(her(91462)).unwrap_err();
+        let err = envelope.check_incoming(&[her(91462)]).unwrap_err();
         assert_eq!(
             err.condition_data(),
             ["fromHerId", "applicationTimeStamp", "ContentType"]
@@ -844,7 +863,7 @@ mod tests {
         for (key, value, field) in cases {
             let mut envelope = reference_envelope();
             envelope.application.insert(key.into(), value.clone());
-            let err = envelope.check_incoming(her(91462)).unwrap_err();
+            let err = envelope.check_incoming(&[her(91462)]).unwrap_err();
             assert_eq!(
                 err.condition(),
                 Some(ErrorCondition::InvalidFieldValue),
@@ -854,30 +873,39 @@ mod tests {
         }
         let mut envelope = reference_envelope();
         envelope.properties.message_id = Some(AmqpId::ULong(7));
-        let err = envelope.check_incoming(her(91462)).unwrap_err();
+        let err = envelope.check_incoming(&[her(91462)]).unwrap_err();
         assert_eq!(err.condition_data(), ["MessageId"]);
         envelope.properties.message_id = Some(AmqpId::Binary(vec![1, 2]));
-        assert!(envelope.check_incoming(her(91462)).is_err());
+        assert!(envelope.check_incoming(&[her(91462)]).is_err());
     }
 
     #[test]
     fn refuses_messages_for_others() {
-        let err = reference_envelope().check_incoming(her(93252)).unwrap_err();
+        let err = reference_envelope()
+            .check_incoming(&[her(93252)])
+            .unwrap_err();
         assert_eq!(
             err,
             Error::NotForUs {
-                expected: 93252,
+                expected: vec![93252],
                 received: 91462
             }
         );
         assert_eq!(err.condition_data(), ["93252", "91462"]);
+        let several = reference_envelope()
+            .check_incoming(&[her(8141703), her(8141705)])
+            .unwrap_err();
+        assert_eq!(several.condition_data(), ["8141703,8141705", "91462"]);
+        assert!(reference_envelope()
+            .check_incoming(&[her(8141703), her(91462)])
+            .is_ok());
     }
 
     #[test]
     fn error_reports_need_no_content_type() {
         let mut envelope = reference_envelope();
         envelope.properties.content_type = None;
-        assert!(envelope.check_incoming(her(91462)).is_err());
+        assert!(envelope.check_incoming(&[her(91462)]).is_err());
         let headers = envelope.read_headers(false).unwrap();
         assert!(headers.protected);
         assert_eq!(headers.content_type, None);

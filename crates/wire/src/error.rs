@@ -38,10 +38,13 @@ pub enum Error {
         reason: String,
     },
     /// The message is addressed to another party than us.
-    #[error("message addressed to HER-id {received}, we are {expected}")]
+    #[error(
+        "message addressed to HER-id {received}, which is not one of ours ({})",
+        join_her_ids(expected)
+    )]
     NotForUs {
-        /// Our HER-id.
-        expected: u32,
+        /// Our HER-ids.
+        expected: Vec<u32>,
         /// The toHerId on the message.
         received: u32,
     },
@@ -55,6 +58,17 @@ pub enum Error {
         expected: String,
         /// The value found in the payload.
         received: String,
+    },
+    /// The MsgHead names another sender than `fromHerId`: someone claims to
+    /// be a party it is not (`abuse:spoofing-attack`).
+    #[error(
+        "the header says the message is from HER-id {header}, the MsgHead sender names {payload}"
+    )]
+    SenderMismatch {
+        /// `fromHerId`.
+        header: u32,
+        /// The HER-ids the MsgHead sender names (`/`-separated).
+        payload: String,
     },
     /// A queue address or address template is unusable.
     #[error("invalid queue address or template {address:?}: {reason}")]
@@ -126,6 +140,7 @@ impl Error {
             | Error::InvalidHeader { .. }
             | Error::NotForUs { .. }
             | Error::Mismatch { .. } => Some(ErrorCondition::InvalidFieldValue),
+            Error::SenderMismatch { .. } => Some(ErrorCondition::SpoofingAttack),
             Error::NotWellFormed { .. }
             | Error::DoctypeForbidden
             | Error::TooLarge { .. }
@@ -146,11 +161,12 @@ impl Error {
             Error::InvalidHerId { field, value, .. } => vec![field.clone(), value.clone()],
             Error::InvalidHeader { field, .. } => vec![field.to_string()],
             Error::NotForUs { expected, received } => {
-                vec![expected.to_string(), received.to_string()]
+                vec![join_her_ids(expected), received.to_string()]
             }
             Error::Mismatch {
                 expected, received, ..
             } => vec![expected.clone(), received.clone()],
+            Error::SenderMismatch { header, payload } => vec![header.to_string(), payload.clone()],
             _ => Vec::new(),
         }
     }
@@ -158,3 +174,12 @@ impl Error {
 
 /// This crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// HER-ids as `8141703,8141705` (for messages and error data).
+fn join_her_ids(her_ids: &[u32]) -> String {
+    her_ids
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}

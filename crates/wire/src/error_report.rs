@@ -1,10 +1,13 @@
 //! Error conditions and the error report message.
 //!
 //! A receiver that refuses a message tells the sender on the sender's
-//! `<herid>_error` queue with a message built fresh (never a clone of the
-//! original: cloning gave the reference library years of wrong from/to
-//! fields): new message-id, subject = the original function, from/to
-//! swapped, one empty body and the error fields as application properties.
+//! error queue (the address registry's, often a parent's) with a message
+//! built fresh (never a clone of the original: clones carried broker
+//! annotations and headers over): new message-id, subject = the original
+//! function, from/to swapped, the error fields as application properties,
+//! and the protected content-type with one empty `data` section, the only
+//! shape every deployed .NET listener takes in (it parses a `text/plain`
+//! body as XML, and an empty one fails).
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,7 +19,6 @@ use crate::envelope::{
 };
 use crate::error::{Error, Result};
 use crate::herid::HerId;
-use crate::queue::{queue_name, QueueKind};
 use crate::time;
 
 /// The error conditions of the profile, with their exact wire strings.
@@ -200,62 +202,92 @@ pub fn split_data(text: &str) -> Vec<String> {
     values
 }
 
+/// The HER-id whose error queue a report about `original` goes to: the
+/// original's `fromHerId`. Fails when it is unreadable: then there is
+/// nobody to tell.
+pub fn report_recipient(original: &Envelope) -> Result<HerId> {
+    original.her_id(names::FROM_HER_ID)
+}
+
 /// The error report envelope for `original`, to be sent with one empty
-/// `data` section, and the queue it goes to (the original sender's `_error`).
+/// `data` section to `error_queue`: the original sender's error queue as
+/// the address registry names it (never derived from the HER-id).
 ///
 /// `ours` stands in for the original `toHerId` when that was unreadable.
-/// Fails only when the original sender is unknown (no readable `fromHerId`):
-/// then there is nobody to tell.
+/// Fails only when the original sender is unknown (no readable `fromHerId`).
+///
+/// ```
+/// # use helsemelding_wire::envelope::{Envelope, AppValue, AmqpId};
+/// # use helsemelding_wire::error_report::{build_error_report, ErrorCondition, ErrorReport};
+/// # use helsemelding_wire::HerId;
+/// let mut original = Envelope::default();
+/// original.properties.message_id = Some(AmqpId::from("m-1"));
+/// original.application.insert("fromHerId".into(), AppValue::string("8141705"));
+/// let report = ErrorReport {
+///     condition: ErrorCondition::NotWellFormedXml,
+///     description: "not XML".into(),
+///     data: vec![],
+/// };
+/// let ours = HerId::new(91462).unwrap();
+/// let envelope =
+///     build_error_report(&original, ours, &report, "e-1", "8141703_error", chrono::Utc::now())
+///         .unwrap();
+/// assert_eq!(envelope.properties.to.as_deref(), Some("8141703_error"));
+/// assert!(envelope.app_str("errorConditionData").is_none(), "no data, no key");
+/// ```
 pub fn build_error_report(
     original: &Envelope,
     ours: HerId,
     report: &ErrorReport,
     message_id: &str,
+    error_queue: &str,
     now: DateTime<Utc>,
-) -> Result<(Envelope, String)> {
-    let original_sender = original.her_id(names::FROM_HER_ID)?;
+) -> Result<Envelope> {
+    let original_sender = report_recipient(original)?;
     let original_receiver = original.her_id(names::TO_HER_ID).unwrap_or(ours);
-    let error_queue = queue_name(original_sender, QueueKind::Error);
     let original_message_id = original
         .properties
         .message_id
         .as_ref()
         .and_then(AmqpId::as_text)
         .unwrap_or_default();
-    let now_text = time::format_utc_seconds(now);
     let mut application = AppProperties::new();
     let mut put = |name: &str, value: String| {
         application.insert(name.to_string(), AppValue::String(value));
     };
     put(names::FROM_HER_ID, original_receiver.to_string());
     put(names::TO_HER_ID, original_sender.to_string());
-    put(names::APPLICATION_TIMESTAMP, now_text.clone());
+    put(names::APPLICATION_TIMESTAMP, time::format_utc_seconds(now));
     put(names::ORIGINAL_MESSAGE_ID, original_message_id);
-    put(names::RECEIVER_TIMESTAMP, now_text);
+    put(
+        names::RECEIVER_TIMESTAMP,
+        time::format_receiver_timestamp(now),
+    );
     put(
         names::ERROR_CONDITION,
         report.condition.as_str().to_string(),
     );
     put(names::ERROR_DESCRIPTION, report.description.clone());
-    put(names::ERROR_CONDITION_DATA, report.data_on_wire());
+    if !report.data.is_empty() {
+        put(names::ERROR_CONDITION_DATA, report.data_on_wire());
+    }
     put(
         names::EXECUTING_ASSEMBLY,
         crate::envelope::executing_assembly(),
     );
-    let envelope = Envelope {
+    Ok(Envelope {
         properties: Properties {
             message_id: Some(AmqpId::String(message_id.to_string())),
-            to: Some(error_queue.clone()),
+            to: Some(error_queue.to_string()),
             reply_to: None,
             correlation_id: None,
             subject: original.properties.subject.clone(),
-            content_type: Some(content_types::TEXT_PLAIN.to_string()),
+            content_type: Some(content_types::PROTECTED.to_string()),
             ttl_ms: None,
             durable: true,
         },
         application,
-    };
-    Ok((envelope, error_queue))
+    })
 }
 
 /// An error report that arrived on our error queue, read leniently: the
@@ -394,16 +426,30 @@ mod tests {
             description: "missing fields".into(),
             data: vec!["toHerId".into(), "Label".into()],
         };
-        let (envelope, queue) =
-            build_error_report(&original(), her(91462), &report, "err-1", now()).unwrap();
-        assert_eq!(queue, "93238_error");
+        let envelope = build_error_report(
+            &original(),
+            her(91462),
+            &report,
+            "err-1",
+            "8141703_error",
+            now(),
+        )
+        .unwrap();
         let p = &envelope.properties;
         assert_eq!(p.message_id, Some(AmqpId::from("err-1")));
-        assert_eq!(p.to.as_deref(), Some("93238_error"));
+        assert_eq!(
+            p.to.as_deref(),
+            Some("8141703_error"),
+            "the registry's queue"
+        );
         assert_eq!(p.reply_to, None);
         assert_eq!(p.correlation_id, None);
         assert_eq!(p.subject.as_deref(), Some("DIALOG_INNBYGGER_EKONTAKT"));
-        assert_eq!(p.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(
+            p.content_type.as_deref(),
+            Some(content_types::PROTECTED),
+            "the only shape every .NET listener takes in"
+        );
         assert_eq!(p.ttl_ms, None);
         assert!(p.durable);
         let app = |k: &str| envelope.app_str(k).unwrap().to_string();
@@ -411,7 +457,7 @@ mod tests {
         assert_eq!(app("toHerId"), "93238");
         assert_eq!(app("applicationTimeStamp"), "2026-01-02T03:04:05Z");
         assert_eq!(app("originalMessageId"), "orig-1");
-        assert_eq!(app("receiverTimeStamp"), "2026-01-02T03:04:05Z");
+        assert_eq!(app("receiverTimeStamp"), "01/02/2026 03:04:05");
         assert_eq!(app("errorCondition"), "transport:invalid-field-value");
         assert_eq!(app("errorDescription"), "missing fields");
         assert_eq!(app("errorConditionData"), "toHerId;Label;");
@@ -427,11 +473,12 @@ mod tests {
         let mut bad = original();
         bad.application.remove("toHerId");
         bad.properties.subject = None;
-        let error = bad.check_incoming(her(91462)).unwrap_err();
+        let error = bad.check_incoming(&[her(91462)]).unwrap_err();
         let report = ErrorReport::from_error(&error).unwrap();
         assert_eq!(report.condition, ErrorCondition::InvalidFieldValue);
         assert_eq!(report.data_on_wire(), "toHerId;Label;");
-        let (envelope, _) = build_error_report(&bad, her(91462), &report, "err-2", now()).unwrap();
+        let envelope =
+            build_error_report(&bad, her(91462), &report, "err-2", "q_error", now()).unwrap();
         assert_eq!(
             envelope.app_str("fromHerId"),
             Some("91462"),
@@ -450,7 +497,8 @@ mod tests {
             description: String::new(),
             data: vec![],
         };
-        assert!(build_error_report(&bad, her(91462), &report, "e", now()).is_err());
+        assert!(build_error_report(&bad, her(91462), &report, "e", "q", now()).is_err());
+        assert!(report_recipient(&bad).is_err());
     }
 
     #[test]
@@ -460,8 +508,8 @@ mod tests {
             description: "signer is not the sender".into(),
             data: vec!["Subject: CN=Someone, O=X".into(), "Thumbprint: 0A1B".into()],
         };
-        let (envelope, _) =
-            build_error_report(&original(), her(91462), &report, "err-3", now()).unwrap();
+        let envelope =
+            build_error_report(&original(), her(91462), &report, "err-3", "q", now()).unwrap();
         let read = ReceivedErrorReport::from_envelope(&envelope);
         assert_eq!(read.message_id.as_deref(), Some("err-3"));
         assert_eq!(read.from, Some(her(91462)));
@@ -475,6 +523,22 @@ mod tests {
         );
         assert_eq!(read.data, report.data);
         assert_eq!(read.function.as_deref(), Some("DIALOG_INNBYGGER_EKONTAKT"));
+    }
+
+    #[test]
+    fn no_data_no_condition_data_key() {
+        let report = ErrorReport {
+            condition: ErrorCondition::NotWellFormedXml,
+            description: "not XML".into(),
+            data: vec![],
+        };
+        let envelope =
+            build_error_report(&original(), her(91462), &report, "e", "q", now()).unwrap();
+        assert!(!envelope.application.contains_key("errorConditionData"));
+        assert_eq!(
+            ReceivedErrorReport::from_envelope(&envelope).data,
+            Vec::<String>::new()
+        );
     }
 
     #[test]

@@ -129,6 +129,11 @@ pub struct MsgHead {
     pub sender: Party,
     /// `MsgInfo/Receiver`.
     pub receiver: Party,
+    /// Every HER-id anywhere in `MsgInfo/Sender` (organisation,
+    /// sub-organisations, departments, people, at any depth).
+    pub sender_her_ids: Vec<HerId>,
+    /// Every HER-id anywhere in `MsgInfo/Receiver`.
+    pub receiver_her_ids: Vec<HerId>,
     /// The documents, the business document first.
     pub documents: Vec<Document>,
 }
@@ -157,8 +162,12 @@ impl MsgHead {
         let msg_type =
             Code::read(child(info, NAMESPACE, "Type")).ok_or(missing("MsgInfo/Type/@V"))?;
         let msg_id = path_text(info, NAMESPACE, "MsgId").ok_or(missing("MsgInfo/MsgId"))?;
-        let sender = read_party(child(info, NAMESPACE, "Sender"), "MsgInfo/Sender")?;
-        let receiver = read_party(child(info, NAMESPACE, "Receiver"), "MsgInfo/Receiver")?;
+        let sender_node = child(info, NAMESPACE, "Sender");
+        let receiver_node = child(info, NAMESPACE, "Receiver");
+        let sender = read_party(sender_node, "MsgInfo/Sender")?;
+        let receiver = read_party(receiver_node, "MsgInfo/Receiver")?;
+        let sender_her_ids = all_her_ids(sender_node, "MsgInfo/Sender")?;
+        let receiver_her_ids = all_her_ids(receiver_node, "MsgInfo/Receiver")?;
         let documents = children(root, NAMESPACE, "Document")
             .into_iter()
             .map(|d| read_document(d, text))
@@ -173,6 +182,8 @@ impl MsgHead {
             ref_to_conversation: path_text(info, NAMESPACE, "ConversationRef/RefToConversation"),
             sender,
             receiver,
+            sender_her_ids,
+            receiver_her_ids,
             documents,
         })
     }
@@ -204,25 +215,51 @@ impl MsgHead {
     /// must be `from_her_id` and the receiver `to_her_id`, each at level 1
     /// or 2. A mismatch maps to `transport:invalid-field-value`.
     pub fn check_parties(&self, from_her_id: HerId, to_her_id: HerId) -> Result<()> {
-        check_party(&self.sender, from_her_id, "MsgHead sender HER-id")?;
-        check_party(&self.receiver, to_her_id, "MsgHead receiver HER-id")
+        if !names(&self.sender_her_ids, from_her_id) {
+            return Err(Error::SenderMismatch {
+                header: from_her_id.get(),
+                payload: join(&self.sender_her_ids),
+            });
+        }
+        if !names(&self.receiver_her_ids, to_her_id) {
+            return Err(Error::Mismatch {
+                what: "MsgHead receiver HER-id",
+                expected: to_her_id.to_string(),
+                received: join(&self.receiver_her_ids),
+            });
+        }
+        Ok(())
     }
 }
 
-fn check_party(party: &Party, expected: HerId, what: &'static str) -> Result<()> {
-    if party.is(expected) {
-        return Ok(());
+/// Whether a party with these HER-ids (at any depth) may be `her_id`: it
+/// names it, or it names no HER-id at all (organisation numbers only).
+fn names(her_ids: &[HerId], her_id: HerId) -> bool {
+    her_ids.is_empty() || her_ids.contains(&her_id)
+}
+
+fn join(her_ids: &[HerId]) -> String {
+    her_ids
+        .iter()
+        .map(HerId::to_string)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Every HER-id `Ident` below `party` (any depth), in document order.
+fn all_her_ids(party: Option<Node<'_, '_>>, path: &'static str) -> Result<Vec<HerId>> {
+    let Some(party) = party else {
+        return Ok(Vec::new());
+    };
+    let mut found = Vec::new();
+    for node in party.descendants().filter(|n| n.is_element()) {
+        if let Some(her_id) = her_ident(node, path)? {
+            if !found.contains(&her_id) {
+                found.push(her_id);
+            }
+        }
     }
-    let found: Vec<String> = party.her_ids().iter().map(HerId::to_string).collect();
-    Err(Error::Mismatch {
-        what,
-        expected: expected.to_string(),
-        received: if found.is_empty() {
-            "none".into()
-        } else {
-            found.join("/")
-        },
-    })
+    Ok(found)
 }
 
 fn missing(path: &'static str) -> Error {
@@ -473,6 +510,7 @@ fn write_party(out: &mut XmlOut, element: &str, party: &Party) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error_report::ErrorCondition;
     use helsemelding_testkit::fixtures::read_nhn;
 
     fn her(n: u32) -> HerId {
@@ -580,14 +618,59 @@ mod tests {
         let err = m.check_parties(her(93238), her(91095)).unwrap_err();
         assert_eq!(
             err,
-            Error::Mismatch {
-                what: "MsgHead sender HER-id",
-                expected: "93238".into(),
-                received: "109989".into()
+            Error::SenderMismatch {
+                header: 93238,
+                payload: "109989".into()
             }
         );
+        assert_eq!(err.condition(), Some(ErrorCondition::SpoofingAttack));
         assert_eq!(err.condition_data(), ["93238", "109989"]);
         assert!(m.check_parties(her(109989), her(1234)).is_err());
+    }
+
+    fn deep_msghead(sender_person: u32) -> String {
+        let ident = |id: u32| {
+            format!(r#"<Ident><Id>{id}</Id><TypeId V="HER" S="2.16.578.1.12.4.1.1.9051"/></Ident>"#)
+        };
+        format!(
+            r#"<MsgHead xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24"><MsgInfo>
+<Type V="DIALOG_NOTAT"/><MsgId>m-1</MsgId>
+<Sender><Organisation><OrganisationName>Kommune</OrganisationName>
+<Ident><Id>974123456</Id><TypeId V="ENH"/></Ident>
+<Organisation><OrganisationName>Helse</OrganisationName>{}
+<Organisation><OrganisationName>Hjemmetjeneste</OrganisationName>
+<HealthcareProfessional><FamilyName>Lege</FamilyName>{}</HealthcareProfessional>
+</Organisation></Organisation></Organisation></Sender>
+<Receiver><Organisation><OrganisationName>NHN</OrganisationName>{}</Organisation></Receiver>
+</MsgInfo></MsgHead>"#,
+            ident(8141703),
+            ident(sender_person),
+            ident(109989)
+        )
+    }
+
+    #[test]
+    fn parties_are_matched_at_any_depth() {
+        let m = MsgHead::parse(deep_msghead(8141705).as_bytes()).unwrap();
+        assert_eq!(m.sender_her_ids, [her(8141703), her(8141705)]);
+        m.check_parties(her(8141705), her(109989)).unwrap();
+        m.check_parties(her(8141703), her(109989)).unwrap();
+        let spoofed = m.check_parties(her(666), her(109989)).unwrap_err();
+        assert_eq!(spoofed.condition(), Some(ErrorCondition::SpoofingAttack));
+        assert_eq!(spoofed.condition_data(), ["666", "8141703/8141705"]);
+        let wrong_receiver = m.check_parties(her(8141705), her(4210)).unwrap_err();
+        assert_eq!(
+            wrong_receiver.condition(),
+            Some(ErrorCondition::InvalidFieldValue)
+        );
+    }
+
+    #[test]
+    fn a_party_without_her_ids_passes() {
+        let text = deep_msghead(1).replace("HER", "ENH");
+        let m = MsgHead::parse(text.as_bytes()).unwrap();
+        assert!(m.sender_her_ids.is_empty());
+        m.check_parties(her(8141705), her(4210)).unwrap();
     }
 
     #[test]

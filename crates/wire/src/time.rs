@@ -3,7 +3,7 @@
 //! The reference library writes `applicationTimeStamp` as
 //! `yyyy-MM-ddTHH:mm:ssZ`, `enqueuedTimeUtc` as `yyyy-MM-ddTHH:mm:ss` and the
 //! error report's `receiverTimeStamp` as `MM/dd/yyyy HH:mm:ss`, all UTC.
-//! We write the first form everywhere and read all of them, plus RFC 3339
+//! We write them as the reference does and read all of them, plus RFC 3339
 //! with fraction or offset.
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
@@ -11,6 +11,12 @@ use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 /// Format a time as `yyyy-MM-ddTHH:mm:ssZ` (UTC, no fraction).
 pub fn format_utc_seconds(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Format a time as the reference library's `receiverTimeStamp`:
+/// `MM/dd/yyyy HH:mm:ss` (UTC, .NET's invariant culture).
+pub fn format_receiver_timestamp(time: DateTime<Utc>) -> String {
+    time.format("%m/%d/%Y %H:%M:%S").to_string()
 }
 
 /// Parse any timestamp form the profile's peers send: RFC 3339 (with or

@@ -97,6 +97,7 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
                         error_queue: false,
                         sync_queue: false,
                         poll: Duration::from_millis(100),
+                        ..ListenerOptions::default()
                     },
                 )
                 .await?,

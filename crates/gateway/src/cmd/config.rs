@@ -65,6 +65,7 @@ fn summarise(config: &Config) -> Value {
     };
     json!({
         "her_id": config.her_id,
+        "her_ids": config.her_ids,
         "broker": broker,
         "dialect": format!("{:?}", config.broker.dialect).to_lowercase(),
         "ca_file": config.broker.ca_file,
@@ -88,6 +89,17 @@ fn summarise(config: &Config) -> Value {
             "deadline_hours_by_function": config.receipts.deadline_hours_by_function,
         },
         "audit_retention_days": config.audit_retention_days,
+        "receive": {
+            "strict_message_functions": config.receive.strict_message_functions,
+            "allow_party_mismatch": config.receive.allow_party_mismatch,
+            "allow_unprotected": config.receive.allow_unprotected,
+            "revocation_unknown_for_seconds": config.receive.revocation_unknown_for.as_secs(),
+        },
+        "send": {
+            "async_ttl_seconds": config.send.async_ttl.map(|t| t.as_secs()),
+            "payload_metadata": config.send.payload_metadata,
+            "extra_properties": config.send.extra_properties.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        },
     })
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use helsemelding_messaging::receipts::Deadlines;
-use helsemelding_messaging::{Messenger, MessengerConfig};
+use helsemelding_messaging::{Messenger, MessengerConfig, ReceivePolicy};
 use helsemelding_protect::{
     Certificate, CrlFetcher, FetcherConfig, Identity, RevocationPolicy, TrustAnchors,
 };
@@ -39,7 +39,11 @@ impl Context {
     }
 
     async fn from_config(config: &Config) -> Result<Context> {
-        let her_id = HerId::new(config.her_id).context("her_id is not a valid HER-id")?;
+        let her_ids = config
+            .her_ids
+            .iter()
+            .map(|h| HerId::new(*h).context("her_ids: not a valid HER-id"))
+            .collect::<Result<Vec<_>>>()?;
         let signing = key_pair("signing", config.identity.signing.as_ref())?;
         let decryption = key_pair("decryption", config.identity.decryption.as_ref())?;
         let legacy = config
@@ -72,7 +76,7 @@ impl Context {
         let store = Store::open(&config.store_path)
             .with_context(|| format!("store {}", config.store_path.display()))?;
         let mut messenger_config = MessengerConfig::new(
-            her_id,
+            her_ids[0],
             signing,
             decryption,
             TrustAnchors::new(anchors),
@@ -80,8 +84,19 @@ impl Context {
         );
         messenger_config.legacy_decryption = legacy;
         messenger_config.revocation = revocation;
-        messenger_config.sync_reply_queue = Some(config.broker.reply_queue.clone());
+        messenger_config.her_ids = her_ids;
+        messenger_config.sync_reply_queue = config.broker.reply_queue.clone();
         messenger_config.receipt_deadlines = receipt_deadlines(&config.receipts);
+        messenger_config.async_ttl = config.send.async_ttl;
+        messenger_config.payload_metadata = config.send.payload_metadata;
+        messenger_config.extra_properties = config.send.extra_properties.clone();
+        messenger_config.receive = ReceivePolicy {
+            strict_message_functions: config.receive.strict_message_functions,
+            allow_party_mismatch: config.receive.allow_party_mismatch,
+            allow_unprotected: config.receive.allow_unprotected,
+            allow_3des: config.trust.allow_3des,
+            revocation_unknown_for: config.receive.revocation_unknown_for,
+        };
         let messenger = Messenger::new(messenger_config, Arc::from(transport), registry, store);
         Ok(Context { messenger })
     }

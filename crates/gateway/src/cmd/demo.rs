@@ -301,6 +301,7 @@ impl World {
                 error_queue: true,
                 sync_queue: true,
                 poll: Duration::from_millis(200),
+                ..ListenerOptions::default()
             },
         )
         .await

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use helsemelding_transport::local::LocalTransport;
-use helsemelding_wire::queue::{queue_name, QueueKind};
+use helsemelding_wire::queue::QueueKind;
 use helsemelding_wire::HerId;
 use serde::Serialize;
 
@@ -74,19 +74,43 @@ pub fn run(config_path: Option<&Path>, args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Our queues in a stable order, with their kind's short name.
-fn our_queues(config: &Config) -> Result<Vec<(String, &'static str)>> {
-    let her_id = HerId::new(config.her_id).context("her_id is not a valid HER-id")?;
-    Ok(QueueKind::ALL
-        .iter()
-        .map(|kind| {
-            let name = match kind {
-                QueueKind::SyncReply => config.broker.reply_queue.clone(),
-                other => queue_name(her_id, *other),
-            };
-            (name, kind_name(*kind))
-        })
-        .collect())
+/// Our queues in a stable order, with their kind's short name: for every
+/// one of our HER-ids, the queues its registry record names (several
+/// HER-ids often share one set: each is listed once), the configured reply
+/// queue, and the dead-letter queue beside the async one (`<prefix>_dl`,
+/// NHN's policy; the registry does not name it).
+async fn our_queues(config: &Config) -> Result<Vec<(String, &'static str)>> {
+    let registry = super::context::open_registry(&config.registry)?;
+    let mut queues: Vec<(String, &'static str)> = Vec::new();
+    let mut add = |name: Option<String>, kind: QueueKind| {
+        if let Some(name) = name.filter(|n| !n.is_empty()) {
+            if !queues.iter().any(|(known, _)| *known == name) {
+                queues.push((name, kind_name(kind)));
+            }
+        }
+    };
+    for her_id in &config.her_ids {
+        let her_id = HerId::new(*her_id).context("her_ids: not a valid HER-id")?;
+        let record = registry
+            .communication_party(her_id.get())
+            .await
+            .with_context(|| format!("our HER-id {her_id} in the registry"))?;
+        let names = record.queues.names();
+        let dead_letter = names
+            .async_queue
+            .as_deref()
+            .and_then(|q| q.strip_suffix("_async"))
+            .map(|prefix| format!("{prefix}_dl"));
+        add(names.async_queue, QueueKind::Async);
+        add(names.sync, QueueKind::Sync);
+        add(names.error, QueueKind::Error);
+        add(
+            config.broker.reply_queue.clone().or(names.syncreply),
+            QueueKind::SyncReply,
+        );
+        add(dead_letter, QueueKind::DeadLetter);
+    }
+    Ok(queues)
 }
 
 fn kind_name(kind: QueueKind) -> &'static str {
@@ -100,7 +124,7 @@ fn kind_name(kind: QueueKind) -> &'static str {
 }
 
 async fn inspect(config: &Config) -> Result<Report> {
-    let queues = our_queues(config)?;
+    let queues = our_queues(config).await?;
     let (source, statuses) = match &config.broker.endpoint {
         BrokerEndpoint::Local { path } => (Source::Local, local_counts(path, queues).await?),
         BrokerEndpoint::Amqp { url, password, .. } => match &config.broker.management_url {

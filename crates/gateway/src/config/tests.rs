@@ -68,7 +68,20 @@ fn the_documented_example_loads_with_paths_resolved_beside_the_file() {
     assert_eq!(url.host_str(), Some("sb.test.nhn.no"));
     assert_eq!(exchange.as_deref(), Some("NHNTESTServiceBus"));
     assert_eq!(password, &None);
-    assert_eq!(config.broker.reply_queue, "91462_syncreply");
+    assert_eq!(
+        config.broker.reply_queue, None,
+        "the registry's, not derived"
+    );
+    assert_eq!(config.her_ids, [91462]);
+    assert!(!config.receive.strict_message_functions);
+    assert!(!config.receive.allow_party_mismatch);
+    assert!(!config.receive.allow_unprotected);
+    assert_eq!(
+        config.receive.revocation_unknown_for,
+        std::time::Duration::from_secs(3600)
+    );
+    assert!(config.send.payload_metadata);
+    assert_eq!(config.send.async_ttl, None);
     assert_eq!(config.broker.ca_file, Some(setup.dir.path().join("ca.pem")));
     assert_eq!(
         config.identity.signing,
@@ -292,4 +305,40 @@ fn the_http_registry_needs_the_cppa_url_and_a_sane_timeout() {
         error.contains("broker.management_url") && !error.contains("pw@"),
         "{error}"
     );
+}
+
+#[test]
+fn several_her_ids_and_the_receive_and_send_switches() {
+    let setup = Setup::new();
+    let several = FULL.replace("her_id = 91462", "her_ids = [8141703, 8141705]")
+        + "[receive]\nstrict_message_functions = true\nallow_party_mismatch = true\nallow_unprotected = true\nrevocation_unknown_for_seconds = 60\n[send]\nasync_ttl_seconds = 345600\npayload_metadata = false\nextra_properties = { X-SystemIdentifier = \"EPJ\" }\n";
+    let config = setup.load(&several, &[]).unwrap();
+    assert_eq!(config.her_ids, [8141703, 8141705]);
+    assert_eq!(config.her_id, 8141703, "the first sends by default");
+    assert!(config.receive.strict_message_functions);
+    assert!(config.receive.allow_party_mismatch);
+    assert!(config.receive.allow_unprotected);
+    assert_eq!(
+        config.receive.revocation_unknown_for,
+        std::time::Duration::from_secs(60)
+    );
+    assert_eq!(
+        config.send.async_ttl,
+        Some(std::time::Duration::from_secs(345_600))
+    );
+    assert!(!config.send.payload_metadata);
+    assert_eq!(
+        config.send.extra_properties,
+        [("X-SystemIdentifier".to_string(), "EPJ".to_string())]
+    );
+
+    let both = FULL.replace("her_id = 91462", "her_id = 1\nher_ids = [2]");
+    let error = format!("{:#}", setup.load(&both, &[]).unwrap_err());
+    assert!(error.contains("either her_id or her_ids"), "{error}");
+    let twice = FULL.replace("her_id = 91462", "her_ids = [5, 5]");
+    let error = format!("{:#}", setup.load(&twice, &[]).unwrap_err());
+    assert!(error.contains("listed twice"), "{error}");
+    let shadowing = FULL.to_string() + "[send]\nextra_properties = { fromHerId = \"1\" }\n";
+    let error = format!("{:#}", setup.load(&shadowing, &[]).unwrap_err());
+    assert!(error.contains("send.extra_properties.fromHerId"), "{error}");
 }

@@ -334,6 +334,7 @@ async fn e2e_throughput(
             error_queue: false,
             sync_queue: false,
             poll: Duration::from_millis(200),
+            ..ListenerOptions::default()
         },
     )
     .await
