@@ -45,6 +45,7 @@ async fn listen(party: &Party) -> (Listener, Arc<Counting>) {
             error_queue: true,
             sync_queue: false,
             poll: Duration::from_millis(200),
+            ..ListenerOptions::default()
         },
     )
     .await
@@ -215,26 +216,28 @@ fn from_dotnet(from: &Peer, us: &Party, payload: &[u8], signer: &Issued) -> Mess
     convert::to_message(&envelope, body)
 }
 
+/// One way of making our listener refuse a message from the .NET party:
+/// what, the message, the condition we report, and the errorConditionData
+/// expected (`Some(None)` = absent, `None` = not checked).
+type Refusal = (
+    &'static str,
+    Message,
+    ErrorCondition,
+    Option<Option<String>>,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the corrected error report shape"]
 async fn every_error_report_we_send_is_taken_in_by_a_released_dotnet_listener() {
     let bus = Bus::new(AmqpOptions::default());
     let dotnet = bus.peer();
     let us = bus.party();
-    let (listener, app) = listen(&us).await;
-    let peer = dotnet_listener(&bus, &dotnet, &us, Vec::new());
-    let their_error = queue_name(dotnet.her_id, QueueKind::Error);
-    let our_error = queue_name(us.peer.her_id, QueueKind::Error);
-
     let good = |n| msghead(dotnet.her_id, us.peer.her_id, n);
     let mallory = bus.pki.issue("mallory signing", Usage::Signing);
-    let mut missing_fields = from_dotnet(&dotnet, &us, &good(4), &dotnet.signing);
-    missing_fields.subject = None;
-    missing_fields
+    let mut no_timestamp = from_dotnet(&dotnet, &us, &good(4), &dotnet.signing);
+    no_timestamp
         .application_properties
         .remove("applicationTimeStamp");
-    // errorConditionData: Some(expected) is checked (None = absent), None is not.
-    let cases: Vec<(&str, Message, ErrorCondition, Option<Option<String>>)> = vec![
+    let cases: Vec<Refusal> = vec![
         (
             "not XML",
             from_dotnet(&dotnet, &us, b"<MsgHead><unclosed>", &dotnet.signing),
@@ -255,16 +258,47 @@ async fn every_error_report_we_send_is_taken_in_by_a_released_dotnet_listener() 
                 &msghead(HerId::new(4242).unwrap(), us.peer.her_id, 3),
                 &dotnet.signing,
             ),
-            ErrorCondition::InvalidFieldValue,
+            ErrorCondition::SpoofingAttack,
             Some(Some(format!("{};4242;", dotnet.her_id))),
         ),
         (
-            "missing Label and applicationTimeStamp",
-            missing_fields,
+            "missing applicationTimeStamp",
+            no_timestamp,
             ErrorCondition::InvalidFieldValue,
-            Some(Some("Label;applicationTimeStamp;".into())),
+            Some(Some("applicationTimeStamp;".into())),
         ),
     ];
+    reports_are_taken_in(&bus, &dotnet, &us, cases).await;
+}
+
+/// Our report about a message without subject has no subject either, and
+/// the released listener refuses a message without `Label` (also on its
+/// error queue) and answers it: found by the stand-in, not fixed yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "our report about a message without subject has no subject; the released listener refuses it"]
+async fn a_report_about_a_message_without_subject_is_taken_in_by_a_released_dotnet_listener() {
+    let bus = Bus::new(AmqpOptions::default());
+    let dotnet = bus.peer();
+    let us = bus.party();
+    let payload = msghead(dotnet.her_id, us.peer.her_id, 5);
+    let mut no_subject = from_dotnet(&dotnet, &us, &payload, &dotnet.signing);
+    no_subject.subject = None;
+    let cases: Vec<Refusal> = vec![(
+        "missing Label",
+        no_subject,
+        ErrorCondition::InvalidFieldValue,
+        Some(Some("Label;".into())),
+    )];
+    reports_are_taken_in(&bus, &dotnet, &us, cases).await;
+}
+
+/// Puts each case on our async queue (as the .NET party), and asserts that
+/// the stand-in takes each of our reports in and that nothing comes back.
+async fn reports_are_taken_in(bus: &Bus, dotnet: &Peer, us: &Party, cases: Vec<Refusal>) {
+    let (listener, app) = listen(us).await;
+    let peer = dotnet_listener(bus, dotnet, us, Vec::new());
+    let their_error = queue_name(dotnet.her_id, QueueKind::Error);
+    let our_error = queue_name(us.peer.her_id, QueueKind::Error);
     let our_async = queue_name(us.peer.her_id, QueueKind::Async);
     let mut sender = bus.transport.sender(&our_async).await.unwrap();
     let mut expected = Vec::new();
@@ -298,7 +332,7 @@ async fn every_error_report_we_send_is_taken_in_by_a_released_dotnet_listener() 
             decision.raw
         );
         assert_eq!(decision.content_type.as_deref(), Some(PROTECTED), "{what}");
-        assert_eq!(decision.subject.as_deref(), Some(FUNCTION), "{what}");
+        assert!(decision.subject.is_some(), "{what}: a subject");
         let report = decision.report.as_ref().unwrap();
         assert_eq!(
             report.error_condition.as_deref(),
