@@ -202,6 +202,11 @@ pub fn split_data(text: &str) -> Vec<String> {
     values
 }
 
+/// The subject of a report about a message that had none: every released
+/// .NET listener refuses a message without subject (`Label`), also on its
+/// error queue, so the report needs one to be taken in.
+pub const UNKNOWN_FUNCTION: &str = "UNKNOWN";
+
 /// The HER-id whose error queue a report about `original` goes to: the
 /// original's `fromHerId`. Fails when it is unreadable: then there is
 /// nobody to tell.
@@ -281,7 +286,14 @@ pub fn build_error_report(
             to: Some(error_queue.to_string()),
             reply_to: None,
             correlation_id: None,
-            subject: original.properties.subject.clone(),
+            subject: Some(
+                original
+                    .properties
+                    .subject
+                    .clone()
+                    .filter(|subject| !subject.trim().is_empty())
+                    .unwrap_or_else(|| UNKNOWN_FUNCTION.to_string()),
+            ),
             content_type: Some(content_types::PROTECTED.to_string()),
             ttl_ms: None,
             durable: true,
@@ -484,7 +496,11 @@ mod tests {
             Some("91462"),
             "ours stands in"
         );
-        assert_eq!(envelope.properties.subject, None);
+        assert_eq!(
+            envelope.properties.subject.as_deref(),
+            Some(UNKNOWN_FUNCTION),
+            "a .NET listener refuses a report without subject"
+        );
     }
 
     #[test]
