@@ -77,6 +77,43 @@ impl Certificate {
             })
     }
 
+    /// Reads every certificate of a PEM text (in file order), or the one
+    /// certificate of a DER file. At least one certificate is required.
+    pub fn all_from_pem_or_der(bytes: &[u8]) -> Result<Vec<Self>> {
+        let looks_like_pem = bytes
+            .windows(b"-----BEGIN".len())
+            .any(|w| w == b"-----BEGIN");
+        if !looks_like_pem {
+            return Ok(vec![Certificate::from_pem_or_der(bytes)?]);
+        }
+        let stack = X509::stack_from_pem(bytes).map_err(|e| Error::CertificateParse {
+            reason: first_openssl_reason(&e),
+        })?;
+        if stack.is_empty() {
+            return Err(Error::CertificateParse {
+                reason: "no certificate in the PEM text".to_string(),
+            });
+        }
+        Ok(stack.into_iter().map(Certificate::from_x509).collect())
+    }
+
+    /// Whether the certificate is self-signed (its issuer is its subject and
+    /// its own key verifies its signature): a root, never embedded in a
+    /// signed message.
+    pub fn is_self_signed(&self) -> bool {
+        let same_name = self
+            .x509
+            .subject_name()
+            .try_cmp(self.x509.issuer_name())
+            .is_ok_and(|ordering| ordering.is_eq());
+        same_name
+            && self
+                .x509
+                .public_key()
+                .and_then(|key| self.x509.verify(&key))
+                .unwrap_or(false)
+    }
+
     /// Wraps an already parsed OpenSSL certificate.
     pub fn from_x509(x509: X509) -> Self {
         Certificate { x509 }

@@ -204,6 +204,32 @@ impl CheckReport {
     }
 }
 
+/// As [`check_certificate`], with `intermediates` (e.g. the certificates a
+/// received SignedData embedded, [`crate::Unprotected::embedded`]) added to
+/// the request's untrusted intermediates for building the chain and for
+/// finding the issuer whose CRL counts. They are never anchors: a chain
+/// through them must still end in one of the request's trust anchors.
+pub fn check_certificate_with_intermediates(
+    certificate: &Certificate,
+    request: &CheckRequest<'_>,
+    intermediates: &[Certificate],
+) -> CheckReport {
+    if intermediates.is_empty() {
+        return check_certificate(certificate, request);
+    }
+    let trust = request
+        .trust
+        .clone()
+        .with_intermediates(intermediates.to_vec());
+    check_certificate(
+        certificate,
+        &CheckRequest {
+            trust: &trust,
+            ..*request
+        },
+    )
+}
+
 /// Judges `certificate` for `request.usage` at `request.at` and returns every
 /// problem found.
 pub fn check_certificate(certificate: &Certificate, request: &CheckRequest<'_>) -> CheckReport {

@@ -2,16 +2,21 @@
 //! decrypt-then-verify on receive.
 //!
 //! [`protect`] makes a SignedData over the payload (attached content,
-//! SHA-256, signer named by issuer and serial, signer certificate included)
-//! and wraps its DER in an EnvelopedData (AES-256-CBC, RSA PKCS#1 v1.5 key
-//! transport, recipient named by issuer and serial).
+//! SHA-256, signer named by issuer and serial, signer certificate and its
+//! chain except self-signed roots included) and wraps its DER in an
+//! EnvelopedData (AES-256-CBC, RSA PKCS#1 v1.5 key transport, recipient
+//! named by issuer and serial).
 //!
 //! [`unprotect`] reads the envelope's structure first — who it is for and
 //! which cipher it uses — so a refused cipher or a message for someone else
 //! is rejected before any private-key operation; then decrypts with the
 //! current key or the legacy one, and verifies the signature against the
-//! expected sender certificate only. Chain, dates and revocation are judged
-//! elsewhere (the certificate checks), not here.
+//! expected sender certificate only. [`unprotect_detailed`] does the same
+//! against any of several accepted sender certificates (current and
+//! previous ones) with one decryption, and also hands back the
+//! certificates the SignedData carries, so that the sender's chain can be
+//! built through the intermediates it embedded. Chain, dates and revocation
+//! are judged elsewhere (the certificate checks), not here.
 
 mod structure;
 
@@ -51,10 +56,47 @@ pub struct ProtectOptions {
 }
 
 /// How strict to be when unprotecting a message.
+///
+/// The default refuses 3DES (as PROFILE.md's `allow_3des = false`); DES and
+/// RC2 are always refused.
 #[derive(Clone, Debug, Default)]
 pub struct UnprotectOptions {
-    /// Refuse 3DES-encrypted messages (DES and RC2 are always refused).
-    pub reject_3des: bool,
+    /// Accept 3DES-encrypted (1.2.840.113549.3.7) messages; refused when
+    /// false (the default).
+    pub allow_3des: bool,
+}
+
+/// Embedded certificates beyond this many are ignored (a chain is rarely
+/// more than three deep; the rest would only cost time to decode).
+pub const MAX_EMBEDDED_CERTIFICATES: usize = 32;
+
+/// What [`unprotect_detailed`] found in a message.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Unprotected {
+    /// The signed payload bytes exactly as they were signed.
+    pub payload: Vec<u8>,
+    /// The accepted sender certificate whose key made the signature (one
+    /// of those passed in, not a copy from the message).
+    pub signer: Certificate,
+    /// The certificates the SignedData carries, in message order (usually
+    /// the signer's own copy and its intermediates). They are outside the
+    /// signature and not trusted: use them only as untrusted intermediates
+    /// when building the signer's chain to the trust anchors. At most
+    /// [`MAX_EMBEDDED_CERTIFICATES`]; entries that are not X.509
+    /// certificates are skipped.
+    pub embedded: Vec<Certificate>,
+}
+
+impl std::fmt::Debug for Unprotected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The payload is deliberately left out (only its length is shown).
+        f.debug_struct("Unprotected")
+            .field("payload_len", &self.payload.len())
+            .field("signer", &self.signer)
+            .field("embedded", &self.embedded)
+            .finish()
+    }
 }
 
 /// Signs `payload` as `signer`, then encrypts the signed DER to
@@ -66,11 +108,25 @@ pub fn protect(
     options: &ProtectOptions,
 ) -> Result<Vec<u8>> {
     // BINARY: sign the exact bytes, no MIME canonicalisation. The digest is
-    // the RSA key's default, SHA-256 (asserted by the tests).
+    // the RSA key's default, SHA-256 (asserted by the tests). The signer's
+    // chain goes in beside its certificate, roots left out, as the
+    // reference library's signer does (X509IncludeOption.ExcludeRoot).
+    let chain = signer.chain_to_embed();
+    let extra = if chain.is_empty() {
+        None
+    } else {
+        let mut stack = Stack::new().map_err(protect_error("sign"))?;
+        for certificate in chain {
+            stack
+                .push(certificate.x509().clone())
+                .map_err(protect_error("sign"))?;
+        }
+        Some(stack)
+    };
     let signed = CmsContentInfo::sign(
         Some(signer.certificate().x509()),
         Some(signer.private_key()),
-        None,
+        extra.as_deref(),
         Some(payload),
         CMSOptions::BINARY | CMSOptions::NOSMIMECAP,
     )
@@ -101,6 +157,50 @@ pub fn unprotect(
     expected_signer: &Certificate,
     options: &UnprotectOptions,
 ) -> Result<Vec<u8>> {
+    open(
+        der,
+        decryption,
+        legacy_decryption,
+        std::slice::from_ref(expected_signer),
+        options,
+        false,
+    )
+    .map(|opened| opened.payload)
+}
+
+/// As [`unprotect`], but accepts a signature by any of `accepted_signers`
+/// (e.g. the sender's current and previous signing certificates) with one
+/// decryption, and returns which of them signed together with the
+/// certificates embedded in the SignedData (for
+/// [`crate::check::check_certificate_with_intermediates`]).
+///
+/// A signer that is none of `accepted_signers` is [`Error::WrongSigner`]
+/// (its `expected_serial` lists the accepted serials, joined by ` or `).
+pub fn unprotect_detailed(
+    der: &[u8],
+    decryption: &Identity,
+    legacy_decryption: Option<&Identity>,
+    accepted_signers: &[Certificate],
+    options: &UnprotectOptions,
+) -> Result<Unprotected> {
+    open(
+        der,
+        decryption,
+        legacy_decryption,
+        accepted_signers,
+        options,
+        true,
+    )
+}
+
+fn open(
+    der: &[u8],
+    decryption: &Identity,
+    legacy_decryption: Option<&Identity>,
+    accepted_signers: &[Certificate],
+    options: &UnprotectOptions,
+    with_embedded: bool,
+) -> Result<Unprotected> {
     let envelope = structure::read_envelope(der)?;
     refuse_weak_cipher(&envelope.cipher_oid, options)?;
 
@@ -124,14 +224,14 @@ pub fn unprotect(
     }
 
     let signed_der = decrypt(der, &candidates)?;
-    verify(&signed_der, expected_signer)
+    verify(&signed_der, accepted_signers, with_embedded)
 }
 
 fn refuse_weak_cipher(oid: &str, options: &UnprotectOptions) -> Result<()> {
     let refused = match oid {
         OID_DES_CBC => Some("DES-CBC"),
         OID_RC2_CBC => Some("RC2-CBC"),
-        OID_DES_EDE3_CBC if options.reject_3des => Some("3DES-CBC"),
+        OID_DES_EDE3_CBC if !options.allow_3des => Some("3DES-CBC"),
         _ => None,
     };
     match refused {
@@ -163,23 +263,39 @@ fn decrypt(der: &[u8], candidates: &[&Identity]) -> Result<Vec<u8>> {
     Err(last_error.expect("unprotect passes at least one candidate"))
 }
 
-/// Verifies the SignedData against `expected_signer` alone: the certificates
-/// carried in the message are not trusted (NOINTERN), and no chain is built
-/// here (NOVERIFY).
-fn verify(signed_der: &[u8], expected_signer: &Certificate) -> Result<Vec<u8>> {
+/// Verifies the SignedData against the accepted signer it names: the
+/// certificates carried in the message are not trusted (NOINTERN), and no
+/// chain is built here (NOVERIFY). With `with_embedded`, those certificates
+/// are decoded and handed back (after the signature verified).
+fn verify(
+    signed_der: &[u8],
+    accepted_signers: &[Certificate],
+    with_embedded: bool,
+) -> Result<Unprotected> {
     let signed = structure::read_signed(signed_der)?;
     let [signer] = signed.signers.as_slice() else {
         return Err(Error::SignerCount {
             count: signed.signers.len(),
         });
     };
-    let expected_serial = expected_signer.serial_hex();
-    if !signer.matches(expected_signer) {
+    let Some(expected_signer) = accepted_signers
+        .iter()
+        .find(|candidate| signer.matches(candidate))
+    else {
+        let expected: Vec<String> = accepted_signers
+            .iter()
+            .map(Certificate::serial_hex)
+            .collect();
         return Err(Error::WrongSigner {
-            expected_serial,
+            expected_serial: if expected.is_empty() {
+                "(none)".to_string()
+            } else {
+                expected.join(" or ")
+            },
             actual_serial: signer.describe(),
         });
-    }
+    };
+    let expected_serial = expected_signer.serial_hex();
     let bad_signature = |e: ErrorStack| Error::BadSignature {
         signer_serial: expected_serial.clone(),
         reason: first_reason(&e),
@@ -202,7 +318,16 @@ fn verify(signed_der: &[u8], expected_signer: &Certificate) -> Result<Vec<u8>> {
         CMSOptions::NOINTERN | CMSOptions::NOVERIFY | CMSOptions::BINARY,
     )
     .map_err(bad_signature)?;
-    Ok(payload)
+    let embedded = if with_embedded {
+        structure::embedded_certificates(&signed.certificate_set, MAX_EMBEDDED_CERTIFICATES)
+    } else {
+        Vec::new()
+    };
+    Ok(Unprotected {
+        payload,
+        signer: expected_signer.clone(),
+        embedded,
+    })
 }
 
 fn protect_error(step: &'static str) -> impl Fn(ErrorStack) -> Error {
@@ -226,9 +351,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn des_and_rc2_always_refused_3des_when_configured() {
-        let lax = UnprotectOptions::default();
-        let strict = UnprotectOptions { reject_3des: true };
+    fn des_and_rc2_always_refused_3des_unless_allowed() {
+        let strict = UnprotectOptions::default();
+        let lax = UnprotectOptions { allow_3des: true };
         assert!(refuse_weak_cipher(OID_DES_CBC, &lax).is_err());
         assert!(refuse_weak_cipher(OID_RC2_CBC, &lax).is_err());
         assert!(refuse_weak_cipher(OID_DES_EDE3_CBC, &lax).is_ok());

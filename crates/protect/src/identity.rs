@@ -1,5 +1,6 @@
 //! Our own certificate together with its private key (an [`Identity`]),
-//! loaded from PEM or DER files or from a PKCS#12 bundle.
+//! loaded from PEM or DER files or from a PKCS#12 bundle, and the
+//! certificate's chain (intermediate CAs) that signing embeds in the message.
 //!
 //! NHN and Buypass hand out PKCS#12 bundles encrypted with RC2/3DES, which
 //! OpenSSL 3 reads only with its `legacy` provider loaded; this module loads
@@ -14,11 +15,13 @@ use openssl::provider::Provider;
 
 use crate::{Certificate, Error, Result};
 
-/// A certificate and the private key that belongs to it.
+/// A certificate and the private key that belongs to it, with the
+/// certificate's chain (intermediates, possibly the root) if one was given.
 #[derive(Clone)]
 pub struct Identity {
     certificate: Certificate,
     key: PKey<Private>,
+    chain: Vec<Certificate>,
 }
 
 impl Identity {
@@ -38,15 +41,27 @@ impl Identity {
         Ok(Identity {
             certificate,
             key: provider_native(key),
+            chain: Vec::new(),
         })
     }
 
+    /// The same identity with `chain` as its certificate's chain: the
+    /// intermediate CAs up to (and possibly including) the root, in any
+    /// order. Signing embeds every one of them except self-signed roots
+    /// and the certificate itself; none is checked here.
+    pub fn with_chain(mut self, chain: Vec<Certificate>) -> Self {
+        self.chain = chain;
+        self
+    }
+
     /// Reads a certificate file and a private key file, each PEM or DER.
-    /// Keys may be PKCS#8 or PKCS#1 (RSA), unencrypted.
+    /// Keys may be PKCS#8 or PKCS#1 (RSA), unencrypted. A PEM certificate
+    /// file may hold several certificates: the one the key belongs to is
+    /// the identity's, the others (in file order) its chain.
     pub fn from_files(certificate_path: &Path, key_path: &Path) -> Result<Self> {
         let cert_bytes = read(certificate_path)?;
-        let certificate =
-            Certificate::from_pem_or_der(&cert_bytes).map_err(|e| Error::CertificateFile {
+        let mut certificates =
+            Certificate::all_from_pem_or_der(&cert_bytes).map_err(|e| Error::CertificateFile {
                 path: certificate_path.display().to_string(),
                 reason: e.to_string(),
             })?;
@@ -55,13 +70,26 @@ impl Identity {
             path: key_path.display().to_string(),
             reason,
         })?;
-        Identity::new(certificate, key).map_err(|_| Error::KeyLoad {
+        let mismatch = || Error::KeyLoad {
             path: key_path.display().to_string(),
             reason: format!(
                 "the key does not belong to the certificate in {}",
                 certificate_path.display()
             ),
-        })
+        };
+        let own = certificates
+            .iter()
+            .position(|certificate| {
+                certificate
+                    .x509()
+                    .public_key()
+                    .is_ok_and(|public| public.public_eq(&key))
+            })
+            .ok_or_else(mismatch)?;
+        let certificate = certificates.remove(own);
+        Identity::new(certificate, key)
+            .map(|identity| identity.with_chain(certificates))
+            .map_err(|_| mismatch())
     }
 
     /// Reads a PKCS#12 bundle file (legacy RC2/3DES bundles included).
@@ -77,6 +105,7 @@ impl Identity {
     }
 
     /// Reads a PKCS#12 bundle from bytes; errors name the source `<memory>`.
+    /// The bundle's other certificates (CA certificates) become the chain.
     pub fn from_pkcs12(der: &[u8], password: &str) -> Result<Self> {
         let fail = |reason: String| Error::P12 {
             path: "<memory>".to_string(),
@@ -92,13 +121,38 @@ impl Identity {
                 "the bundle lacks a certificate or a private key".into(),
             ));
         };
+        let chain = parsed
+            .ca
+            .map(|stack| stack.into_iter().map(Certificate::from_x509).collect())
+            .unwrap_or_default();
         Identity::new(Certificate::from_x509(cert), key)
+            .map(|identity| identity.with_chain(chain))
             .map_err(|_| fail("the bundle's key does not belong to its certificate".into()))
     }
 
     /// The certificate.
     pub fn certificate(&self) -> &Certificate {
         &self.certificate
+    }
+
+    /// The certificate's chain as given (see [`Identity::with_chain`]).
+    pub fn chain(&self) -> &[Certificate] {
+        &self.chain
+    }
+
+    /// What signing embeds beside the certificate: the chain without
+    /// self-signed roots and without the certificate itself, each once.
+    pub fn chain_to_embed(&self) -> Vec<&Certificate> {
+        let mut embed: Vec<&Certificate> = Vec::new();
+        for candidate in &self.chain {
+            if !candidate.is_self_signed()
+                && *candidate != self.certificate
+                && !embed.contains(&candidate)
+            {
+                embed.push(candidate);
+            }
+        }
+        embed
     }
 
     /// The private key (for the CMS code and benchmarks; never print it).
@@ -112,6 +166,7 @@ impl std::fmt::Debug for Identity {
         // The key is deliberately left out.
         f.debug_struct("Identity")
             .field("certificate", &self.certificate)
+            .field("chain", &self.chain)
             .finish_non_exhaustive()
     }
 }

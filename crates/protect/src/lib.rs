@@ -22,11 +22,12 @@ pub mod revocation;
 
 pub use certificate::{Certificate, KeyUsage};
 pub use check::{
-    check_certificate, CheckReport, CheckRequest, Problem, RevocationPolicy, TrustAnchors, Usage,
+    check_certificate, check_certificate_with_intermediates, CheckReport, CheckRequest, Problem,
+    RevocationPolicy, TrustAnchors, Usage,
 };
 pub use cms::{
-    protect, unprotect, ContentCipher, ProtectOptions, UnprotectOptions, CONTENT_TYPE_PROTECTED,
-    CONTENT_TYPE_UNPROTECTED,
+    protect, unprotect, unprotect_detailed, ContentCipher, ProtectOptions, UnprotectOptions,
+    Unprotected, CONTENT_TYPE_PROTECTED, CONTENT_TYPE_UNPROTECTED, MAX_EMBEDDED_CERTIFICATES,
 };
 pub use crl::Crl;
 pub use error::Error;

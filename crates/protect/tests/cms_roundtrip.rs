@@ -48,7 +48,7 @@ fn round_trip(p: &Parties, payload: &[u8]) -> Vec<u8> {
         &p.receiver,
         None,
         p.sender.certificate(),
-        &UnprotectOptions { reject_3des: true },
+        &UnprotectOptions::default(),
     )
     .unwrap()
 }
@@ -331,7 +331,7 @@ fn a_signed_only_message_is_not_an_envelope() {
 }
 
 #[test]
-fn triple_des_is_accepted_unless_refused() {
+fn triple_des_is_refused_unless_allowed() {
     let p = parties();
     let options = ProtectOptions {
         cipher: ContentCipher::TripleDesCbc,
@@ -342,7 +342,7 @@ fn triple_des_is_accepted_unless_refused() {
         &p.receiver,
         None,
         p.sender.certificate(),
-        &UnprotectOptions::default(),
+        &UnprotectOptions { allow_3des: true },
     );
     assert_eq!(lax.unwrap(), b"<x/>");
     let strict = unprotect(
@@ -350,7 +350,7 @@ fn triple_des_is_accepted_unless_refused() {
         &p.receiver,
         None,
         p.sender.certificate(),
-        &UnprotectOptions { reject_3des: true },
+        &UnprotectOptions::default(),
     );
     assert!(matches!(strict, Err(Error::RefusedCipher { .. })));
 }
@@ -392,8 +392,109 @@ fn real_buypass_certificates_round_trip() {
         &counterparty_decryption,
         None,
         &helsenorge_signing_cert,
-        &UnprotectOptions { reject_3des: true },
+        &UnprotectOptions::default(),
     )
     .unwrap();
     assert_eq!(payload, xml);
+}
+
+#[test]
+fn detailed_unprotect_names_the_signer_and_hands_back_the_embedded_chain() {
+    use helsemelding_protect::{
+        check_certificate, check_certificate_with_intermediates, unprotect_detailed, CheckRequest,
+        Problem, RevocationPolicy, TrustAnchors, Usage as CertUsage,
+    };
+    let root = TestPki::new("Detailed Root");
+    let intermediate = root.intermediate("Detailed Intermediate");
+    let sender_old = identity(&intermediate.issue("sender old signing", Usage::Signing));
+    let sender = identity(&intermediate.issue("sender signing", Usage::Signing)).with_chain(vec![
+        Certificate::from_x509(root.ca.cert.clone()),
+        Certificate::from_x509(intermediate.ca.cert.clone()),
+    ]);
+    let receiver = identity(&root.issue("receiver encryption", Usage::Encryption));
+    let der = protect(
+        b"<chained/>",
+        &sender,
+        receiver.certificate(),
+        &ProtectOptions::default(),
+    )
+    .unwrap();
+    // Previous and current signing certificates accepted, one decryption.
+    let accepted = [
+        sender_old.certificate().clone(),
+        sender.certificate().clone(),
+    ];
+    let opened = unprotect_detailed(
+        &der,
+        &receiver,
+        None,
+        &accepted,
+        &UnprotectOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(opened.payload, b"<chained/>");
+    assert_eq!(&opened.signer, sender.certificate());
+    let serials: Vec<String> = opened.embedded.iter().map(|c| c.serial_hex()).collect();
+    let mut expected = vec![
+        sender.certificate().serial_hex(),
+        intermediate.ca.serial_hex(),
+    ];
+    expected.sort();
+    let mut sorted = serials.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected, "signer and intermediate, not the root");
+    assert!(
+        !format!("{opened:?}").contains("chained"),
+        "payload not in Debug"
+    );
+
+    // Only the root is an anchor: the embedded intermediate completes the chain.
+    let only_root = TrustAnchors::new(vec![Certificate::from_x509(root.ca.cert.clone())]);
+    let request = CheckRequest {
+        usage: CertUsage::Signing,
+        at: chrono::Utc::now(),
+        trust: &only_root,
+        crls: &[],
+        revocation: RevocationPolicy::Off,
+    };
+    let with = check_certificate_with_intermediates(&opened.signer, &request, &opened.embedded);
+    assert!(with.is_ok(), "{with:?}");
+    let without = check_certificate(&opened.signer, &request);
+    assert_eq!(without.errors, vec![Problem::Untrusted]);
+
+    // A signer outside the accepted set is named, with the accepted serials.
+    match unprotect_detailed(
+        &der,
+        &receiver,
+        None,
+        std::slice::from_ref(sender_old.certificate()),
+        &UnprotectOptions::default(),
+    ) {
+        Err(Error::WrongSigner {
+            expected_serial,
+            actual_serial,
+        }) => {
+            assert_eq!(expected_serial, sender_old.certificate().serial_hex());
+            assert_eq!(actual_serial, sender.certificate().serial_hex());
+        }
+        other => panic!("expected WrongSigner, got {other:?}"),
+    }
+    // Without a chain only the signer's own certificate is embedded.
+    let plain = protect(
+        b"<plain/>",
+        &sender_old,
+        receiver.certificate(),
+        &ProtectOptions::default(),
+    )
+    .unwrap();
+    let opened = unprotect_detailed(
+        &plain,
+        &receiver,
+        None,
+        &accepted,
+        &UnprotectOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(opened.embedded, vec![sender_old.certificate().clone()]);
+    assert_eq!(&opened.signer, sender_old.certificate());
 }

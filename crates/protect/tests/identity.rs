@@ -85,3 +85,83 @@ fn garbage_key_file_is_a_key_load_error() {
     let err = Identity::from_files(&cert, &key).unwrap_err();
     assert!(matches!(err, Error::KeyLoad { .. }), "{err:?}");
 }
+
+#[test]
+fn a_pem_file_with_several_certificates_gives_the_chain() {
+    let root = TestPki::new("Chain File Root");
+    let intermediate = root.intermediate("Chain File Intermediate");
+    let leaf = intermediate.issue("chain file leaf", Usage::Signing);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = leaf.write_pem(dir.path(), "leaf");
+    // The chain first and the leaf last: the key decides which one is ours.
+    let bundle = dir.path().join("bundle.pem");
+    let mut pem = intermediate.ca.cert.to_pem().unwrap();
+    pem.extend(root.ca.cert.to_pem().unwrap());
+    pem.extend(leaf.cert.to_pem().unwrap());
+    std::fs::write(&bundle, pem).unwrap();
+    let identity = Identity::from_files(&bundle, &key).unwrap();
+    assert_eq!(identity.certificate().serial_hex(), leaf.serial_hex());
+    let chain: Vec<String> = identity.chain().iter().map(|c| c.subject()).collect();
+    assert_eq!(
+        chain,
+        vec![
+            "O=helsemelding test, CN=Chain File Intermediate",
+            "O=helsemelding test, CN=Chain File Root"
+        ]
+    );
+    let embedded: Vec<String> = identity
+        .chain_to_embed()
+        .iter()
+        .map(|c| c.subject())
+        .collect();
+    assert_eq!(
+        embedded,
+        vec!["O=helsemelding test, CN=Chain File Intermediate"],
+        "the self-signed root is not embedded"
+    );
+    // A file with one certificate has no chain.
+    let (single, _) = leaf.write_pem(dir.path(), "single");
+    assert!(Identity::from_files(&single, &key)
+        .unwrap()
+        .chain()
+        .is_empty());
+    // A key that belongs to none of the certificates is still refused.
+    let (_, other_key) = intermediate
+        .issue("someone else", Usage::Signing)
+        .write_pem(dir.path(), "other");
+    let err = Identity::from_files(&bundle, &other_key).unwrap_err();
+    assert!(err.to_string().contains("does not belong"), "{err}");
+}
+
+#[test]
+fn a_pkcs12_bundle_with_ca_certificates_gives_the_chain() {
+    let root = TestPki::new("P12 Root");
+    let intermediate = root.intermediate("P12 Intermediate");
+    let leaf = intermediate.issue("p12 leaf", Usage::Signing);
+    let mut ca = openssl::stack::Stack::new().unwrap();
+    ca.push(intermediate.ca.cert.clone()).unwrap();
+    ca.push(root.ca.cert.clone()).unwrap();
+    let bundle = openssl::pkcs12::Pkcs12::builder()
+        .name("p12 leaf")
+        .pkey(&leaf.key)
+        .cert(&leaf.cert)
+        .ca(ca)
+        .build2("secret")
+        .unwrap()
+        .to_der()
+        .unwrap();
+    let identity = Identity::from_pkcs12(&bundle, "secret").unwrap();
+    assert_eq!(identity.certificate().serial_hex(), leaf.serial_hex());
+    let mut chain: Vec<String> = identity.chain().iter().map(|c| c.subject()).collect();
+    chain.sort();
+    assert_eq!(
+        chain,
+        vec![
+            "O=helsemelding test, CN=P12 Intermediate",
+            "O=helsemelding test, CN=P12 Root"
+        ]
+    );
+    assert_eq!(identity.chain_to_embed().len(), 1);
+    assert!(!identity.chain_to_embed()[0].is_self_signed());
+    assert!(identity.chain()[0].is_self_signed() || identity.chain()[1].is_self_signed());
+}

@@ -46,13 +46,13 @@ impl Setup {
         .unwrap()
     }
 
-    fn unprotect(&self, der: &[u8], reject_3des: bool) -> helsemelding_protect::Result<Vec<u8>> {
+    fn unprotect(&self, der: &[u8], allow_3des: bool) -> helsemelding_protect::Result<Vec<u8>> {
         unprotect(
             der,
             &Self::identity(&self.receiver),
             None,
             &Certificate::from_x509(self.sender.cert.clone()),
-            &UnprotectOptions { reject_3des },
+            &UnprotectOptions { allow_3des },
         )
     }
 
@@ -185,7 +185,7 @@ fn openssl_decrypts_and_verifies_what_we_protect() {
 fn we_read_openssl_sign_then_encrypt() {
     let s = Setup::new();
     let der = s.openssl_protect(PAYLOAD, "-aes256", &[]);
-    assert_eq!(s.unprotect(&der, true).unwrap(), PAYLOAD);
+    assert_eq!(s.unprotect(&der, false).unwrap(), PAYLOAD);
 }
 
 #[test]
@@ -194,20 +194,40 @@ fn we_read_openssl_streamed_ber() {
     let der = s.openssl_protect(PAYLOAD, "-aes256", &["-stream"]);
     // Indefinite length: 0x30 0x80.
     assert_eq!(&der[..2], &[0x30, 0x80]);
-    assert_eq!(s.unprotect(&der, true).unwrap(), PAYLOAD);
+    assert_eq!(s.unprotect(&der, false).unwrap(), PAYLOAD);
 }
 
 #[test]
-fn openssl_triple_des_is_refused_only_when_configured() {
+fn openssl_triple_des_is_refused_by_default_and_read_when_allowed() {
     let s = Setup::new();
     let der = s.openssl_protect(PAYLOAD, "-des3", &[]);
-    assert_eq!(s.unprotect(&der, false).unwrap(), PAYLOAD);
-    match s.unprotect(&der, true) {
+    let envelope = openssl(
+        &[
+            "cms",
+            "-cmsout",
+            "-print",
+            "-inform",
+            "DER",
+            "-in",
+            "o_env.der",
+        ],
+        s.dir.path(),
+    );
+    assert!(envelope.contains("des-ede3-cbc"), "{envelope}");
+    // The default options refuse it before any private-key operation.
+    match unprotect(
+        &der,
+        &Setup::identity(&s.receiver),
+        None,
+        &Certificate::from_x509(s.sender.cert.clone()),
+        &UnprotectOptions::default(),
+    ) {
         Err(Error::RefusedCipher { algorithm }) => {
             assert_eq!(algorithm, "3DES-CBC (1.2.840.113549.3.7)")
         }
         other => panic!("expected RefusedCipher, got {other:?}"),
     }
+    assert_eq!(s.unprotect(&der, true).unwrap(), PAYLOAD);
 }
 
 #[test]
@@ -219,10 +239,102 @@ fn openssl_single_des_is_always_refused() {
         "-des",
         &["-provider", "legacy", "-provider", "default"],
     );
-    match s.unprotect(&der, false) {
+    match s.unprotect(&der, true) {
         Err(Error::RefusedCipher { algorithm }) => {
             assert_eq!(algorithm, "DES-CBC (1.3.14.3.2.7)")
         }
         other => panic!("expected RefusedCipher, got {other:?}"),
     }
+}
+
+#[test]
+fn we_embed_the_signers_intermediate_but_not_the_root() {
+    let root = TestPki::new("Interop Root");
+    let intermediate = root.intermediate("Interop Intermediate");
+    let sender = intermediate.issue("chained sender", Usage::Signing);
+    let receiver = root.issue("chained receiver", Usage::Encryption);
+    let dir = tempfile::tempdir().unwrap();
+    receiver.write_pem(dir.path(), "receiver");
+    std::fs::write(dir.path().join("root.pem"), root.ca.cert.to_pem().unwrap()).unwrap();
+    // The chain as a PKCS#12 bundle or a PEM file lists it: root included.
+    let signer = Setup::identity(&sender).with_chain(vec![
+        Certificate::from_x509(intermediate.ca.cert.clone()),
+        Certificate::from_x509(root.ca.cert.clone()),
+    ]);
+    let der = protect(
+        PAYLOAD,
+        &signer,
+        &Certificate::from_x509(receiver.cert.clone()),
+        &ProtectOptions::default(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("chained.der"), &der).unwrap();
+    openssl(
+        &[
+            "cms",
+            "-decrypt",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            "chained.der",
+            "-recip",
+            "receiver.pem",
+            "-inkey",
+            "receiver.key",
+            "-out",
+            "chained_signed.der",
+        ],
+        dir.path(),
+    );
+    let printed = openssl(
+        &[
+            "pkcs7",
+            "-inform",
+            "DER",
+            "-in",
+            "chained_signed.der",
+            "-print_certs",
+            "-noout",
+        ],
+        dir.path(),
+    );
+    let subjects: Vec<&str> = printed
+        .lines()
+        .filter(|line| line.starts_with("subject="))
+        .collect();
+    assert_eq!(subjects.len(), 2, "{printed}");
+    assert!(
+        subjects.iter().any(|s| s.contains("chained sender")),
+        "{printed}"
+    );
+    assert!(
+        subjects.iter().any(|s| s.contains("Interop Intermediate")),
+        "{printed}"
+    );
+    assert!(
+        !subjects.iter().any(|s| s.contains("Interop Root")),
+        "the root is not embedded: {printed}"
+    );
+    // openssl builds the chain to the root through the embedded intermediate.
+    openssl(
+        &[
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            "chained_signed.der",
+            "-CAfile",
+            "root.pem",
+            "-out",
+            "chained_verified.xml",
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("chained_verified.xml")).unwrap(),
+        PAYLOAD
+    );
 }

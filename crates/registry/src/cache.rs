@@ -1,7 +1,10 @@
 //! A cache in front of any [`Registry`].
 //!
-//! Answers are kept for a TTL (default 5 minutes, as the reference library
-//! does). When the service fails (unreachable, 5xx, timeout) and an older
+//! Answers are kept for a TTL (default 1 hour, as the reference library
+//! does for both registries). [`Registry::refresh_party`] fetches one
+//! party's record, certificates (historic ones included) and CPP past the
+//! cache, for a signature that none of its known certificates verifies (a
+//! rotation the cache has not seen yet). When the service fails (unreachable, 5xx, timeout) and an older
 //! answer exists, that answer is served (stale-if-error) and a warning is
 //! logged: a registry outage must not stop messages between parties we
 //! already know. CPAs are also kept by CPA id without expiry: an agreement
@@ -18,8 +21,8 @@ use crate::certificates::PartyCertificates;
 use crate::cppa::CollaborationDocument;
 use crate::{CommunicationParty, HerId, Registry, Result};
 
-/// The reference library's cache interval.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
+/// The reference library's cache interval (1 hour, both registries).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(60 * 60);
 
 /// How many CPAs by id are kept (oldest-inserted dropped first).
 const MAX_CPAS_BY_ID: usize = 4096;
@@ -76,6 +79,31 @@ impl<R: Registry> CachingRegistry<R> {
         lock(&self.certificates).remove(&her_id);
         lock(&self.cpps).remove(&her_id);
         lock(&self.cpa_pairs).retain(|(a, b), _| *a != her_id && *b != her_id);
+    }
+
+    /// Stores a fresh answer, or after a definite failure (not found, a
+    /// broken document) drops the entry so that the next look-up asks
+    /// again; after the service failed the old entry stays (stale-if-error).
+    fn replace<K, T>(&self, table: &Table<K, T>, key: K, answer: &Result<T>)
+    where
+        K: Eq + Hash,
+        T: Clone,
+    {
+        match answer {
+            Ok(value) => {
+                lock(table).insert(
+                    key,
+                    Entry {
+                        value: value.clone(),
+                        fetched: Instant::now(),
+                    },
+                );
+            }
+            Err(error) if error.is_unavailable() => {}
+            Err(_) => {
+                lock(table).remove(&key);
+            }
+        }
     }
 
     fn remember_cpa(&self, document: &Document) {
@@ -175,6 +203,39 @@ impl<R: Registry> Registry for CachingRegistry<R> {
         let document = self.inner.cpa_by_id(cpa_id).await?;
         self.remember_cpa(&document);
         Ok(document)
+    }
+
+    /// Asks the wrapped registry for the party's address record,
+    /// certificates and CPP at once, whatever the cache holds, and keeps the
+    /// answers; the cached CPAs of pairs with the party are dropped (asked
+    /// again when next needed). CPAs by id stay: an id names one document.
+    /// Definite answers (a record, "not found", a broken document) replace
+    /// what was cached and `Ok` is returned: the next look-ups say what the
+    /// registry says now. When the service could not be asked
+    /// ([`crate::Error::is_unavailable`]) that error is returned and the
+    /// entries concerned keep their last good answers.
+    async fn refresh_party(&self, her_id: HerId) -> Result<()> {
+        let (party, certificates, cpp) = tokio::join!(
+            self.inner.communication_party(her_id),
+            self.inner.certificates(her_id),
+            self.inner.cpp(her_id),
+        );
+        self.replace(&self.parties, her_id, &party);
+        self.replace(&self.certificates, her_id, &certificates);
+        self.replace(&self.cpps, her_id, &cpp);
+        lock(&self.cpa_pairs).retain(|(a, b), _| *a != her_id && *b != her_id);
+        tracing::debug!(
+            her_id,
+            "registry entries of the party refreshed past the cache"
+        );
+        let unavailable = [party.err(), certificates.err(), cpp.err()]
+            .into_iter()
+            .flatten()
+            .find(crate::Error::is_unavailable);
+        match unavailable {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 
     async fn cpa_for(&self, ours: HerId, theirs: HerId) -> Result<Document> {

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use base64::Engine;
-use helsemelding_protect::Certificate;
+use helsemelding_protect::{Certificate, KeyUsage};
 use serde::Serialize;
 
 use crate::xml::{self, Element, Limits};
@@ -52,10 +52,10 @@ pub struct PartyProfile {
     pub roles: Vec<CollaborationRole>,
     /// Delivery channels with their transport endpoints.
     pub channels: Vec<DeliveryChannel>,
-    /// Encryption certificate (the one `ApplicationCertificateRef` points at).
+    /// Encryption certificate: the one with key usage keyEncipherment.
     pub encryption_certificate: Option<Certificate>,
-    /// Signing certificate: `certId="sign"` in NHN's documents, else the one
-    /// `SigningCertificateRef` points at.
+    /// Signing certificate: the one with key usage nonRepudiation (and no
+    /// keyEncipherment), whatever `SigningCertificateRef` points at.
     pub signing_certificate: Option<Certificate>,
 }
 
@@ -338,36 +338,63 @@ fn delivery_channels(info: &Element) -> Vec<DeliveryChannel> {
         .collect()
 }
 
-/// The encryption certificate is the one `ApplicationCertificateRef` points
-/// at. The signing certificate is `certId="sign"` when present: NHN's
-/// documents point `SigningCertificateRef` (ebMS message signing) at the
-/// encryption certificate, and the reference library reads the signing
-/// certificate by that id; `SigningCertificateRef` is the fallback.
+/// The party's two certificates, told apart by key usage as the reference
+/// library does (NHN's `SigningCertificateRef` often points at the
+/// encryption certificate, and `certId` values are not a contract): a
+/// certificate with keyEncipherment is the encryption certificate; else one
+/// with nonRepudiation is the signing certificate; a certificate with
+/// digitalSignature alone is the signing certificate only when no
+/// nonRepudiation certificate exists. When several certificates fit one
+/// use, the one the document's reference (`ApplicationCertificateRef`,
+/// `SigningCertificateRef`) points at wins, else the last one (the
+/// reference library keeps the last). Every `Certificate` must be readable.
 fn certificates(
     info: &Element,
     party: &str,
 ) -> Result<(Option<Certificate>, Option<Certificate>), Error> {
-    let by_id: HashMap<&str, &Element> = info
-        .children("Certificate")
-        .filter_map(|c| Some((c.attr("certId")?, c)))
-        .collect();
-    let encryption_id = info
-        .children("CollaborationRole")
-        .find_map(|r| r.child("ApplicationCertificateRef")?.attr("certId"))
-        .or(by_id.contains_key("enc").then_some("enc"));
-    let signing_id = if by_id.contains_key("sign") {
-        Some("sign")
-    } else {
-        info.descendant("SigningCertificateRef")
-            .and_then(|r| r.attr("certId"))
+    let mut all = Vec::new();
+    for (index, element) in info.children("Certificate").enumerate() {
+        let id = element
+            .attr("certId")
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("#{}", index + 1));
+        let certificate = certificate_in(element, party, &id)?;
+        all.push((id, certificate));
+    }
+    fn referenced<'e>(info: &'e Element, reference: &str) -> Option<&'e str> {
+        info.children("CollaborationRole")
+            .find_map(|r| r.descendant(reference)?.attr("certId"))
+            .or_else(|| info.descendant(reference)?.attr("certId"))
+    }
+    let has = |certificate: &Certificate, usage: KeyUsage| {
+        certificate
+            .key_usage()
+            .is_some_and(|usages| usages.contains(&usage))
     };
-    let load = |id: Option<&str>| -> Result<Option<Certificate>, Error> {
-        match id.and_then(|id| by_id.get(id).map(|e| (id, e))) {
-            None => Ok(None),
-            Some((id, element)) => certificate_in(element, party, id).map(Some),
-        }
+    let pick = |fits: &dyn Fn(&Certificate) -> bool, reference: Option<&str>| {
+        let candidates: Vec<&(String, Certificate)> = all.iter().filter(|(_, c)| fits(c)).collect();
+        candidates
+            .iter()
+            .find(|(id, _)| Some(id.as_str()) == reference)
+            .or(candidates.last())
+            .map(|(_, c)| c.clone())
     };
-    Ok((load(encryption_id)?, load(signing_id)?))
+    let encryption = pick(
+        &|c| has(c, KeyUsage::KeyEncipherment),
+        referenced(info, "ApplicationCertificateRef"),
+    );
+    let signing_reference = referenced(info, "SigningCertificateRef");
+    let signing = pick(
+        &|c| !has(c, KeyUsage::KeyEncipherment) && has(c, KeyUsage::NonRepudiation),
+        signing_reference,
+    )
+    .or_else(|| {
+        pick(
+            &|c| !has(c, KeyUsage::KeyEncipherment) && has(c, KeyUsage::DigitalSignature),
+            signing_reference,
+        )
+    });
+    Ok((encryption, signing))
 }
 
 fn certificate_in(element: &Element, party: &str, cert_id: &str) -> Result<Certificate, Error> {

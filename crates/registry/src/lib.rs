@@ -67,6 +67,18 @@ pub trait Registry: Send + Sync {
         ours: HerId,
         theirs: HerId,
     ) -> Result<Option<Arc<CollaborationDocument>>>;
+
+    /// Fetches the party's address record, certificates (historic ones
+    /// included) and CPP once more past any cache, so that the next
+    /// look-ups answer what the registry says now: for a signature that
+    /// none of the party's known certificates verifies, before it is
+    /// reported (a rotation the cache has not seen must not look like an
+    /// attack). Registries without a cache have nothing to refresh: the
+    /// default does nothing.
+    async fn refresh_party(&self, her_id: HerId) -> Result<()> {
+        let _ = her_id;
+        Ok(())
+    }
 }
 
 /// A certificate as the CLI prints it (`CERT`).

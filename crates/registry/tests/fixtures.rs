@@ -88,9 +88,10 @@ fn check(file: &str, kind: ProfileKind, id: &str, parties: &[Party]) {
             "{at}"
         );
         let certificates = got.certificate_summaries();
+        // An empty `want.encryption`: the party has no keyEncipherment certificate.
         assert_eq!(
-            certificates.encryption.unwrap().serial,
-            want.encryption,
+            certificates.encryption.map(|c| c.serial).as_deref(),
+            Some(want.encryption).filter(|serial| !serial.is_empty()),
             "{at}"
         );
         assert_eq!(certificates.signing.unwrap().serial, want.signing, "{at}");
@@ -172,10 +173,11 @@ fn cpas() {
 
 #[test]
 fn cpa_with_changed_signing_certificate() {
-    // In this variant 93238's encryption certificate was replaced by the
-    // counterparty's signing certificate.
+    // In this variant both of 93238's certificates were replaced by the
+    // counterparty's signing certificate (nonRepudiation only): told apart
+    // by key usage, 93238 has a signing certificate and no encryption one.
     let mut ours = helsenorge(93238, 14, 28, 93238);
-    ours.encryption = COUNTERPARTY_SIGN;
+    ours.encryption = "";
     ours.signing = COUNTERPARTY_SIGN;
     check(
         "CPA_93252_ChangedSignedCertificate.xml",
@@ -452,4 +454,79 @@ fn certificate_lookups() {
         assert_eq!(details.certificate.serial_hex(), serial, "{file}");
         assert!(details.ldap_url.unwrap().starts_with("ldap://"), "{file}");
     }
+}
+
+/// Every CPP and CPA fixture: the certificates chosen have the key usage
+/// their use requires, and each of the two is a different certificate.
+#[test]
+fn chosen_certificates_have_the_right_key_usage_in_every_fixture() {
+    use helsemelding_protect::KeyUsage;
+    let dir = helsemelding_testkit::fixtures::nhn("registry");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            (name.starts_with("CPP_") || name.starts_with("CPA_")) && name.ends_with(".xml")
+        })
+        .collect();
+    files.sort();
+    let (mut encryption_seen, mut signing_seen) = (0, 0);
+    for file in &files {
+        let Ok(document) = parse_collaboration_document(&read_nhn(&format!("registry/{file}")))
+        else {
+            // The deliberately empty 94867 documents.
+            assert!(file.contains("94867"), "{file} does not parse");
+            continue;
+        };
+        for party in &document.parties {
+            let at = format!("{file} party {}", party.her_id);
+            if let Some(certificate) = &party.encryption_certificate {
+                let usage = certificate.key_usage().unwrap_or_default();
+                assert!(
+                    usage.contains(&KeyUsage::KeyEncipherment),
+                    "{at}: {usage:?}"
+                );
+                encryption_seen += 1;
+            }
+            let signing = party.signing_certificate.as_ref();
+            let signing = signing.unwrap_or_else(|| panic!("{at}: no signing certificate"));
+            let usage = signing.key_usage().unwrap_or_default();
+            assert!(usage.contains(&KeyUsage::NonRepudiation), "{at}: {usage:?}");
+            assert!(
+                !usage.contains(&KeyUsage::KeyEncipherment),
+                "{at}: {usage:?}"
+            );
+            signing_seen += 1;
+        }
+    }
+    assert!(files.len() >= 15, "{files:?}");
+    assert_eq!((encryption_seen, signing_seen), (21, 22));
+}
+
+/// A CPP whose `ApplicationCertificateRef` points at the signing
+/// certificate, whose `SigningCertificateRef` points at the encryption
+/// certificate, and whose certIds say the opposite of the contents (`sign`
+/// holds the encryption certificate): key usage decides all the same.
+#[test]
+fn swapped_references_and_cert_ids_do_not_fool_the_choice() {
+    let original = String::from_utf8(read_nhn("registry/CPP_93238.xml")).unwrap();
+    let enc_element = "<tns:Certificate tns:certId=\"enc\">";
+    let sign_element = "<tns:Certificate tns:certId=\"sign\">";
+    let signing_ref = "<tns:SigningCertificateRef tns:certId=\"enc\" />";
+    assert_eq!(original.matches(enc_element).count(), 1);
+    assert_eq!(original.matches(sign_element).count(), 1);
+    assert_eq!(original.matches(signing_ref).count(), 1);
+    assert!(original.contains("<tns:ApplicationCertificateRef tns:certId=\"enc\" />"));
+    let swapped = original
+        .replace(enc_element, "<tns:Certificate tns:certId=\"TMP\">")
+        .replace(sign_element, enc_element)
+        .replace("<tns:Certificate tns:certId=\"TMP\">", sign_element)
+        .replace(
+            signing_ref,
+            "<tns:SigningCertificateRef tns:certId=\"sign\" />",
+        );
+    let document = parse_collaboration_document(swapped.as_bytes()).unwrap();
+    let certificates = document.parties[0].certificate_summaries();
+    assert_eq!(certificates.encryption.unwrap().serial, HELSENORGE_ENC);
+    assert_eq!(certificates.signing.unwrap().serial, HELSENORGE_SIGN);
 }

@@ -2,7 +2,7 @@
 //! 127.0.0.1 that serves the NHN fixtures, fails (500) or hangs on demand.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,8 @@ const TOKEN: &str = "test-token";
 struct Server {
     mode: AtomicU8,
     requests: AtomicU32,
+    /// 93238 has rotated: its certificate answer is 93252's pair.
+    rotated: AtomicBool,
 }
 
 async fn handle(State(server): State<Arc<Server>>, headers: HeaderMap, uri: Uri) -> Response {
@@ -45,6 +47,9 @@ async fn handle(State(server): State<Arc<Server>>, headers: HeaderMap, uri: Uri)
     let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
     let file = match segments.as_slice() {
         ["api", "v1", "communicationparty", her] => format!("CommunicationDetailsRest_{her}.json"),
+        ["api", "v1", "certificate", "93238"] if server.rotated.load(Ordering::SeqCst) => {
+            return certificates("93252")
+        }
         ["api", "v1", "certificate", her] => return certificates(her),
         ["v2", "Profiles", her] => format!("CPP_{her}.xml"),
         ["v2", "Agreements", "HerIds", _ours, theirs] => format!("CPA_{theirs}.xml"),
@@ -254,5 +259,76 @@ async fn hanging_service_times_out_and_stale_is_served() {
         .await
         .unwrap();
     assert_eq!(by_id.unwrap().unwrap().id.as_deref(), Some(id.as_str()));
+    assert_eq!(server.requests.load(Ordering::SeqCst), before);
+}
+
+#[tokio::test]
+async fn refresh_party_fetches_past_the_cache_once() {
+    use helsemelding_registry::cache::DEFAULT_TTL;
+    assert_eq!(
+        DEFAULT_TTL,
+        Duration::from_secs(3600),
+        "the reference's 1 hour"
+    );
+    let (server, address) = start().await;
+    let cache = CachingRegistry::new(client(address, TOKEN, Duration::from_secs(5)));
+    let signing =
+        |c: &helsemelding_registry::PartyCertificates| c.current_signing().unwrap().serial_hex();
+    assert_eq!(
+        signing(&cache.certificates(93238).await.unwrap()),
+        "10a3f7e99720077e30aa"
+    );
+    cache.cpa_for(93238, 93252).await.unwrap().unwrap();
+    cache
+        .cpa_by_id("49391409-e528-4919-b4a3-9ccdab72c8c1")
+        .await
+        .unwrap();
+    // The party rotates; within the TTL the cache still has the old pair.
+    server.rotated.store(true, Ordering::SeqCst);
+    let before = server.requests.load(Ordering::SeqCst);
+    assert_eq!(
+        signing(&cache.certificates(93238).await.unwrap()),
+        "10a3f7e99720077e30aa"
+    );
+    assert_eq!(server.requests.load(Ordering::SeqCst), before);
+
+    // Past the cache: record, certificates and CPP asked once each. The
+    // address record of 93238 does not exist: a definite answer, not a
+    // failure of the refresh.
+    cache.refresh_party(93238).await.unwrap();
+    assert_eq!(server.requests.load(Ordering::SeqCst), before + 3);
+    assert_eq!(
+        signing(&cache.certificates(93238).await.unwrap()),
+        "1d5be79f34c56e4e944e"
+    );
+    cache.cpp(93238).await.unwrap().unwrap();
+    assert_eq!(server.requests.load(Ordering::SeqCst), before + 3, "kept");
+    // The pair's CPA is asked again; the CPA by id is not.
+    cache.cpa_for(93238, 93252).await.unwrap().unwrap();
+    assert_eq!(server.requests.load(Ordering::SeqCst), before + 4);
+    cache
+        .cpa_by_id("49391409-e528-4919-b4a3-9ccdab72c8c1")
+        .await
+        .unwrap();
+    assert_eq!(server.requests.load(Ordering::SeqCst), before + 4);
+
+    // The service fails: the refresh says so and the last good answers stay.
+    server.mode.store(FAIL, Ordering::SeqCst);
+    assert!(matches!(
+        cache.refresh_party(93238).await,
+        Err(Error::Http { .. })
+    ));
+    assert_eq!(
+        signing(&cache.certificates(93238).await.unwrap()),
+        "1d5be79f34c56e4e944e"
+    );
+
+    // A registry without a cache has nothing to refresh.
+    server.mode.store(SERVE, Ordering::SeqCst);
+    let before = server.requests.load(Ordering::SeqCst);
+    client(address, TOKEN, Duration::from_secs(5))
+        .refresh_party(93238)
+        .await
+        .unwrap();
     assert_eq!(server.requests.load(Ordering::SeqCst), before);
 }

@@ -1,6 +1,7 @@
 //! A throw-away PKI made at test time with the `openssl` crate: a root CA
-//! that issues signing (nonRepudiation) and encryption (keyEncipherment)
-//! certificates with any validity window, and CRLs that revoke any of them.
+//! (and intermediate CAs under it) that issues signing (nonRepudiation) and
+//! encryption (keyEncipherment) certificates with any validity window, and
+//! CRLs that revoke any of them.
 //!
 //! ```
 //! use helsemelding_testkit::pki::{TestPki, Usage};
@@ -132,6 +133,54 @@ impl TestPki {
                 key,
             },
             next_serial: AtomicU32::new(0x1000),
+            next_crl_number: AtomicU32::new(1),
+        }
+    }
+
+    /// An intermediate CA named `CN=<common_name>, O=helsemelding test`,
+    /// issued by this CA and able to issue leaves and CRLs itself: the
+    /// returned `TestPki`'s `ca` is the intermediate (not self-signed), so
+    /// its leaves chain to this CA only through it.
+    pub fn intermediate(&self, common_name: &str) -> TestPki {
+        let key = new_key(2048);
+        let mut builder = X509Builder::new().unwrap();
+        builder.set_version(2).unwrap();
+        let serial_number = self.next_serial.fetch_add(1, Ordering::Relaxed);
+        builder.set_serial_number(&serial(serial_number)).unwrap();
+        builder.set_subject_name(&name(common_name)).unwrap();
+        builder
+            .set_issuer_name(self.ca.cert.subject_name())
+            .unwrap();
+        builder.set_pubkey(&key).unwrap();
+        let now = Utc::now();
+        builder
+            .set_not_before(&asn1(now - Duration::days(1000)))
+            .unwrap();
+        builder
+            .set_not_after(&asn1(now + Duration::days(1000)))
+            .unwrap();
+        builder
+            .append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+            .unwrap();
+        builder
+            .append_extension(
+                KeyUsage::new()
+                    .critical()
+                    .key_cert_sign()
+                    .crl_sign()
+                    .build()
+                    .unwrap(),
+            )
+            .unwrap();
+        builder.sign(&self.ca.key, MessageDigest::sha256()).unwrap();
+        TestPki {
+            ca: Issued {
+                cert: builder.build(),
+                key,
+            },
+            // Distinct from the parent's serials, so that no two certificates
+            // of the hierarchy share an issuer and serial by accident.
+            next_serial: AtomicU32::new(0x10_0000 + serial_number * 0x1000),
             next_crl_number: AtomicU32::new(1),
         }
     }

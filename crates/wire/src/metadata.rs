@@ -4,8 +4,22 @@
 //! without decrypting anything.
 //!
 //! The keys and values follow the reference library's `MetadataHelper`
-//! exactly (including its attachment size: the UTF-8 length of the base64
-//! text as written, line breaks and indentation included).
+//! (HEAD c5d9ab65), read from its code:
+//! - `X-MessageInfo-RefToParent` is the text of the first `RefToParent` of
+//!   the first `ConversationRef` of the first `MsgInfo`, as .NET's
+//!   `XElement.Value` gives it: all its text, not trimmed; absent when
+//!   blank.
+//! - `X-AttachmentInfo-TotalSizeInBytes` sums, over every `Document` after
+//!   the first (anywhere in the MsgHead, in document order), the UTF-8
+//!   length of the `XElement.Value` of its first
+//!   `RefDoc/Content/Base64Container` (the container in the base64container
+//!   namespace only): the base64 text as written, line breaks and
+//!   indentation inside text included.
+//!
+//! "As .NET gives it" means as `XDocument.Load`/`Parse` without
+//! `PreserveWhitespace` reads the document: text nodes of XML whitespace
+//! only are dropped (kept under `xml:space="preserve"`), all other text
+//! is kept whole.
 
 use std::collections::BTreeMap;
 
@@ -134,10 +148,9 @@ fn from_msghead(root: Node<'_, '_>, put: &mut Put<'_>) {
     if let Some(info) = info {
         put(keys::MESSAGE_TYPE, attr(child(info, ns, "Type"), "V"));
         put(keys::MESSAGE_ID, path_text(info, ns, "MsgId"));
-        put(
-            keys::REF_TO_PARENT,
-            path_text(info, ns, "ConversationRef/RefToParent"),
-        );
+        let ref_to_parent = child(info, ns, "ConversationRef")
+            .and_then(|conversation| child(conversation, ns, "RefToParent"));
+        put(keys::REF_TO_PARENT, ref_to_parent.map(dotnet_value));
         put(
             keys::REF_TO_CONVERSATION,
             path_text(info, ns, "ConversationRef/RefToConversation"),
@@ -187,14 +200,14 @@ fn attachments(root: Node<'_, '_>, put: &mut Put<'_>) {
     let attachments = documents.get(1..).unwrap_or_default();
     let total_size: usize = attachments
         .iter()
-        .filter_map(|d| {
-            xml::path(*d, ns, "RefDoc/Content/Base64Container").or_else(|| base64_container(*d))
-        })
-        .map(base64_text_size)
+        .filter_map(|d| base64_container(*d))
+        .map(|container| dotnet_value(container).len())
         .sum();
-    let has_external = attachments
-        .iter()
-        .any(|d| xml::path(*d, ns, "RefDoc/FileReference").is_some());
+    let has_external = attachments.iter().any(|d| {
+        children(*d, ns, "RefDoc")
+            .iter()
+            .any(|r| child(*r, ns, "FileReference").is_some())
+    });
     put(keys::ATTACHMENT_COUNT, Some(attachments.len().to_string()));
     put(keys::ATTACHMENT_TOTAL_SIZE, Some(total_size.to_string()));
     let has_external = if has_external { "True" } else { "False" };
@@ -204,26 +217,53 @@ fn attachments(root: Node<'_, '_>, put: &mut Put<'_>) {
     );
 }
 
-/// The base64 container of an attachment (it is in its own namespace).
+/// The base64 container of an attachment: the first
+/// `RefDoc/Content/Base64Container` in document order (XPath's answer,
+/// looking into every `RefDoc` and `Content`), the container in its own
+/// namespace only, as the reference's XPath asks.
 fn base64_container<'a, 'i>(document: Node<'a, 'i>) -> Option<Node<'a, 'i>> {
-    let content = xml::path(document, msghead::NAMESPACE, "RefDoc/Content")?;
-    child(
-        content,
-        msghead::BASE64_CONTAINER_NAMESPACE,
-        "Base64Container",
-    )
+    let ns = msghead::NAMESPACE;
+    children(document, ns, "RefDoc")
+        .into_iter()
+        .flat_map(|r| children(r, ns, "Content"))
+        .find_map(|content| {
+            child(
+                content,
+                msghead::BASE64_CONTAINER_NAMESPACE,
+                "Base64Container",
+            )
+        })
 }
 
-/// The reference's size: the UTF-8 length of the container's text as .NET
-/// loads it (whitespace-only text nodes dropped, all other text kept whole).
-fn base64_text_size(container: Node<'_, '_>) -> usize {
-    container
+/// An element's text as .NET's `XElement.Value` gives it after
+/// `XDocument.Load` without `PreserveWhitespace`: its descendant text
+/// concatenated, untrimmed, without the text nodes that are XML whitespace
+/// only (those the reader drops), except under `xml:space="preserve"`.
+fn dotnet_value(element: Node<'_, '_>) -> String {
+    element
         .descendants()
         .filter(Node::is_text)
+        .filter(|t| !is_dropped_whitespace(*t))
         .filter_map(|t| t.text())
-        .filter(|t| !t.trim().is_empty())
-        .map(str::len)
-        .sum()
+        .collect()
+}
+
+fn is_dropped_whitespace(text: Node<'_, '_>) -> bool {
+    let whitespace_only = text
+        .text()
+        .unwrap_or_default()
+        .chars()
+        .all(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
+    whitespace_only && !preserves_space(text)
+}
+
+/// Whether the nearest `xml:space` in scope says `preserve`.
+fn preserves_space(node: Node<'_, '_>) -> bool {
+    const XML: &str = "http://www.w3.org/XML/1998/namespace";
+    node.ancestors()
+        .filter(Node::is_element)
+        .find_map(|e| e.attribute((XML, "space")))
+        .is_some_and(|space| space == "preserve")
 }
 
 #[cfg(test)]
@@ -361,6 +401,74 @@ mod tests {
             &extract(br#"<x:R xmlns:x="urn:a" xmlns="urn:b"/>"#).unwrap(),
             &[("X-MessageInfo-SchemaNamespace", "urn:b")],
         );
+    }
+
+    fn msghead_with(conversation: &str, documents: &str) -> Metadata {
+        let xml = format!(
+            r#"<MsgHead xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24">
+  <MsgInfo>
+    <Type V="DIALOG_HELSEFAGLIG"/>
+    <MsgId>m1</MsgId>
+    {conversation}
+  </MsgInfo>
+  <Document><RefDoc><Content><Dialogmelding xmlns="http://www.kith.no/xmlstds/dialog/2013-01-23"/></Content></RefDoc></Document>
+  {documents}
+</MsgHead>"#
+        );
+        extract(xml.as_bytes()).unwrap()
+    }
+
+    /// RefToParent is `XElement.Value` of MsgInfo/ConversationRef/RefToParent:
+    /// untrimmed, all text nodes but whitespace-only ones, first of each.
+    #[test]
+    fn ref_to_parent_as_the_reference_reads_it() {
+        let m = msghead_with(
+            "<ConversationRef><RefToParent>\n  p1 <!-- note --> <b>x</b> y\n</RefToParent>\
+             <RefToParent>second</RefToParent><RefToConversation>c1</RefToConversation>\
+             </ConversationRef><ConversationRef><RefToParent>other</RefToParent></ConversationRef>",
+            "",
+        );
+        // The " " between the comment and <b> is whitespace only: dropped.
+        assert_eq!(m[keys::REF_TO_PARENT], "\n  p1 x y\n");
+        assert_eq!(m[keys::REF_TO_CONVERSATION], "c1");
+        // Blank: absent. Outside ConversationRef: not looked at.
+        let m = msghead_with(
+            "<ConversationRef><RefToParent>  \n </RefToParent></ConversationRef>",
+            "",
+        );
+        assert!(!m.contains_key(keys::REF_TO_PARENT), "{m:?}");
+        let m = msghead_with("<RefToParent>stray</RefToParent>", "");
+        assert!(!m.contains_key(keys::REF_TO_PARENT), "{m:?}");
+    }
+
+    /// TotalSizeInBytes: UTF-8 length of each attachment's first
+    /// RefDoc/Content/b:Base64Container value, in the base64container
+    /// namespace only.
+    #[test]
+    fn total_size_as_the_reference_computes_it() {
+        const B64: &str = r#"xmlns="http://www.kith.no/xmlstds/base64container""#;
+        let documents = format!(
+            r#"<Document><RefDoc><Content>
+      <Base64Container {B64}>
+        AAAA<!-- c -->
+        BBBB
+      </Base64Container>
+    </Content></RefDoc></Document>
+  <Document><RefDoc><Content><Base64Container>ignored-no-namespace</Base64Container></Content></RefDoc></Document>
+  <Document><RefDoc><Content/><Content><Base64Container {B64}>ÆØÅ</Base64Container></Content></RefDoc></Document>
+  <Document><RefDoc><Content><Base64Container {B64} xml:space="preserve"><x>AB</x>  </Base64Container></Content></RefDoc></Document>
+  <Document><RefDoc><FileReference>https://example.org/f</FileReference></RefDoc></Document>"#
+        );
+        let m = msghead_with("", &documents);
+        // "\n        AAAA" (13) + "\n        BBBB\n      " (20), the
+        // namespace-less container not at all, "ÆØÅ" as 6 UTF-8 bytes, "AB"
+        // and the preserved "  " (4).
+        assert_eq!(m[keys::ATTACHMENT_TOTAL_SIZE], "43");
+        assert_eq!(m[keys::ATTACHMENT_COUNT], "5");
+        assert_eq!(m[keys::ATTACHMENT_HAS_EXTERNAL_REFERENCE], "True");
+        let m = msghead_with("", "");
+        assert_eq!(m[keys::ATTACHMENT_TOTAL_SIZE], "0");
+        assert_eq!(m[keys::ATTACHMENT_HAS_EXTERNAL_REFERENCE], "False");
     }
 
     #[test]

@@ -114,7 +114,7 @@ fn bench_protect(args: &ProtectArgs) -> anyhow::Result<ExitCode> {
     let receiver = self_signed("bench receiver")?;
     let payload: Vec<u8> = (0..args.size).map(|i| b'a' + (i % 26) as u8).collect();
     let protect_options = ProtectOptions::default();
-    let unprotect_options = UnprotectOptions { reject_3des: true };
+    let unprotect_options = UnprotectOptions::default();
     let sample = protect(&payload, &sender, receiver.certificate(), &protect_options)?;
     let round_trip = unprotect(
         &sample,

@@ -61,8 +61,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     )?;
     let sender = load_certificate("sender", &args.sender_cert)?;
     let der = read_input(args.input.as_ref())?;
+    // The CLI keeps its behaviour: 3DES read unless --reject-3des.
     let options = UnprotectOptions {
-        reject_3des: args.reject_3des,
+        allow_3des: !args.reject_3des,
     };
     let payload =
         unprotect(&der, &decryption, legacy.as_ref(), &sender, &options).context("unprotect")?;

@@ -419,3 +419,40 @@ fn buypass_test_certificates_are_expired_today_but_not_in_2016() {
         );
     }
 }
+
+#[test]
+fn intermediates_from_the_message_complete_the_chain_to_the_root() {
+    let root = TestPki::new("Chain Root");
+    let intermediate = root.intermediate("Chain Intermediate");
+    let leaf = intermediate.issue("chained signer", pki::Usage::Signing);
+    let only_root = anchors(&root);
+    let request = |crls| CheckRequest {
+        usage: Usage::Signing,
+        at: Utc::now(),
+        trust: &only_root,
+        crls,
+        revocation: RevocationPolicy::Require,
+    };
+    let embedded = [cert(&leaf), cert(&intermediate.ca)];
+    let current = [crl(&intermediate, &[], Duration::days(1))];
+
+    let without = check_certificate(&cert(&leaf), &request(&current));
+    assert_eq!(
+        without.errors,
+        vec![Problem::Untrusted, Problem::RevocationUnknown],
+        "without the intermediate neither chain nor issuer is known"
+    );
+    let with = check_certificate_with_intermediates(&cert(&leaf), &request(&current), &embedded);
+    assert!(with.is_ok(), "{with:?}");
+    // The intermediate's CRL counts once the issuer is known through it.
+    let revoked = [crl(&intermediate, &[&leaf], Duration::days(1))];
+    let report = check_certificate_with_intermediates(&cert(&leaf), &request(&revoked), &embedded);
+    assert_eq!(report.errors, vec![Problem::Revoked]);
+    // An embedded certificate is never an anchor: a self-contained chain
+    // from another root stays untrusted.
+    let other_root = TestPki::new("Chain Root");
+    let other = other_root.issue("impostor", pki::Usage::Signing);
+    let report =
+        check_certificate_with_intermediates(&cert(&other), &request(&[]), &[cert(&other_root.ca)]);
+    assert!(report.errors.contains(&Problem::Untrusted), "{report:?}");
+}

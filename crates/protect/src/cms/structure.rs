@@ -14,7 +14,7 @@ use der::asn1::ObjectIdentifier;
 use der::{Any, AnyRef, Reader, SliceReader, Tag, TagNumber};
 use der::{Decode, Encode, Tagged};
 use openssl::cms::CmsContentInfo;
-use openssl::x509::X509Name;
+use openssl::x509::{X509Name, X509};
 
 use crate::{Certificate, Error, Result};
 
@@ -38,6 +38,9 @@ pub(crate) struct Signed {
     /// is outside the signature, we never trust its contents, and OpenSSL 3.0
     /// spends about a millisecond decoding each public key in it.
     pub der_without_certificates: Vec<u8>,
+    /// The contents of the `certificates` field (the SET OF's elements,
+    /// undecoded); empty when the field is absent.
+    pub certificate_set: Vec<u8>,
 }
 
 /// How a recipient or signer is named in the message.
@@ -176,6 +179,13 @@ pub(crate) fn read_signed(bytes: &[u8]) -> Result<Signed> {
         .filter(|(tag, _)| *tag != certificates)
         .flat_map(|(_, raw)| raw.iter().copied())
         .collect();
+    let certificate_set = fields
+        .iter()
+        .find(|(tag, _)| *tag == certificates)
+        .map(|(_, raw)| AnyRef::from_der(raw).map(|any| any.value().to_vec()))
+        .transpose()
+        .map_err(|e| not_cms(e.to_string()))?
+        .unwrap_or_default();
     let der_without_certificates = Any::new(Tag::Sequence, kept)
         .and_then(|content| {
             ContentInfo {
@@ -188,7 +198,26 @@ pub(crate) fn read_signed(bytes: &[u8]) -> Result<Signed> {
     Ok(Signed {
         signers,
         der_without_certificates,
+        certificate_set,
     })
+}
+
+/// The X.509 certificates among the elements of a SignedData's
+/// `certificates` field, in order, at most `limit`. Other choices
+/// (attribute certificates, `[n]`-tagged forms) and entries that do not
+/// decode are skipped: the field is outside the signature and only ever
+/// a hint for chain building.
+pub(crate) fn embedded_certificates(certificate_set: &[u8], limit: usize) -> Vec<Certificate> {
+    let Ok(fields) = raw_fields(certificate_set) else {
+        return Vec::new();
+    };
+    fields
+        .into_iter()
+        .filter(|(tag, _)| *tag == Tag::Sequence)
+        .filter_map(|(_, raw)| X509::from_der(raw).ok())
+        .take(limit)
+        .map(Certificate::from_x509)
+        .collect()
 }
 
 /// The TLVs of a SEQUENCE's contents: each field's tag and its raw bytes.

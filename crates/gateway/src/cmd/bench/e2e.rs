@@ -433,7 +433,7 @@ fn crypto_pairs(
             decryption,
             None,
             signing.certificate(),
-            &UnprotectOptions { reject_3des: true },
+            &UnprotectOptions::default(),
         )?;
         ensure!(
             clear == payload,
