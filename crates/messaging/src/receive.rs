@@ -671,7 +671,7 @@ impl Worker {
         let config = &self.messenger.inner.config;
         let (decryption, legacy) = (config.decryption.clone(), config.legacy_decryption.clone());
         let options = UnprotectOptions {
-            reject_3des: !config.receive.allow_3des,
+            allow_3des: config.receive.allow_3des,
         };
         let (body, signers) = (body.to_vec(), signers.to_vec());
         let outcome = tokio::task::spawn_blocking(move || {
