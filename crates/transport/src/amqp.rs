@@ -15,7 +15,9 @@
 //! senders first check that their queue exists ([`Error::NoSuchQueue`]).
 //! Links are detached, never closed (RabbitMQ 3.10 answers a closing detach
 //! with an error), and a closed receiver settles nothing: what it did not
-//! settle goes back to the queue.
+//! settle goes back to the queue. A connection attempt is bounded as a whole
+//! by [`AmqpOptions::connect_timeout`]; refused credentials are
+//! [`Error::AuthenticationFailed`] at once, never retried.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -24,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use fe2o3_amqp::connection::ConnectionHandle;
+use fe2o3_amqp::connection::{ConnectionHandle, OpenError};
 use fe2o3_amqp::link::delivery::DeliveryInfo;
 use fe2o3_amqp::link::CreditMode;
 use fe2o3_amqp::sasl_profile::SaslProfile;
@@ -34,6 +36,7 @@ use fe2o3_amqp::types::messaging::{
     Outcome as AmqpOutcome, Properties,
 };
 use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Symbol, Timestamp, Value as AmqpValue};
+use fe2o3_amqp::types::sasl::SaslCode;
 use fe2o3_amqp::{Connection, Session};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -70,6 +73,9 @@ pub struct AmqpOptions {
     pub receiver_address: Option<String>,
     /// Bound on every single broker call (connect, attach, send, settle, detach).
     pub operation_timeout: Duration,
+    /// Bound on one connection attempt as a whole (TCP, TLS, SASL, AMQP
+    /// open); an attempt that takes longer fails with [`Error::Connect`].
+    pub connect_timeout: Duration,
     /// How long `send` keeps reconnecting through an outage before it gives up.
     pub send_retry_for: Duration,
     /// How long `receive` keeps reconnecting quietly (answering `None`)
@@ -93,6 +99,7 @@ impl Default for AmqpOptions {
             sender_address: None,
             receiver_address: None,
             operation_timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(10),
             send_retry_for: Duration::from_secs(60),
             unavailable_after: Duration::from_secs(15),
             backoff_min: Duration::from_millis(100),
@@ -373,7 +380,22 @@ impl Shared {
         Ok(live.session.as_mut().expect("begun above"))
     }
 
+    /// One connection attempt, bounded by `connect_timeout` as a whole.
     async fn connect(&self, queue: &str) -> Result<ConnectionHandle<()>, Error> {
+        let limit = self.options.connect_timeout;
+        match tokio::time::timeout(limit, self.connect_unbounded(queue)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Connect {
+                endpoint: format!("{:?}", self.endpoint),
+                reason: format!(
+                    "no connection within the connect timeout of {} s",
+                    limit.as_secs_f64()
+                ),
+            }),
+        }
+    }
+
+    async fn connect_unbounded(&self, queue: &str) -> Result<ConnectionHandle<()>, Error> {
         let endpoint = format!("{:?}", self.endpoint);
         let connect_error = |reason: String| Error::Connect {
             endpoint: endpoint.clone(),
@@ -417,12 +439,29 @@ impl Shared {
                 password: self.endpoint.password.clone().unwrap_or_default(),
             });
         }
-        self.bounded("open connection", queue, builder.open_with_stream(stream))
-            .await?
-            .map_err(|reason| Error::Connect {
-                endpoint: format!("{:?}", self.endpoint),
-                reason,
-            })
+        let limit = self.options.operation_timeout;
+        let opened = tokio::time::timeout(limit, builder.open_with_stream(stream)).await;
+        let endpoint = format!("{:?}", self.endpoint);
+        match opened {
+            Ok(Ok(connection)) => Ok(connection),
+            // Wrong user or password: trying again cannot help.
+            Ok(Err(OpenError::SaslError {
+                code: SaslCode::Auth,
+                ..
+            })) => Err(Error::AuthenticationFailed {
+                endpoint,
+                user: self.endpoint.user.clone().unwrap_or_default(),
+            }),
+            Ok(Err(e)) => Err(Error::Connect {
+                endpoint,
+                reason: e.to_string(),
+            }),
+            Err(_) => Err(Error::Timeout {
+                operation: "open connection",
+                queue: queue.to_owned(),
+                seconds: limit.as_secs(),
+            }),
+        }
     }
 
     /// Runs `attach` on a live session. On failure the session is dropped
@@ -554,12 +593,16 @@ impl crate::Transport for AmqpTransport {
         // RabbitMQ accepts (and drops) messages for a missing queue behind
         // an exchange, so a missing queue is refused here. If the broker
         // cannot be asked now, the sender asks before its first attach.
-        let checked = match self.check_queue(queue).await {
-            Ok(()) => true,
-            Err(e @ (Error::NoSuchQueue { .. } | Error::Closed)) => return Err(e),
+        let asked = tokio::time::Instant::now();
+        let (checked, failed_check) = match self.check_queue(queue).await {
+            Ok(()) => (true, None),
+            Err(
+                e
+                @ (Error::NoSuchQueue { .. } | Error::Closed | Error::AuthenticationFailed { .. }),
+            ) => return Err(e),
             Err(error) => {
                 tracing::warn!(queue, %error, "cannot check the queue now; will before sending");
-                false
+                (false, Some((asked, error)))
             }
         };
         Ok(Box::new(AmqpSender {
@@ -568,6 +611,7 @@ impl crate::Transport for AmqpTransport {
             address: self.sender_address(queue),
             check_address: self.receiver_address(queue),
             checked,
+            failed_check,
             link: None,
         }))
     }
@@ -618,6 +662,10 @@ struct AmqpSender {
     check_address: String,
     /// Whether the queue is known to exist.
     checked: bool,
+    /// When the check on creation failed to reach the broker, and how: the
+    /// first send's reconnecting counts from then, so that creating the
+    /// sender and sending on it wait `send_retry_for` together, not each.
+    failed_check: Option<(tokio::time::Instant, Error)>,
     link: Option<fe2o3_amqp::Sender>,
 }
 
@@ -647,7 +695,16 @@ impl AmqpSender {
 #[async_trait]
 impl crate::Sender for AmqpSender {
     async fn send(&mut self, message: Message) -> Result<Outcome, Error> {
-        let give_up = tokio::time::Instant::now() + self.shared.options.send_retry_for;
+        let retry_for = self.shared.options.send_retry_for;
+        let give_up = match self.failed_check.take() {
+            Some((asked, error)) => {
+                if tokio::time::Instant::now() >= asked + retry_for {
+                    return Err(error);
+                }
+                asked + retry_for
+            }
+            None => tokio::time::Instant::now() + retry_for,
+        };
         loop {
             let error = match self.ensure_link().await {
                 Ok(()) => {
@@ -669,8 +726,13 @@ impl crate::Sender for AmqpSender {
                         }
                     }
                 }
-                // The queue or exchange does not exist: retrying will not help.
-                Err(e @ (Error::Attach { .. } | Error::NoSuchQueue { .. })) => return Err(e),
+                // The queue or exchange does not exist, or the broker refused
+                // our credentials: retrying will not help.
+                Err(
+                    e @ (Error::Attach { .. }
+                    | Error::NoSuchQueue { .. }
+                    | Error::AuthenticationFailed { .. }),
+                ) => return Err(e),
                 Err(e) => e,
             };
             self.link = None;
@@ -851,7 +913,11 @@ impl crate::Receiver for AmqpReceiver {
                         },
                     }
                 }
-                Err(e @ (Error::Attach { .. } | Error::NoSuchQueue { .. })) => return Err(e),
+                Err(
+                    e @ (Error::Attach { .. }
+                    | Error::NoSuchQueue { .. }
+                    | Error::AuthenticationFailed { .. }),
+                ) => return Err(e),
                 Err(e) => e,
             };
             self.link = None;
