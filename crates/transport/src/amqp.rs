@@ -740,7 +740,8 @@ impl crate::Sender for AmqpSender {
                 return Err(error);
             }
             tracing::warn!(queue = %self.queue, %error, "send failed; reconnecting");
-            self.shared.pause_after_failure().await;
+            // Never past the bound: the last attempt comes at `give_up`.
+            let _ = tokio::time::timeout_at(give_up, self.shared.pause_after_failure()).await;
         }
     }
 
