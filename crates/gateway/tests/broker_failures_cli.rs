@@ -106,6 +106,7 @@ fn send_to_an_unreachable_broker(port: u16) {
     );
     let id = stdout.trim();
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{stdout}");
+    assert_eq!(stderr.lines().count(), 1, "said once: {stderr}");
     let said = stderr
         .lines()
         .find(|line| line.starts_with("helsemelding: "))

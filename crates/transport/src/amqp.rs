@@ -601,7 +601,8 @@ impl crate::Transport for AmqpTransport {
                 @ (Error::NoSuchQueue { .. } | Error::Closed | Error::AuthenticationFailed { .. }),
             ) => return Err(e),
             Err(error) => {
-                tracing::warn!(queue, %error, "cannot check the queue now; will before sending");
+                // Not lost: the first send retries it and returns the error.
+                tracing::debug!(queue, %error, "cannot check the queue now; will before sending");
                 (false, Some((asked, error)))
             }
         };
@@ -739,7 +740,9 @@ impl crate::Sender for AmqpSender {
             if tokio::time::Instant::now() >= give_up || self.shared.closed.load(Ordering::SeqCst) {
                 return Err(error);
             }
-            tracing::warn!(queue = %self.queue, %error, "send failed; reconnecting");
+            // Debug only: the caller gets the last error when send gives up,
+            // and a send into an outage should say so once, not per attempt.
+            tracing::debug!(queue = %self.queue, %error, "send failed; reconnecting");
             // Never past the bound: the last attempt comes at `give_up`.
             let _ = tokio::time::timeout_at(give_up, self.shared.pause_after_failure()).await;
         }
