@@ -404,6 +404,15 @@ fn add_show_import_round_trip() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // Human output, no Rust Debug forms such as `Party(93252)`.
+    let said = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        said.contains("CommunicationDetails_93252.xml: address record of party 93252")
+            && said.contains(&format!("CPA_93252.xml: CPA {OLD}"))
+            && said.contains("CPP_93252.xml: CPP of party 93252")
+            && !said.contains('('),
+        "{said}"
+    );
     let value = json(&["registry", "show", "--dir", &dir_s, "93252", "--json"]);
     assert_eq!(value["name"], "Alexander Dahl");
     assert_eq!(value["queues"]["error"], "93252_error");

@@ -15,7 +15,7 @@ use helsemelding_registry::certificates::parse_certificate_details;
 use helsemelding_registry::cppa::{
     parse_collaboration_document, ChannelKind, CollaborationDocument,
 };
-use helsemelding_registry::file::NewParty;
+use helsemelding_registry::file::{Imported, NewParty};
 use helsemelding_registry::party::parse_communication_party;
 use helsemelding_registry::{CertificateSummary, CommunicationParty, FileRegistry, HerId};
 use helsemelding_wire::text::{for_display, is_hidden_or_control};
@@ -225,7 +225,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let imported = registry
                     .import(&read(&file)?)
                     .with_context(|| format!("importing {}", file.display()))?;
-                println!("{}: {imported:?}", file.display());
+                let what = match imported {
+                    Imported::Party(her_id) => format!("address record of party {her_id}"),
+                    Imported::Cpp(her_id) => format!("CPP of party {her_id}"),
+                    Imported::Cpa(id) => format!("CPA {}", for_display(&id, 100)),
+                };
+                println!("{}: {what}", file.display());
             }
         }
     }
