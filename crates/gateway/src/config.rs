@@ -142,6 +142,10 @@ struct RawBroker {
     reply_queue: Option<String>,
     /// RabbitMQ's management API (message counts for `queues`).
     management_url: Option<String>,
+    /// Bound on one connection attempt; also how long `send` waits for an
+    /// unreachable broker before leaving the message to the outbox.
+    #[serde(default = "default_connect_timeout_ms")]
+    connect_timeout_ms: u64,
 }
 
 #[derive(Deserialize, Default)]
@@ -246,6 +250,9 @@ fn default_cache_seconds() -> u64 {
 fn default_registry_timeout_ms() -> u64 {
     10_000
 }
+fn default_connect_timeout_ms() -> u64 {
+    10_000
+}
 fn default_crl_timeout_ms() -> u64 {
     1000
 }
@@ -326,6 +333,8 @@ pub struct Broker {
     /// RabbitMQ's management API base URL (no credentials in it: the
     /// broker user and password are used).
     pub management_url: Option<url::Url>,
+    /// `broker.connect_timeout_ms`.
+    pub connect_timeout: std::time::Duration,
 }
 
 /// The broker named by `broker.url`.
@@ -604,6 +613,9 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
     };
     let existing = |key: &str, p: &Path| -> Result<PathBuf> {
         let path = resolve(p);
+        if path.is_dir() {
+            bail!("key {key}: {} is a directory, not a file", path.display());
+        }
         if !path.is_file() {
             bail!("key {key}: file {} does not exist", path.display());
         }
@@ -756,9 +768,14 @@ fn validate_broker(
             Ok(url)
         })
         .transpose()?;
+    let connect_timeout_ms = raw.broker.connect_timeout_ms;
+    if connect_timeout_ms == 0 || connect_timeout_ms > 600_000 {
+        bail!("key broker.connect_timeout_ms: {connect_timeout_ms} is outside 1..=600000");
+    }
     Ok(Broker {
         endpoint,
         dialect: raw.broker.dialect,
+        connect_timeout: std::time::Duration::from_millis(connect_timeout_ms),
         management_url,
         ca_file,
         reply_queue: raw.broker.reply_queue.clone(),

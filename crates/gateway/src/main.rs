@@ -5,6 +5,7 @@
 //! stderr that names the cause and exit non-zero; nothing here ever prints
 //! key material or payload bytes to the log.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -70,21 +71,56 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            // One line, whatever the causes' own messages contain, so that
-            // log collectors and the EHR's wrapper see one event.
-            let message = format!("{error:#}");
-            eprintln!(
-                "helsemelding: {}",
-                message.split_whitespace().collect::<Vec<_>>().join(" ")
-            );
+            eprintln!("helsemelding: {}{}", one_line(&error), hint(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// What to do about an error whose causes do not say it: the transport
+/// knows that the broker refused the user, the gateway knows where the
+/// password comes from.
+fn hint(error: &anyhow::Error) -> &'static str {
+    let refused = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<helsemelding_transport::Error>(),
+            Some(helsemelding_transport::Error::AuthenticationFailed { .. })
+        )
+    });
+    if refused {
+        ": check HELSEMELDING_BROKER_PASSWORD and the user in broker.url"
+    } else {
+        ""
+    }
+}
+
+/// The error and its causes as one line, so that log collectors and the
+/// EHR's wrapper see one event: each cause once (an error whose message
+/// already includes its source's text is not followed by that text
+/// again), whitespace collapsed, and control characters (a broker's or a
+/// peer's text may be among the causes) shown escaped.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        let text = text.trim();
+        if text.is_empty() || line.contains(text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(text);
+    }
+    let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+    helsemelding_wire::text::for_display(&line, 2000)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -134,6 +170,39 @@ fn end_quietly_on_a_closed_pipe() {
 
 #[cfg(test)]
 mod tests {
+    /// An error whose message includes its source's, as thiserror's
+    /// `#[error("…: {source}")]` with `#[source]` makes it.
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "outer about queue q: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_is_said_once_and_control_characters_are_escaped() {
+        let inner = std::io::Error::other("no route\n to\x1b[2J host");
+        let error = anyhow::Error::new(Outer(inner)).context("sending");
+        // `{:#}` repeats the io error: once inside Outer, once as its source.
+        assert_eq!(format!("{error:#}").matches("no route").count(), 2);
+        let line = super::one_line(&error);
+        assert_eq!(line.matches("no route").count(), 1, "{line}");
+        assert_eq!(
+            line,
+            "sending: outer about queue q: no route to\\x1b[2J host"
+        );
+        let forged = anyhow::anyhow!("a\nb\x1b[2J");
+        assert_eq!(super::one_line(&forged), "a b\\x1b[2J");
+    }
+
     #[test]
     fn the_command_line_is_well_formed() {
         use clap::CommandFactory;

@@ -359,6 +359,37 @@ fn bad_input_fails_with_a_message_naming_it() {
     assert!(bad_time.stderr.contains("RFC 3339"), "{}", bad_time.stderr);
 }
 
+/// Finding 9: a PEM file with several certificates is not silently cut to
+/// the first, and a directory is called one.
+#[test]
+fn several_certificates_or_a_directory_are_named() {
+    let files = Files::new();
+    let mut two = std::fs::read(files.path("signing.pem")).unwrap();
+    two.extend(std::fs::read(files.path("ca.pem")).unwrap());
+    let two = write(files.dir.path(), "two.pem", &two);
+    let run = helsemelding(
+        &["cert", "check", &two, "--usage", "signing", "--offline"],
+        files.dir.path(),
+    );
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("two.pem")
+            && run.stderr.contains("holds 2 certificates")
+            && run.stderr.contains("--intermediate"),
+        "{}",
+        run.stderr
+    );
+    let dir = files.dir.path().to_str().unwrap().to_string();
+    let run = helsemelding(
+        &["cert", "check", &dir, "--usage", "signing"],
+        files.dir.path(),
+    );
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("is a directory"), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+}
+
 /// Serves the body set later (the certificate needs the URL before the CRL
 /// that lists it exists) to every request on 127.0.0.1, counting requests.
 fn serve_crl() -> (String, Arc<Mutex<Vec<u8>>>, Arc<AtomicUsize>) {

@@ -200,21 +200,32 @@ fn pkcs12_bundles_with_the_password_from_the_environment() {
     let decryption_p12 = certs.join("Counterparty_Encryption.p12");
     let sender_cert = certs.join("Helsenorge_Signature.cer");
     let dir = tempfile::tempdir().unwrap();
-    let der = ok(run(
-        dir.path(),
-        &[
-            "protect",
-            "--signing-p12",
-            signing_p12.to_str().unwrap(),
-            "--recipient-cert",
-            recipient.to_str().unwrap(),
-        ],
-        Some(payload),
-        &[(
-            "HELSEMELDING_P12_PASSWORD",
-            fixtures::HELSENORGE_P12_PASSWORD,
-        )],
-    ));
+    // NHN's sample certificates expired in 2017: refused, and used with a
+    // warning under --force.
+    let protect_args = [
+        "protect",
+        "--signing-p12",
+        signing_p12.to_str().unwrap(),
+        "--recipient-cert",
+        recipient.to_str().unwrap(),
+    ];
+    let password = [(
+        "HELSEMELDING_P12_PASSWORD",
+        fixtures::HELSENORGE_P12_PASSWORD,
+    )];
+    let refused = run(dir.path(), &protect_args, Some(payload), &password);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8(refused.stderr).unwrap();
+    assert!(
+        stderr.contains("the signing certificate") && stderr.contains("expired on 2017-02-06"),
+        "{stderr}"
+    );
+    let mut forced_args = protect_args.to_vec();
+    forced_args.push("--force");
+    let forced = run(dir.path(), &forced_args, Some(payload), &password);
+    let stderr = String::from_utf8_lossy(&forced.stderr).into_owned();
+    assert_eq!(stderr.matches("warning: ").count(), 2, "{stderr}");
+    let der = ok(forced);
     let unprotect_args = [
         "unprotect",
         "--decryption-p12",
@@ -277,5 +288,89 @@ fn bench_protect_prints_json_figures() {
         report["rsa_public_per_s"].as_f64().unwrap()
             > report["rsa_private_per_s"].as_f64().unwrap(),
         "{report}"
+    );
+}
+
+/// Finding 9: `protect` signs only with a signing certificate and encrypts
+/// only to an encryption certificate, both valid now; a file with several
+/// certificates or a directory is named as such.
+#[test]
+fn protect_refuses_certificates_unfit_for_their_role() {
+    let pki = TestPki::new("CLI CA");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    pki.issue("sender", Usage::Signing).write_pem(d, "sender");
+    pki.issue("receiver", Usage::Encryption)
+        .write_pem(d, "receiver");
+    pki.issue("enc only", Usage::Encryption)
+        .write_pem(d, "enconly");
+    let expired = helsemelding_testkit::pki::LeafOptions {
+        not_before: chrono::Utc::now() - chrono::Duration::days(400),
+        not_after: chrono::Utc::now() - chrono::Duration::days(1),
+        ..Default::default()
+    };
+    pki.issue_with("old", Usage::Signing, &expired)
+        .write_pem(d, "old");
+    let protect = |cert: &str, key: &str, recipient: &str, extra: &[&str]| {
+        let mut args = vec![
+            "protect",
+            "--signing-cert",
+            cert,
+            "--signing-key",
+            key,
+            "--recipient-cert",
+            recipient,
+        ];
+        args.extend(extra);
+        run(d, &args, Some(b"<x/>"), &[])
+    };
+    let refused = |output: Output| {
+        assert_eq!(output.status.code(), Some(1));
+        assert!(output.stdout.is_empty(), "nothing protected");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        stderr
+    };
+
+    let stderr = refused(protect("enconly.pem", "enconly.key", "receiver.pem", &[]));
+    assert!(
+        stderr.contains("the signing certificate") && stderr.contains("without nonRepudiation"),
+        "{stderr}"
+    );
+    let stderr = refused(protect("old.pem", "old.key", "receiver.pem", &[]));
+    assert!(stderr.contains("expired on"), "{stderr}");
+    let stderr = refused(protect("sender.pem", "sender.key", "sender.pem", &[]));
+    assert!(
+        stderr.contains("the recipient certificate")
+            && stderr.contains("without keyEncipherment")
+            && stderr.contains("swapped"),
+        "{stderr}"
+    );
+    // --force: a warning, and the message is made.
+    let forced = protect("old.pem", "old.key", "receiver.pem", &["--force"]);
+    let stderr = String::from_utf8_lossy(&forced.stderr).into_owned();
+    assert!(
+        stderr.starts_with("warning: the signing certificate"),
+        "{stderr}"
+    );
+    assert_eq!(ok(forced)[0], 0x30);
+
+    // Two certificates in the signing certificate's file.
+    let mut two = std::fs::read(d.join("sender.pem")).unwrap();
+    two.extend(pki.ca.cert.to_pem().unwrap());
+    std::fs::write(d.join("two.pem"), two).unwrap();
+    let stderr = refused(protect("two.pem", "sender.key", "receiver.pem", &[]));
+    assert!(
+        stderr.contains("two.pem") && stderr.contains("holds 2 certificates"),
+        "{stderr}"
+    );
+    let stderr = refused(protect("sender.pem", "sender.key", "two.pem", &[]));
+    assert!(stderr.contains("holds 2 certificates"), "{stderr}");
+    // A directory where a file belongs.
+    std::fs::create_dir(d.join("adir")).unwrap();
+    let stderr = refused(protect("adir", "sender.key", "receiver.pem", &[]));
+    assert!(
+        stderr.contains("adir: is a directory") && !stderr.contains("does not exist"),
+        "{stderr}"
     );
 }

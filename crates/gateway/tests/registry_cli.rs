@@ -404,6 +404,15 @@ fn add_show_import_round_trip() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // Human output, no Rust Debug forms such as `Party(93252)`.
+    let said = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        said.contains("CommunicationDetails_93252.xml: address record of party 93252")
+            && said.contains(&format!("CPA_93252.xml: CPA {OLD}"))
+            && said.contains("CPP_93252.xml: CPP of party 93252")
+            && !said.contains('('),
+        "{said}"
+    );
     let value = json(&["registry", "show", "--dir", &dir_s, "93252", "--json"]);
     assert_eq!(value["name"], "Alexander Dahl");
     assert_eq!(value["queues"]["error"], "93252_error");
@@ -460,4 +469,204 @@ fn certificate_lookup_json_for_every_fixture() {
         "--json",
     ]);
     assert_eq!(value["certificate"]["not_after"], "2017-08-14T21:59:00Z");
+}
+
+/// `registry add` with these certificate files (and extra arguments) into `dir`.
+fn add(dir: &Path, her_id: &str, signing: &str, encryption: &str, extra: &[&str]) -> Output {
+    let dir = dir.display().to_string();
+    let mut args = vec![
+        "registry",
+        "add",
+        "--dir",
+        &dir,
+        "--her-id",
+        her_id,
+        "--name",
+        "Legekontoret",
+        "--signing-cert",
+        signing,
+        "--encryption-cert",
+        encryption,
+    ];
+    args.extend(extra);
+    run(&args)
+}
+
+/// The failure's one line on stderr.
+fn refusal(output: &Output) -> String {
+    assert!(!output.status.success(), "accepted");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
+/// Finding 9: `registry add` takes only what the gateway can use, and
+/// never overwrites a party without being told to.
+#[test]
+fn add_refuses_unusable_certificates_ids_names_and_queue_prefixes() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("registry");
+    let pki = TestPki::new("CLI test CA");
+    let (signing, signing_serial) = write_cert(work.path(), &pki, "sign", Usage::Signing);
+    let (encryption, _) = write_cert(work.path(), &pki, "enc", Usage::Encryption);
+    let expired = pki.issue_with(
+        "expired",
+        Usage::Signing,
+        &helsemelding_testkit::pki::LeafOptions {
+            not_before: chrono::Utc::now() - chrono::Duration::days(400),
+            not_after: chrono::Utc::now() - chrono::Duration::days(30),
+            ..Default::default()
+        },
+    );
+    let (expired, _) = expired.write_pem(work.path(), "expired");
+    let expired = expired.display().to_string();
+
+    // Swapped certificates.
+    let stderr = refusal(&add(&dir, "4242", &encryption, &signing, &[]));
+    assert!(
+        stderr.contains("--signing-cert")
+            && stderr.contains("nonRepudiation")
+            && stderr.contains("swapped"),
+        "{stderr}"
+    );
+    // Expired, refused; with --force, taken with a warning.
+    let stderr = refusal(&add(&dir, "4242", &expired, &encryption, &[]));
+    assert!(
+        stderr.contains("expired on") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert!(!dir.join("parties/4242").exists(), "nothing written");
+    let output = add(&dir, "4242", &expired, &encryption, &["--force"]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).starts_with("warning: --signing-cert"));
+
+    // HER-id 0.
+    let stderr =
+        String::from_utf8_lossy(&add(&dir, "0", &signing, &encryption, &[]).stderr).into_owned();
+    assert!(
+        stderr.contains("--her-id") && stderr.contains("not positive"),
+        "{stderr}"
+    );
+    assert!(!dir.join("parties/0").exists());
+
+    // Queue prefixes that are paths, hidden or odd.
+    for prefix in ["../../etc/x", ".hidden", "a b", "x/y", "", &"q".repeat(101)] {
+        let stderr = refusal(&add(
+            &dir,
+            "4243",
+            &signing,
+            &encryption,
+            &["--queue-prefix", prefix],
+        ));
+        assert!(stderr.contains("--queue-prefix"), "{prefix}: {stderr}");
+    }
+    assert!(!dir.join("parties/4243").exists());
+    assert!(!work.path().join("etc").exists());
+    let output = add(
+        &dir,
+        "4243",
+        &signing,
+        &encryption,
+        &["--queue-prefix", "kommune-1.test_x"],
+    );
+    assert!(output.status.success(), "{output:?}");
+
+    // Names with control characters.
+    for name in [
+        "Lege\nkontoret",
+        "Lege\x1b[2Jkontoret",
+        "abc\u{202e}fed",
+        " ",
+    ] {
+        let output = run(&[
+            "registry",
+            "add",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--her-id",
+            "4244",
+            "--name",
+            name,
+            "--signing-cert",
+            &signing,
+            "--encryption-cert",
+            &encryption,
+        ]);
+        let stderr = refusal(&output);
+        assert!(
+            stderr.contains("--name") && !stderr.contains('\x1b'),
+            "{stderr}"
+        );
+    }
+    assert!(!dir.join("parties/4244").exists());
+
+    // An existing party is not overwritten without --replace.
+    let other = pki.issue("other sign", Usage::Signing);
+    let (other, _) = other.write_pem(work.path(), "other");
+    let other = other.display().to_string();
+    let stderr = refusal(&add(&dir, "4243", &other, &encryption, &[]));
+    assert!(
+        stderr.contains("already in") && stderr.contains("--replace"),
+        "{stderr}"
+    );
+    let shown = json(&[
+        "registry",
+        "show",
+        "--dir",
+        dir.to_str().unwrap(),
+        "4243",
+        "--json",
+    ]);
+    assert_eq!(shown["certificates"]["signing"]["serial"], signing_serial);
+    assert_eq!(shown["queues"]["async"], "kommune-1.test_x_async");
+    let output = add(&dir, "4243", &other, &encryption, &["--replace"]);
+    assert!(output.status.success(), "{output:?}");
+    let shown = json(&[
+        "registry",
+        "show",
+        "--dir",
+        dir.to_str().unwrap(),
+        "4243",
+        "--json",
+    ]);
+    assert_ne!(shown["certificates"]["signing"]["serial"], signing_serial);
+}
+
+/// Finding 9: a file with several certificates, a directory in place of a
+/// file, and errors that say their cause once.
+#[test]
+fn add_names_bundles_directories_and_says_each_cause_once() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("registry");
+    let pki = TestPki::new("CLI test CA");
+    let (signing, _) = write_cert(work.path(), &pki, "sign", Usage::Signing);
+    let (encryption, _) = write_cert(work.path(), &pki, "enc", Usage::Encryption);
+    let bundle = work.path().join("bundle.pem");
+    let mut pem = std::fs::read(&signing).unwrap();
+    pem.extend(pki.ca.cert.to_pem().unwrap());
+    std::fs::write(&bundle, pem).unwrap();
+    let stderr = refusal(&add(
+        &dir,
+        "4245",
+        bundle.to_str().unwrap(),
+        &encryption,
+        &[],
+    ));
+    assert!(
+        stderr.contains("bundle.pem") && stderr.contains("holds 2 certificates"),
+        "{stderr}"
+    );
+    let a_dir = work.path().display().to_string();
+    let stderr = refusal(&add(&dir, "4245", &a_dir, &encryption, &[]));
+    assert!(stderr.contains("is a directory"), "{stderr}");
+    assert!(!stderr.contains("does not exist"), "{stderr}");
+
+    // The file registry's I/O errors carry their source in their message:
+    // printed with the chain, the cause came two times.
+    let file = work.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let output = run(&["registry", "show", "--dir", file.to_str().unwrap(), "4245"]);
+    let stderr = refusal(&output);
+    assert!(stderr.contains("os error"), "{stderr}");
+    assert_eq!(stderr.matches("os error").count(), 1, "{stderr}");
 }

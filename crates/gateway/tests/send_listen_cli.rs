@@ -115,3 +115,30 @@ fn commtest_and_sync_send_against_a_running_listener() {
     listener.kill().unwrap();
     listener.wait().unwrap();
 }
+
+/// Finding 9: `listen --out-dir` naming a file says so, with the path
+/// (it said `File exists (os error 17)`).
+#[test]
+fn listen_into_a_file_names_it_and_says_it_is_not_a_directory() {
+    let setup = Setup::new(BrokerSection::Local);
+    let b = setup.party(109989);
+    let file = setup.dir.path().join("inbox.txt");
+    std::fs::write(&file, b"x").unwrap();
+    let (ok, _, stderr) = setup.run(
+        &b,
+        &[
+            "listen",
+            "--out-dir",
+            file.to_str().unwrap(),
+            "--idle-exit",
+            "1",
+        ],
+    );
+    assert!(!ok);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("--out-dir {}: is not a directory", file.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("os error 17"), "{stderr}");
+}

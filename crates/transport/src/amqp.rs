@@ -16,7 +16,9 @@
 //! never look at a receiving party's queue.
 //! Links are detached, never closed (RabbitMQ 3.10 answers a closing detach
 //! with an error), and a closed receiver settles nothing: what it did not
-//! settle goes back to the queue.
+//! settle goes back to the queue. A connection attempt is bounded as a whole
+//! by [`AmqpOptions::connect_timeout`]; refused credentials are
+//! [`Error::AuthenticationFailed`] at once, never retried.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -25,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use fe2o3_amqp::connection::ConnectionHandle;
+use fe2o3_amqp::connection::{ConnectionHandle, OpenError};
 use fe2o3_amqp::link::delivery::DeliveryInfo;
 use fe2o3_amqp::link::CreditMode;
 use fe2o3_amqp::sasl_profile::SaslProfile;
@@ -35,6 +37,7 @@ use fe2o3_amqp::types::messaging::{
     Outcome as AmqpOutcome, Properties,
 };
 use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Symbol, Timestamp, Value as AmqpValue};
+use fe2o3_amqp::types::sasl::SaslCode;
 use fe2o3_amqp::{Connection, Session};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -71,6 +74,9 @@ pub struct AmqpOptions {
     pub receiver_address: Option<String>,
     /// Bound on every single broker call (connect, attach, send, settle, detach).
     pub operation_timeout: Duration,
+    /// Bound on one connection attempt as a whole (TCP, TLS, SASL, AMQP
+    /// open); an attempt that takes longer fails with [`Error::Connect`].
+    pub connect_timeout: Duration,
     /// How long `send` keeps reconnecting through an outage before it gives up.
     pub send_retry_for: Duration,
     /// How long `receive` keeps reconnecting quietly (answering `None`)
@@ -94,6 +100,7 @@ impl Default for AmqpOptions {
             sender_address: None,
             receiver_address: None,
             operation_timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(10),
             send_retry_for: Duration::from_secs(60),
             unavailable_after: Duration::from_secs(15),
             backoff_min: Duration::from_millis(100),
@@ -374,7 +381,22 @@ impl Shared {
         Ok(live.session.as_mut().expect("begun above"))
     }
 
+    /// One connection attempt, bounded by `connect_timeout` as a whole.
     async fn connect(&self, queue: &str) -> Result<ConnectionHandle<()>, Error> {
+        let limit = self.options.connect_timeout;
+        match tokio::time::timeout(limit, self.connect_unbounded(queue)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Connect {
+                endpoint: format!("{:?}", self.endpoint),
+                reason: format!(
+                    "no connection within the connect timeout of {} s",
+                    limit.as_secs_f64()
+                ),
+            }),
+        }
+    }
+
+    async fn connect_unbounded(&self, queue: &str) -> Result<ConnectionHandle<()>, Error> {
         let endpoint = format!("{:?}", self.endpoint);
         let connect_error = |reason: String| Error::Connect {
             endpoint: endpoint.clone(),
@@ -418,12 +440,29 @@ impl Shared {
                 password: self.endpoint.password.clone().unwrap_or_default(),
             });
         }
-        self.bounded("open connection", queue, builder.open_with_stream(stream))
-            .await?
-            .map_err(|reason| Error::Connect {
-                endpoint: format!("{:?}", self.endpoint),
-                reason,
-            })
+        let limit = self.options.operation_timeout;
+        let opened = tokio::time::timeout(limit, builder.open_with_stream(stream)).await;
+        let endpoint = format!("{:?}", self.endpoint);
+        match opened {
+            Ok(Ok(connection)) => Ok(connection),
+            // Wrong user or password: trying again cannot help.
+            Ok(Err(OpenError::SaslError {
+                code: SaslCode::Auth,
+                ..
+            })) => Err(Error::AuthenticationFailed {
+                endpoint,
+                user: self.endpoint.user.clone().unwrap_or_default(),
+            }),
+            Ok(Err(e)) => Err(Error::Connect {
+                endpoint,
+                reason: e.to_string(),
+            }),
+            Err(_) => Err(Error::Timeout {
+                operation: "open connection",
+                queue: queue.to_owned(),
+                seconds: limit.as_secs(),
+            }),
+        }
     }
 
     /// Runs `attach` on a live session. On failure the session is dropped
@@ -652,16 +691,24 @@ impl crate::Sender for AmqpSender {
                         }
                     }
                 }
-                // The queue or exchange does not exist: retrying will not help.
-                Err(e @ (Error::Attach { .. } | Error::NoSuchQueue { .. })) => return Err(e),
+                // The queue or exchange does not exist, or the broker refused
+                // our credentials: retrying will not help.
+                Err(
+                    e @ (Error::Attach { .. }
+                    | Error::NoSuchQueue { .. }
+                    | Error::AuthenticationFailed { .. }),
+                ) => return Err(e),
                 Err(e) => e,
             };
             self.link = None;
             if tokio::time::Instant::now() >= give_up || self.shared.closed.load(Ordering::SeqCst) {
                 return Err(error);
             }
-            tracing::warn!(queue = %self.queue, %error, "send failed; reconnecting");
-            self.shared.pause_after_failure().await;
+            // Debug only: the caller gets the last error when send gives up,
+            // and a send into an outage should say so once, not per attempt.
+            tracing::debug!(queue = %self.queue, %error, "send failed; reconnecting");
+            // Never past the bound: the last attempt comes at `give_up`.
+            let _ = tokio::time::timeout_at(give_up, self.shared.pause_after_failure()).await;
         }
     }
 
@@ -834,7 +881,11 @@ impl crate::Receiver for AmqpReceiver {
                         },
                     }
                 }
-                Err(e @ (Error::Attach { .. } | Error::NoSuchQueue { .. })) => return Err(e),
+                Err(
+                    e @ (Error::Attach { .. }
+                    | Error::NoSuchQueue { .. }
+                    | Error::AuthenticationFailed { .. }),
+                ) => return Err(e),
                 Err(e) => e,
             };
             self.link = None;

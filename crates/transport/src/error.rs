@@ -16,13 +16,24 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// Connecting (TCP, TLS, SASL or AMQP open) failed.
+    /// Connecting (TCP, TLS, SASL or AMQP open) failed, or took longer than
+    /// [`crate::amqp::AmqpOptions::connect_timeout`].
     #[error("connecting to {endpoint}: {reason}")]
     Connect {
         /// host:port.
         endpoint: String,
         /// Why.
         reason: String,
+    },
+    /// The broker refused the user name and password (SASL outcome `auth`).
+    /// Never retried: the same credentials fail again. The caller knows
+    /// where the password came from and should say so.
+    #[error("the broker at {endpoint} refused user {user} (SASL authentication failed)")]
+    AuthenticationFailed {
+        /// host:port.
+        endpoint: String,
+        /// The user name we gave (never the password).
+        user: String,
     },
     /// The broker refused to attach a link to the queue (e.g. no such queue).
     #[error("attaching to queue {queue}: {reason}")]

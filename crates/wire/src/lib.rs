@@ -13,7 +13,8 @@
 //! - [`msghead`], [`apprec`], [`dialog`]: the XML documents the flows need,
 //!   read through a hardened parser ([`Limits`]: no DOCTYPE, size, depth and
 //!   node caps) as read-only views;
-//! - [`metadata`]: payload metadata copied into application properties.
+//! - [`metadata`]: payload metadata copied into application properties;
+//! - [`text`]: text from peers made safe to print and log (escaped, bounded).
 //!
 //! Every refusal is an [`Error`]; [`Error::condition`] says which error
 //! condition the sender of a refused message is told.
@@ -28,6 +29,7 @@ pub mod herid;
 pub mod metadata;
 pub mod msghead;
 pub mod queue;
+pub mod text;
 mod time;
 mod xml;
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use helsemelding_store::audit::{AuditFilter, AuditRecord, MINIMUM_RETENTION_DAYS};
+use helsemelding_wire::text::{for_display, for_display_or};
 
 use super::store_args::StoreArgs;
 
@@ -120,7 +121,9 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
 
 fn print_record(record: &AuditRecord) {
     let event = &record.event;
-    let optional = |value: Option<String>| value.unwrap_or_else(|| "-".into());
+    // Message-ids, functions and reasons of received messages are the
+    // peers' text: shown escaped and bounded.
+    let optional = |value: Option<String>| for_display_or(value.as_deref(), 100, "-");
     println!(
         "{:>6}  {}  {:<18} {:<24} her-id {:<8} msg {:<36} {:<28} {}{}",
         record.seq,
@@ -134,7 +137,7 @@ fn print_record(record: &AuditRecord) {
         event
             .reason
             .as_ref()
-            .map(|r| format!(" ({r})"))
+            .map(|r| format!(" ({})", for_display(r, 200)))
             .unwrap_or_default()
     );
 }

@@ -14,6 +14,8 @@ use helsemelding_protect::{
     FetcherConfig, RevocationPolicy, StaticCrls, TrustAnchors, Usage,
 };
 use openssl::x509::X509;
+
+use super::identity_args::{pem_certificate_count, read_file};
 use serde::Serialize;
 
 /// Certificate tools.
@@ -126,6 +128,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 fn run_check(args: CheckArgs) -> Result<ExitCode> {
     let bytes = read(&args.certificate)?;
+    let count = pem_certificate_count(&bytes);
+    if count > 1 {
+        anyhow::bail!(
+            "{}: holds {count} certificates; `cert check` judges one: give the others with --intermediate or --trust",
+            args.certificate.display()
+        );
+    }
     let certificate = Certificate::from_pem_or_der(&bytes)
         .with_context(|| format!("reading {}", args.certificate.display()))?;
     let trust = TrustAnchors::new(read_certificates(&args.trust)?)
@@ -231,7 +240,7 @@ fn print_text(output: &CheckOutput) {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    read_file("reading", path)
 }
 
 /// Every certificate in each file: a PEM file may hold several.

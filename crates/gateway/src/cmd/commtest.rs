@@ -19,6 +19,7 @@ use helsemelding_messaging::{
     CommtestMode, ErrorHandler, Handler, HandlerError, Listener, ListenerOptions, Received,
 };
 use helsemelding_wire::error_report::ReceivedErrorReport;
+use helsemelding_wire::text::for_display;
 use helsemelding_wire::HerId;
 use serde_json::json;
 
@@ -127,7 +128,8 @@ fn report(
             Some(outcome.round_trip),
             Some(format!("slower than the limit of {} ms", limit.as_millis())),
         ),
-        Err(error) => (false, None, Some(error.to_string())),
+        // The error may quote the peer's answer: escaped and bounded.
+        Err(error) => (false, None, Some(for_display(&error.to_string(), 500))),
     };
     let millis = millis.map(|d| d.as_secs_f64() * 1000.0);
     if as_json {

@@ -71,6 +71,7 @@ fn summarise(config: &Config) -> Value {
         "ca_file": config.broker.ca_file,
         "reply_queue": config.broker.reply_queue,
         "management_url": config.broker.management_url.as_ref().map(|u| u.as_str()),
+        "connect_timeout_ms": config.broker.connect_timeout.as_millis() as u64,
         "identity": {
             "signing": key_pair(&config.identity.signing),
             "decryption": key_pair(&config.identity.decryption),

@@ -35,10 +35,22 @@ impl Context {
             bail!("this command needs --config FILE");
         };
         let config = Config::load(path)?;
-        Self::from_config(&config).await
+        Self::from_config(&config, false).await
     }
 
-    async fn from_config(config: &Config) -> Result<Context> {
+    /// As [`Context::open`], for one `send` whose message the outbox keeps:
+    /// an unreachable broker is given up after `broker.connect_timeout_ms`
+    /// instead of being waited through.
+    pub async fn open_for_one_send(path: Option<&Path>) -> Result<(Context, Config)> {
+        let Some(path) = path else {
+            bail!("this command needs --config FILE");
+        };
+        let config = Config::load(path)?;
+        let context = Self::from_config(&config, true).await?;
+        Ok((context, config))
+    }
+
+    async fn from_config(config: &Config, one_send: bool) -> Result<Context> {
         let her_ids = config
             .her_ids
             .iter()
@@ -69,7 +81,10 @@ impl Context {
             config::Revocation::Warn => RevocationPolicy::Warn,
             config::Revocation::Off => RevocationPolicy::Off,
         };
-        let (url, options) = transport_endpoint(config);
+        let (url, mut options) = transport_endpoint(config);
+        if one_send {
+            options.send_retry_for = config.broker.connect_timeout;
+        }
         let transport = helsemelding_transport::open(&url, options)
             .await
             .context("opening the broker")?;
@@ -117,6 +132,7 @@ pub(crate) fn transport_endpoint(config: &Config) -> (String, AmqpOptions) {
                 },
                 password: password.clone(),
                 ca_file: config.broker.ca_file.clone(),
+                connect_timeout: config.broker.connect_timeout,
                 ..AmqpOptions::default()
             },
         ),

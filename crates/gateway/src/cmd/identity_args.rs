@@ -7,7 +7,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use helsemelding_protect::{Certificate, Identity};
+use chrono::{DateTime, Utc};
+use helsemelding_protect::{Certificate, Identity, KeyUsage, Usage};
+use helsemelding_wire::text::for_display;
 
 /// Environment variable holding the PKCS#12 password (empty when unset).
 pub const P12_PASSWORD_ENV: &str = "HELSEMELDING_P12_PASSWORD";
@@ -20,32 +22,158 @@ pub fn load_identity(
     key: Option<&Path>,
     p12: Option<&Path>,
 ) -> anyhow::Result<Option<Identity>> {
-    let identity = match (cert, key, p12) {
-        (None, None, None) => return Ok(None),
-        (Some(cert), Some(key), None) => Identity::from_files(cert, key),
-        (None, None, Some(p12)) => {
-            let password = std::env::var(P12_PASSWORD_ENV).unwrap_or_default();
-            Identity::from_pkcs12_file(p12, &password)
-        }
-        _ => bail!("{role} identity: give either --{role}-cert with --{role}-key, or --{role}-p12"),
+    let load = || -> anyhow::Result<Identity> {
+        Ok(match (cert, key, p12) {
+            (Some(cert), Some(key), None) => {
+                // The certificate must be one certificate (the identity
+                // takes the first of a PEM file), and both must be files.
+                single_certificate(&format!("--{role}-cert"), cert)?;
+                read_file(&format!("--{role}-key"), key)?;
+                Identity::from_files(cert, key)?
+            }
+            (None, None, Some(p12)) => {
+                read_file(&format!("--{role}-p12"), p12)?;
+                let password = std::env::var(P12_PASSWORD_ENV).unwrap_or_default();
+                Identity::from_pkcs12_file(p12, &password)?
+            }
+            _ => bail!("give either --{role}-cert with --{role}-key, or --{role}-p12"),
+        })
     };
-    identity
-        .map(Some)
-        .with_context(|| format!("{role} identity"))
+    if (cert, key, p12) == (None, None, None) {
+        return Ok(None);
+    }
+    load().map(Some).with_context(|| format!("{role} identity"))
 }
 
-/// Reads a certificate file (PEM or DER); `role` names it in errors.
+/// Reads a certificate file (PEM or DER) that must hold one certificate;
+/// `role` names it in errors (e.g. "recipient").
 pub fn load_certificate(role: &str, path: &Path) -> anyhow::Result<Certificate> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("{role} certificate {}", path.display()))?;
-    Certificate::from_pem_or_der(&bytes)
-        .with_context(|| format!("{role} certificate {}", path.display()))
+    single_certificate(&format!("{role} certificate"), path)
+}
+
+/// The one certificate (PEM or DER) in the file `what` names. A PEM file
+/// with several certificates is an error that names the file and the
+/// count: taking the first silently may take the wrong one.
+pub fn single_certificate(what: &str, path: &Path) -> anyhow::Result<Certificate> {
+    let bytes = read_file(what, path)?;
+    let count = pem_certificate_count(&bytes);
+    if count > 1 {
+        bail!(
+            "{what} {}: holds {count} certificates; give a file with exactly one",
+            path.display()
+        );
+    }
+    Certificate::from_pem_or_der(&bytes).with_context(|| format!("{what} {}", path.display()))
+}
+
+/// How many PEM certificate blocks `bytes` holds (0 for DER).
+pub fn pem_certificate_count(bytes: &[u8]) -> usize {
+    const BEGINS: [&[u8]; 3] = [
+        b"-----BEGIN CERTIFICATE-----",
+        b"-----BEGIN X509 CERTIFICATE-----",
+        b"-----BEGIN TRUSTED CERTIFICATE-----",
+    ];
+    BEGINS
+        .iter()
+        .map(|begin| bytes.windows(begin.len()).filter(|w| w == begin).count())
+        .sum()
+}
+
+/// The bytes of the file `what` (e.g. `--signing-cert`) names; a directory
+/// or a missing file is said as such, with the path.
+pub fn read_file(what: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
+    if path.is_dir() {
+        bail!("{what} {}: is a directory, not a file", path.display());
+    }
+    std::fs::read(path).map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => {
+            anyhow::anyhow!("{what} {}: no such file", path.display())
+        }
+        _ => anyhow::anyhow!("{what} {}: cannot read it ({error})", path.display()),
+    })
+}
+
+/// What is wrong with `certificate` for `usage` at `at`: validity period
+/// and key usage (chain and revocation are `cert check`'s and the
+/// gateway's business). Empty when nothing.
+pub fn certificate_problems(
+    certificate: &Certificate,
+    usage: Usage,
+    at: DateTime<Utc>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let day = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%SZ").to_string();
+    if at < certificate.not_before() {
+        problems.push(format!(
+            "is not valid before {}",
+            day(certificate.not_before())
+        ));
+    }
+    if at > certificate.not_after() {
+        problems.push(format!("expired on {}", day(certificate.not_after())));
+    }
+    let required = usage.required_key_usage();
+    let (purpose, other, other_name) = match usage {
+        Usage::Signing => ("signing", KeyUsage::KeyEncipherment, "an encryption"),
+        Usage::Encryption => ("encryption", KeyUsage::NonRepudiation, "a signing"),
+    };
+    match certificate.key_usage() {
+        None => problems.push(format!(
+            "has no key usage extension ({purpose} needs {})",
+            required.as_str()
+        )),
+        Some(usages) if !usages.contains(&required) => {
+            let listed: Vec<&str> = usages.iter().map(|u| u.as_str()).collect();
+            let mut problem = format!(
+                "has key usage {} without {} ({purpose} needs it)",
+                if listed.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    listed.join(", ")
+                },
+                required.as_str()
+            );
+            if usages.contains(&other) {
+                problem.push_str(&format!(
+                    "; it is {other_name} certificate: were the two swapped?"
+                ));
+            }
+            problems.push(problem);
+        }
+        Some(_) => {}
+    }
+    problems
+}
+
+/// Refuses `certificate` (named by `what`) when it is not fit for `usage`
+/// now; with `force`, warns on stderr instead.
+pub fn require_fit(
+    what: &str,
+    certificate: &Certificate,
+    usage: Usage,
+    force: bool,
+) -> anyhow::Result<()> {
+    let problems = certificate_problems(certificate, usage, Utc::now());
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let said = format!(
+        "{what} (serial {}, {}) {}",
+        certificate.serial_hex(),
+        for_display(&certificate.subject(), 200),
+        problems.join("; ")
+    );
+    if force {
+        eprintln!("warning: {said}; used anyway (--force)");
+        return Ok(());
+    }
+    bail!("{said}; give the right certificate, or --force to use it anyway")
 }
 
 /// The bytes of `input`, or of stdin when absent.
 pub fn read_input(input: Option<&PathBuf>) -> anyhow::Result<Vec<u8>> {
     match input {
-        Some(path) => std::fs::read(path).with_context(|| format!("input {}", path.display())),
+        Some(path) => read_file("input", path),
         None => {
             let mut bytes = Vec::new();
             std::io::stdin()

@@ -9,13 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use async_trait::async_trait;
 use helsemelding_messaging::{
     ErrorHandler, Handler, HandlerError, Listener, ListenerOptions, Messenger, Received,
 };
 use helsemelding_store::audit::{AuditEvent, AuditKind};
 use helsemelding_wire::error_report::ReceivedErrorReport;
+use helsemelding_wire::text::{for_display, for_display_or};
 use serde_json::json;
 
 use super::context::Context;
@@ -95,9 +96,11 @@ impl Handler for ToDirectory {
         })?;
         *self.last.lock().unwrap() = Instant::now();
         let n = self.accepted.fetch_add(1, Ordering::SeqCst) + 1;
+        // The message-id is the peer's text: shown escaped and bounded.
         eprintln!(
             "received {} from {} ({n})",
-            message.message_id, message.from
+            for_display(&message.message_id, ID_CHARS),
+            message.from
         );
         Ok(())
     }
@@ -107,15 +110,36 @@ impl Handler for ToDirectory {
 impl ErrorHandler for ToDirectory {
     async fn handle_error(&self, report: &ReceivedErrorReport) -> Result<(), HandlerError> {
         *self.last.lock().unwrap() = Instant::now();
-        eprintln!(
-            "error report from {:?} about {:?}: {} {}",
-            report.from.map(|h| h.get()),
-            report.original_message_id,
-            report.condition_text.as_deref().unwrap_or("?"),
-            report.description.as_deref().unwrap_or(""),
-        );
+        eprintln!("{}", error_report_line(report));
         Ok(())
     }
+}
+
+/// How much of a peer's message-id or condition is shown.
+const ID_CHARS: usize = 100;
+/// How much of a peer's error description is shown.
+const DESCRIPTION_CHARS: usize = 200;
+
+/// One line about a received error report. Every field but the HER-id is
+/// the peer's text, shown escaped and bounded: a description cannot forge
+/// lines of our output, move the cursor or fill the log.
+fn error_report_line(report: &ReceivedErrorReport) -> String {
+    let from = report
+        .from
+        .map_or_else(|| "unknown".to_owned(), |h| h.to_string());
+    let about = for_display_or(
+        report.original_message_id.as_deref(),
+        ID_CHARS,
+        "an unknown message",
+    );
+    let condition = for_display_or(report.condition_text.as_deref(), ID_CHARS, "no condition");
+    let mut line = format!("error report from {from} about {about}: {condition}");
+    if let Some(description) = report.description.as_deref() {
+        line.push_str(" (");
+        line.push_str(&for_display(description, DESCRIPTION_CHARS));
+        line.push(')');
+    }
+    line
 }
 
 /// Says which sent messages' AppRecs became overdue (each once a run).
@@ -137,8 +161,21 @@ async fn report_overdue(messenger: &Messenger) {
     }
 }
 
+/// The output directory, created if missing; a file in its place is an
+/// error that names it.
+fn prepare_out_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        anyhow::bail!(
+            "--out-dir {}: is not a directory; give a directory (it is created if missing)",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("--out-dir {}: cannot create the directory", dir.display()))
+}
+
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
-    std::fs::create_dir_all(&args.out_dir)?;
+    prepare_out_dir(&args.out_dir)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let context = Context::open(config).await?;

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use helsemelding_protect::{protect, ProtectOptions};
+use helsemelding_protect::{protect, ProtectOptions, Usage};
 
-use super::identity_args::{load_certificate, load_identity, read_input, write_output};
+use super::identity_args::{
+    load_certificate, load_identity, read_input, require_fit, write_output,
+};
 
 /// Sign then encrypt a payload (the PKCS#12 password comes from HELSEMELDING_P12_PASSWORD).
 #[derive(clap::Args)]
@@ -30,6 +32,11 @@ pub struct Args {
     /// Where to write the DER; stdout when absent.
     #[arg(long = "out", value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Use a certificate that is expired, not yet valid or lacks the key
+    /// usage its role needs (nonRepudiation to sign, keyEncipherment to
+    /// encrypt), with a warning, instead of refusing it.
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -40,7 +47,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.signing_p12.as_deref(),
     )?
     .context("no signing identity given")?;
+    require_fit(
+        "the signing certificate",
+        signer.certificate(),
+        Usage::Signing,
+        args.force,
+    )?;
     let recipient = load_certificate("recipient", &args.recipient_cert)?;
+    require_fit(
+        "the recipient certificate",
+        &recipient,
+        Usage::Encryption,
+        args.force,
+    )?;
     let payload = read_input(args.input.as_ref())?;
     let der =
         protect(&payload, &signer, &recipient, &ProtectOptions::default()).context("protect")?;

@@ -10,15 +10,18 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
-use helsemelding_protect::Certificate;
+use helsemelding_protect::{Certificate, Usage};
 use helsemelding_registry::certificates::parse_certificate_details;
 use helsemelding_registry::cppa::{
     parse_collaboration_document, ChannelKind, CollaborationDocument,
 };
-use helsemelding_registry::file::NewParty;
+use helsemelding_registry::file::{Imported, NewParty};
 use helsemelding_registry::party::parse_communication_party;
 use helsemelding_registry::{CertificateSummary, CommunicationParty, FileRegistry, HerId};
+use helsemelding_wire::text::{for_display, is_hidden_or_control};
 use serde_json::{json, Value};
+
+use super::identity_args::{read_file, require_fit, single_certificate};
 
 /// Registry documents and the embedded file registry.
 #[derive(clap::Args)]
@@ -58,10 +61,10 @@ enum RegistryCommand {
         /// Registry directory.
         #[arg(long)]
         dir: PathBuf,
-        /// HER-id of the party.
+        /// HER-id of the party (1 or more).
         #[arg(long)]
-        her_id: HerId,
-        /// Name of the party.
+        her_id: helsemelding_wire::HerId,
+        /// Name of the party (printable text, at most 200 characters).
         #[arg(long)]
         name: String,
         /// Signing certificate (PEM or DER).
@@ -74,8 +77,16 @@ enum RegistryCommand {
         #[arg(long, value_name = "FILE")]
         cpp: Option<PathBuf>,
         /// Queue name prefix (default: the HER-id): queues are <P>_async, <P>_sync, <P>_error, <P>_syncreply.
+        /// Letters, digits, '.', '_' and '-', not starting with '.', at most 100 characters.
         #[arg(long, value_name = "P")]
         queue_prefix: Option<String>,
+        /// Overwrite the party's record and certificates if it is already in the registry.
+        #[arg(long)]
+        replace: bool,
+        /// Accept certificates that are expired, not yet valid or lack the
+        /// key usage of their role, with a warning, instead of refusing them.
+        #[arg(long)]
+        force: bool,
     },
     /// Show a party of a file registry.
     Show {
@@ -142,16 +153,40 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             encryption_cert,
             cpp,
             queue_prefix,
+            replace,
+            force,
         } => {
+            check_name(&name)?;
+            if let Some(prefix) = &queue_prefix {
+                check_queue_prefix(prefix)?;
+            }
+            let signing = single_certificate("--signing-cert", &signing_cert)?;
+            let encryption = single_certificate("--encryption-cert", &encryption_cert)?;
+            require_fit("--signing-cert", &signing, Usage::Signing, force)?;
+            require_fit("--encryption-cert", &encryption, Usage::Encryption, force)?;
+            let registry = FileRegistry::new(&dir);
+            let her_id = her_id.get();
+            if !replace {
+                if let Ok(existing) = registry.party(her_id) {
+                    anyhow::bail!(
+                        "party {her_id} ({}) is already in {}: give --replace to overwrite its record and certificates",
+                        for_display(&existing.name, 100),
+                        dir.display()
+                    );
+                }
+            }
             let new = NewParty {
                 her_id,
                 name,
-                signing_certificate: certificate(&signing_cert)?,
-                encryption_certificate: certificate(&encryption_cert)?,
-                cpp: cpp.as_deref().map(read).transpose()?,
+                signing_certificate: signing,
+                encryption_certificate: encryption,
+                cpp: cpp
+                    .as_deref()
+                    .map(|cpp| read_file("--cpp", cpp))
+                    .transpose()?,
                 queue_prefix,
             };
-            let record = FileRegistry::new(&dir).add_party(&new)?;
+            let record = registry.add_party(&new)?;
             println!(
                 "added {} {} to {}",
                 record.her_id,
@@ -190,7 +225,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let imported = registry
                     .import(&read(&file)?)
                     .with_context(|| format!("importing {}", file.display()))?;
-                println!("{}: {imported:?}", file.display());
+                let what = match imported {
+                    Imported::Party(her_id) => format!("address record of party {her_id}"),
+                    Imported::Cpp(her_id) => format!("CPP of party {her_id}"),
+                    Imported::Cpa(id) => format!("CPA {}", for_display(&id, 100)),
+                };
+                println!("{}: {what}", file.display());
             }
         }
     }
@@ -198,11 +238,47 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    read_file("reading", path)
 }
 
-fn certificate(path: &Path) -> anyhow::Result<Certificate> {
-    Certificate::from_pem_or_der(&read(path)?).with_context(|| format!("{}", path.display()))
+/// Longest party name `add` takes.
+const NAME_CHARS: usize = 200;
+/// Longest queue prefix `add` takes (RabbitMQ allows 255 bytes per name).
+const PREFIX_CHARS: usize = 100;
+
+/// A party name is shown in listings and logs: printable text only.
+fn check_name(name: &str) -> anyhow::Result<()> {
+    if name.trim().is_empty() {
+        anyhow::bail!("--name is empty");
+    }
+    if let Some(c) = name.chars().find(|c| is_hidden_or_control(*c)) {
+        anyhow::bail!(
+            "--name {:?} holds the control or invisible character {}: give printable text",
+            for_display(name, NAME_CHARS),
+            for_display(&c.to_string(), 20)
+        );
+    }
+    if name.chars().count() > NAME_CHARS {
+        anyhow::bail!("--name is longer than {NAME_CHARS} characters");
+    }
+    Ok(())
+}
+
+/// Queue names become file names, broker addresses and log fields:
+/// letters, digits, '.', '_' and '-' only, not starting with '.'.
+fn check_queue_prefix(prefix: &str) -> anyhow::Result<()> {
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if prefix.is_empty()
+        || prefix.starts_with('.')
+        || !prefix.chars().all(safe)
+        || prefix.chars().count() > PREFIX_CHARS
+    {
+        anyhow::bail!(
+            "--queue-prefix {}: use letters, digits, '.', '_' and '-' only, not starting with '.', at most {PREFIX_CHARS} characters",
+            for_display(prefix, PREFIX_CHARS)
+        );
+    }
+    Ok(())
 }
 
 fn print_json(value: &Value) {

@@ -1,18 +1,23 @@
 //! `helsemelding --config F send --to HERID --function MSGFUNC [--sync]
 //! [--timeout S] FILE`: sign, encrypt and send one message. Async: prints
-//! its message id once the broker accepted it. Sync: waits for the reply
-//! and writes its decrypted payload to stdout.
+//! its message id once the broker accepted it; when the broker cannot be
+//! reached within `broker.connect_timeout_ms`, prints the id, says that
+//! the message waits in the outbox and exits 75 (EX_TEMPFAIL). Sync: waits
+//! for the reply and writes its decrypted payload to stdout.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use helsemelding_messaging::SendRequest;
+use helsemelding_messaging::{Messenger, SendRequest};
+use helsemelding_wire::text::for_display;
 use helsemelding_wire::HerId;
 
 use super::context::Context;
+use crate::config::{BrokerEndpoint, Config};
 
 /// Send one message.
 #[derive(clap::Args)]
@@ -39,9 +44,12 @@ pub struct Args {
     file: PathBuf,
 }
 
+/// The exit status of a `send` that left its message in the outbox because
+/// the broker could not take it now (EX_TEMPFAIL of sysexits.h).
+pub const EXIT_IN_OUTBOX: u8 = 75;
+
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
-    let payload =
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let payload = read_payload(&args.file)?;
     let to = HerId::new(args.to).context("--to is not a valid HER-id")?;
     let from = args
         .from
@@ -51,24 +59,68 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let timeout = seconds("--timeout", args.timeout)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let context = Context::open(config).await?;
-        // Whatever an earlier run left in the outbox goes first.
-        context.messenger.flush_outbox().await?;
-        let mut request = SendRequest::new(to, function, payload);
+        let (context, config) = Context::open_for_one_send(config).await?;
+        let broker = broker_address(&config);
+        let messenger = &context.messenger;
+        let mut request = SendRequest::new(to, function.clone(), payload);
         request.from = from;
-        if !args.sync {
-            let id = context.messenger.send(request).await?;
-            println!("{id}");
+        if args.sync {
+            // Whatever an earlier run left in the outbox goes first.
+            messenger.flush_outbox().await?;
+            let reply = messenger.send_and_wait(request, timeout).await;
+            messenger.close().await?;
+            let reply = match reply {
+                Err(error) => {
+                    let error = anyhow::Error::from(error);
+                    if let Some(why) = temporary_failure(&error) {
+                        eprintln!(
+                            "helsemelding: sync request not sent: the broker at {broker} {why}"
+                        );
+                        return Ok(ExitCode::from(EXIT_IN_OUTBOX));
+                    }
+                    return Err(error);
+                }
+                Ok(reply) => reply,
+            };
+            // The reply's id and function are the peer's text.
+            eprintln!(
+                "reply {} from {} ({})",
+                for_display(&reply.message_id, 100),
+                reply.from,
+                for_display(&reply.function, 100)
+            );
+            std::io::stdout().write_all(&reply.payload)?;
             return Ok(ExitCode::SUCCESS);
         }
-        let reply = context.messenger.send_and_wait(request, timeout).await;
-        context.messenger.close().await?;
-        let reply = reply?;
-        eprintln!(
-            "reply {} from {} ({})",
-            reply.message_id, reply.from, reply.function
-        );
-        std::io::stdout().write_all(&reply.payload)?;
+        // The new message first, then whatever an earlier run left in the
+        // outbox: into an outage, a send then waits for the broker once
+        // (`broker.connect_timeout_ms`), not once per message.
+        let pending_before = pending_ids(messenger)?;
+        let sent = messenger.send(request).await;
+        let id = match sent {
+            Ok(id) => id,
+            Err(error) => {
+                let error = anyhow::Error::from(error);
+                let Some(why) = temporary_failure(&error) else {
+                    return Err(error);
+                };
+                let Some(id) = recorded_now(messenger, &pending_before, to, &function)? else {
+                    // Not recorded: the failure came before the outbox.
+                    return Err(error);
+                };
+                println!("{id}");
+                eprintln!(
+                    "helsemelding: recorded in the outbox as {id}; the broker at {broker} {why}; \
+                     it will be sent by `listen` or `outbox flush`"
+                );
+                return Ok(ExitCode::from(EXIT_IN_OUTBOX));
+            }
+        };
+        println!("{id}");
+        if let Err(error) = messenger.flush_outbox().await {
+            tracing::warn!(%error, "earlier messages stay in the outbox");
+        }
+        messenger.close().await?;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -90,6 +142,72 @@ fn message_function(given: Option<&str>, payload: &[u8]) -> Result<String> {
         anyhow::bail!("the message function is empty or holds control characters: give --function (e.g. DIALOG_INNBYGGER_TEST)");
     }
     Ok(function)
+}
+
+fn read_payload(file: &Path) -> Result<Vec<u8>> {
+    if file.is_dir() {
+        anyhow::bail!("{}: is a directory, not a payload file", file.display());
+    }
+    std::fs::read(file).with_context(|| format!("reading {}", file.display()))
+}
+
+/// `host:port` of the configured broker (never the user or password).
+fn broker_address(config: &Config) -> String {
+    match &config.broker.endpoint {
+        BrokerEndpoint::Amqp { url, .. } => {
+            let port = url
+                .port()
+                .unwrap_or(if url.scheme() == "amqps" { 5671 } else { 5672 });
+            format!("{}:{port}", url.host_str().unwrap_or_default())
+        }
+        BrokerEndpoint::Local { path } => path.display().to_string(),
+    }
+}
+
+/// Why the broker could not take the message now, when that is a passing
+/// state (unreachable, not answering, link lost) rather than a refusal.
+fn temporary_failure(error: &anyhow::Error) -> Option<String> {
+    use helsemelding_transport::Error as T;
+    let transport = error.chain().find_map(|cause| cause.downcast_ref::<T>())?;
+    match transport {
+        T::Connect { reason, .. } => Some(format!("is unreachable ({reason})")),
+        T::Unavailable { .. } | T::Timeout { .. } => Some(format!("is unreachable ({transport})")),
+        T::Send { .. } => Some(format!("did not confirm the transfer ({transport})")),
+        _ => None,
+    }
+}
+
+fn pending_ids(messenger: &Messenger) -> Result<HashSet<String>> {
+    Ok(messenger
+        .store()
+        .outbox()
+        .pending(OUTBOX_SCAN)?
+        .into_iter()
+        .map(|entry| entry.message_id)
+        .collect())
+}
+
+/// How many outbox entries are looked through for the one just recorded.
+const OUTBOX_SCAN: usize = 100_000;
+
+/// The outbox entry this `send` recorded: pending now, not before, to
+/// this receiver with this function. (`Messenger::send` does not say the
+/// message-id when the transfer fails after the outbox has it.)
+fn recorded_now(
+    messenger: &Messenger,
+    before: &HashSet<String>,
+    to: HerId,
+    function: &str,
+) -> Result<Option<String>> {
+    Ok(messenger
+        .store()
+        .outbox()
+        .pending(OUTBOX_SCAN)?
+        .into_iter()
+        .filter(|entry| !before.contains(&entry.message_id))
+        .filter(|entry| entry.to_her_id == to.get() && entry.function == function)
+        .map(|entry| entry.message_id)
+        .next_back())
 }
 
 /// A positive, finite number of seconds from the command line.

@@ -23,6 +23,9 @@ impl StoreArgs {
             (None, Some(config)) => Config::load(config)?.store_path,
             (None, None) => anyhow::bail!("no store: give --store PATH or --config FILE"),
         };
+        if path.is_dir() {
+            anyhow::bail!("store {} is a directory, not a store file", path.display());
+        }
         if !path.is_file() {
             anyhow::bail!("store {} does not exist", path.display());
         }
