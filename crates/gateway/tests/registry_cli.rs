@@ -123,7 +123,9 @@ const PROFILES: &[Expected] = &[
         "cpa",
         OLD,
         &[
-            (93238, DI, 14, "93238_async", CP.1, CP.1),
+            // Both certificates of 93238 are the counterparty's signing
+            // certificate here: told apart by key usage, no encryption one.
+            (93238, DI, 14, "93238_async", "", CP.1),
             (93252, TL, 14, "93252_async", CP.0, CP.1),
         ],
     ),
@@ -198,10 +200,12 @@ fn profile_json_for_every_cpp_and_cpa() {
                     .ends_with("_sync"),
                 "{file}"
             );
-            assert_eq!(
-                party["certificates"]["encryption"]["serial"], *enc,
-                "{file}"
-            );
+            let encryption = &party["certificates"]["encryption"]["serial"];
+            if enc.is_empty() {
+                assert!(encryption.is_null(), "{file}: {encryption}");
+            } else {
+                assert_eq!(encryption, *enc, "{file}");
+            }
             assert_eq!(party["certificates"]["signing"]["serial"], *sign, "{file}");
         }
     }
