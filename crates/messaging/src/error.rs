@@ -134,6 +134,17 @@ pub enum Error {
         /// What the MsgHead says (`/`-separated HER-ids, or `none`).
         in_msghead: String,
     },
+    /// Our signing certificate is not one the registry publishes for the
+    /// sending HER-id: every receiver would refuse the signature.
+    #[error("our signing certificate serial {serial} is not one the address registry publishes for HER-id {her_id} (registered: {registered}): configure the registered certificate, or register this one")]
+    SigningNotRegistered {
+        /// The sending HER-id.
+        her_id: u32,
+        /// Our signing certificate's serial.
+        serial: String,
+        /// The registered signing serials (`, `-separated; empty: none).
+        registered: String,
+    },
     /// A background task died.
     #[error("internal task failed: {0}")]
     Task(String),

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use helsemelding_protect::{
-    check_certificate, protect, Certificate, CheckReport, CheckRequest, CrlSource, Identity,
-    ProtectOptions, RevocationPolicy, TrustAnchors, Usage,
+    check_certificate_with_intermediates, protect, Certificate, CheckReport, CheckRequest,
+    CrlSource, Identity, ProtectOptions, RevocationPolicy, TrustAnchors, Usage,
 };
 use helsemelding_registry::{resolve, Direction, QueueAddresses, Registry, WorkingProfile};
 use helsemelding_store::audit::{AuditEvent, AuditKind};
@@ -586,10 +586,39 @@ impl Messenger {
         let signing = self.inner.config.signing.certificate().clone();
         self.require_usable(&signing, Usage::Signing, "our signing".into(), now)
             .await?;
+        self.require_registered_signing(from, &signing).await?;
         Ok(Target {
             to,
             profile,
             encryption,
+        })
+    }
+
+    /// The receiver checks our signature against the certificates the
+    /// registry publishes for the sending HER-id: a signing certificate
+    /// that is not among them would be answered `abuse:spoofing-attack`.
+    async fn require_registered_signing(&self, from: HerId, signing: &Certificate) -> Result<()> {
+        let registered = match self.inner.registry.certificates(from.get()).await {
+            Ok(certificates) => certificates.signing,
+            Err(helsemelding_registry::Error::NotFound { .. }) => Vec::new(),
+            Err(source) => {
+                return Err(Error::Registry {
+                    her_id: from.get(),
+                    source,
+                })
+            }
+        };
+        if registered.iter().any(|c| c == signing) {
+            return Ok(());
+        }
+        Err(Error::SigningNotRegistered {
+            her_id: from.get(),
+            serial: signing.serial_hex(),
+            registered: registered
+                .iter()
+                .map(Certificate::serial_hex)
+                .collect::<Vec<_>>()
+                .join(", "),
         })
     }
 
@@ -848,13 +877,25 @@ impl Messenger {
         usage: Usage,
         at: DateTime<Utc>,
     ) -> CheckReport {
+        self.judge_with(certificate, usage, at, &[]).await
+    }
+
+    /// [`Messenger::judge`] with untrusted `intermediates` (those a sender
+    /// embedded in its SignedData) to build the chain with.
+    pub(crate) async fn judge_with(
+        &self,
+        certificate: &Certificate,
+        usage: Usage,
+        at: DateTime<Utc>,
+        intermediates: &[Certificate],
+    ) -> CheckReport {
         let config = &self.inner.config;
         let crls = if config.revocation == RevocationPolicy::Off {
             Vec::new()
         } else {
             config.crls.crls_for(certificate).await
         };
-        check_certificate(
+        check_certificate_with_intermediates(
             certificate,
             &CheckRequest {
                 usage,
@@ -863,6 +904,7 @@ impl Messenger {
                 crls: &crls,
                 revocation: config.revocation,
             },
+            intermediates,
         )
     }
 

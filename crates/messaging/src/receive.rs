@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use helsemelding_protect::{unprotect, Certificate, UnprotectOptions, Usage};
+use helsemelding_protect::{unprotect_detailed, Certificate, UnprotectOptions, Unprotected, Usage};
 use helsemelding_registry::resolve::resolve_by_cpa_id;
 use helsemelding_registry::{resolve, Direction, WorkingProfile};
 use helsemelding_store::audit::{AuditEvent, AuditKind};
@@ -545,11 +545,20 @@ impl Worker {
         if profile.signing_certificates.is_empty() {
             return Err(engine::on_no_signing_certificate(headers.from.get()));
         }
-        let (payload, signer) = self
-            .decrypt_and_verify(&delivery.message.body, &profile.signing_certificates)
-            .await
-            .map_err(|failure| engine::on_unprotect_failure(&failure, headers.from.get()))?;
-        let report = self.messenger.judge(&signer, Usage::Signing, now).await;
+        let Unprotected {
+            payload,
+            signer,
+            embedded,
+            ..
+        } = self
+            .verify_with_fresh_look_up(&delivery.message.body, headers, profile, attempt)
+            .await?;
+        // Intermediates the sender embedded help build its chain; they are
+        // not trusted themselves (the anchors are).
+        let report = self
+            .messenger
+            .judge_with(&signer, Usage::Signing, now, &embedded)
+            .await;
         if report.only_revocation_unknown() {
             return Err(self
                 .revocation_unknown(delivery, headers, attempt, now)
@@ -667,7 +676,7 @@ impl Worker {
         &self,
         body: &[u8],
         signers: &[Certificate],
-    ) -> std::result::Result<(Vec<u8>, Certificate), UnprotectFailure> {
+    ) -> std::result::Result<Unprotected, UnprotectFailure> {
         let config = &self.messenger.inner.config;
         let (decryption, legacy) = (config.decryption.clone(), config.legacy_decryption.clone());
         let options = UnprotectOptions {
@@ -675,25 +684,48 @@ impl Worker {
         };
         let (body, signers) = (body.to_vec(), signers.to_vec());
         let outcome = tokio::task::spawn_blocking(move || {
-            let mut wrong_signer = None;
-            for signer in signers {
-                match unprotect(&body, &decryption, legacy.as_ref(), &signer, &options) {
-                    Ok(payload) => return Ok((payload, signer)),
-                    Err(helsemelding_protect::Error::WrongSigner { actual_serial, .. }) => {
-                        wrong_signer = Some(actual_serial)
+            unprotect_detailed(&body, &decryption, legacy.as_ref(), &signers, &options).map_err(
+                |error| match error {
+                    helsemelding_protect::Error::WrongSigner { actual_serial, .. } => {
+                        UnprotectFailure::WrongSigner { actual_serial }
                     }
-                    Err(helsemelding_protect::Error::RefusedCipher { algorithm }) => {
-                        return Err(UnprotectFailure::RefusedCipher(algorithm))
+                    helsemelding_protect::Error::RefusedCipher { algorithm } => {
+                        UnprotectFailure::RefusedCipher(algorithm)
                     }
-                    Err(other) => return Err(UnprotectFailure::Invalid(other.to_string())),
-                }
-            }
-            Err(UnprotectFailure::WrongSigner {
-                actual_serial: wrong_signer.unwrap_or_default(),
-            })
+                    other => UnprotectFailure::Invalid(other.to_string()),
+                },
+            )
         })
         .await;
         outcome.unwrap_or_else(|e| Err(UnprotectFailure::Invalid(e.to_string())))
+    }
+
+    /// Decrypts and verifies against the sender's known signing
+    /// certificates; a signer that is none of them makes us fetch the
+    /// sender's record once more past the cache (a rotation the cache has
+    /// not seen must not be called an attack) before it is spoofing.
+    async fn verify_with_fresh_look_up(
+        &self,
+        body: &[u8],
+        headers: &IncomingHeaders,
+        profile: &WorkingProfile,
+        attempt: u32,
+    ) -> std::result::Result<Unprotected, Decision> {
+        let sender = headers.from.get();
+        match self
+            .decrypt_and_verify(body, &profile.signing_certificates)
+            .await
+        {
+            Err(UnprotectFailure::WrongSigner { .. }) => {}
+            other => return other.map_err(|f| engine::on_unprotect_failure(&f, sender)),
+        }
+        if let Err(error) = self.messenger.inner.registry.refresh_party(sender).await {
+            tracing::warn!(%error, sender, "refreshing the sender's record past the cache failed");
+        }
+        let fresh = self.sender_profile(headers, attempt).await?;
+        self.decrypt_and_verify(body, &fresh.signing_certificates)
+            .await
+            .map_err(|failure| engine::on_unprotect_failure(&failure, sender))
     }
 
     /// Carries out a decision; every path settles the delivery, or returns

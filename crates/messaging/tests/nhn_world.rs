@@ -602,3 +602,118 @@ async fn a_sender_named_by_a_healthcare_professional_below_the_organisation_pass
     .await;
     listener.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_rotation_the_cache_has_not_seen_is_looked_up_again_not_called_spoofing() {
+    let bus = Bus::new(AmqpOptions::default());
+    let sender = bus.party();
+    let receiver = bus.peer();
+    // The receiver reads the registry through an hour-long cache.
+    let cached = Arc::new(helsemelding_registry::CachingRegistry::with_ttl(
+        helsemelding_registry::FileRegistry::new(bus.registry.dir()),
+        Duration::from_secs(3600),
+    ));
+    let store = Store::open(&bus.dir.path().join("cached.db")).unwrap();
+    let messenger = Messenger::new(
+        MessengerConfig::new(
+            receiver.her_id,
+            identity(&receiver.signing),
+            identity(&receiver.encryption),
+            bus.trust.clone(),
+            bus.crls.clone(),
+        ),
+        bus.transport.clone(),
+        cached,
+        store,
+    );
+    let app = Arc::new(Counting::default());
+    let listener = listen(&messenger, &app).await;
+    let before = sender
+        .messenger
+        .send(SendRequest::new(
+            receiver.her_id,
+            FUNCTION,
+            msghead(sender.peer.her_id, receiver.her_id, 1),
+        ))
+        .await
+        .unwrap();
+    eventually("the first message", WAIT, || {
+        app.hand_overs().contains_key(&before).then_some(())
+    })
+    .await;
+
+    // The sender rotates its signing certificate; the registry has the new
+    // one, the receiver's cache still the old.
+    let rotated = bus.pki.issue("rotated signing", Usage::Signing);
+    bus.registry
+        .add_party(&NewParty {
+            her_id: sender.peer.her_id.get(),
+            name: "rotated".into(),
+            signing_certificate: Certificate::from_x509(rotated.cert.clone()),
+            encryption_certificate: Certificate::from_x509(sender.peer.encryption.cert.clone()),
+            cpp: None,
+            queue_prefix: None,
+        })
+        .unwrap();
+    let queue = format!("{}_async", receiver.her_id);
+    let rotated_peer = Peer::new(sender.peer.her_id, rotated, sender.peer.encryption.clone());
+    let payload = msghead(sender.peer.her_id, receiver.her_id, 2);
+    let after = Uuid::new_v4().to_string();
+    put(
+        &bus,
+        &queue,
+        message_with_id(
+            &rotated_peer,
+            &receiver,
+            &queue,
+            &after,
+            protected_for(&rotated_peer, &receiver, &payload),
+        ),
+    )
+    .await;
+    eventually("the message signed after the rotation", WAIT, || {
+        app.hand_overs().contains_key(&after).then_some(())
+    })
+    .await;
+    assert!(app.errors().is_empty());
+    listener.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sending_with_a_signing_certificate_the_registry_does_not_publish_is_refused() {
+    let bus = Bus::new(AmqpOptions::default());
+    let (us, them) = (bus.party(), bus.peer());
+    let unregistered = bus.pki.issue("not registered signing", Usage::Signing);
+    let messenger = Messenger::new(
+        MessengerConfig::new(
+            us.peer.her_id,
+            identity(&unregistered),
+            identity(&us.peer.encryption),
+            bus.trust.clone(),
+            bus.crls.clone(),
+        ),
+        bus.transport.clone(),
+        bus.registry.clone(),
+        us.store.clone(),
+    );
+    let error = messenger
+        .send(SendRequest::new(
+            them.her_id,
+            FUNCTION,
+            msghead(us.peer.her_id, them.her_id, 1),
+        ))
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    let serial = Certificate::from_x509(unregistered.cert.clone()).serial_hex();
+    let registered = Certificate::from_x509(us.peer.signing.cert.clone()).serial_hex();
+    assert!(
+        text.contains(&serial) && text.contains(&registered),
+        "{text}"
+    );
+    assert_eq!(
+        bus.broker.message_count(&format!("{}_async", them.her_id)),
+        0,
+        "nothing left"
+    );
+}

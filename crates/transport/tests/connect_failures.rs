@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use helsemelding_testkit::broker::Broker;
 use helsemelding_transport::amqp::{AmqpOptions, AmqpTransport};
-use helsemelding_transport::{Error, Transport};
+use helsemelding_transport::{Error, Message, Transport};
 
 #[tokio::test]
 async fn refused_credentials_are_one_error_at_once_that_names_the_user() {
@@ -21,8 +21,10 @@ async fn refused_credentials_are_one_error_at_once_that_names_the_user() {
     let transport = AmqpTransport::new(&url, options).unwrap();
     let (user, _) = broker.credentials();
     let started = Instant::now();
-    let error = match transport.sender(queue.name()).await {
-        Ok(_) => panic!("a sender with a wrong password"),
+    // A sender connects on its first send (it never probes the queue).
+    let mut sender = transport.sender(queue.name()).await.unwrap();
+    let error = match sender.send(Message::new(b"x".to_vec())).await {
+        Ok(outcome) => panic!("a send with a wrong password: {outcome:?}"),
         Err(error) => error,
     };
     assert!(
