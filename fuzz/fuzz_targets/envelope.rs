@@ -41,7 +41,9 @@ fuzz_target!(|data: &[u8]| {
     for name in NAMES {
         if let Some(field) = fields.next() {
             if let Some((kind, rest)) = field.split_first() {
-                envelope.application.insert(name.to_string(), value(*kind, rest));
+                envelope
+                    .application
+                    .insert(name.to_string(), value(*kind, rest));
             }
         }
     }
@@ -49,7 +51,8 @@ fuzz_target!(|data: &[u8]| {
         envelope.properties.subject = Some(String::from_utf8_lossy(field).into_owned());
     }
     if let Some(field) = fields.next() {
-        envelope.properties.message_id = Some(AmqpId::String(String::from_utf8_lossy(field).into_owned()));
+        envelope.properties.message_id =
+            Some(AmqpId::String(String::from_utf8_lossy(field).into_owned()));
     }
     if let Some(field) = fields.next() {
         envelope.properties.content_type = Some(String::from_utf8_lossy(field).into_owned());
