@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
         envelope.properties.content_type = Some(String::from_utf8_lossy(field).into_owned());
     }
     let ours = HerId::new(91462).unwrap();
-    if let Err(error) = envelope.check_incoming(ours) {
+    if let Err(error) = envelope.check_incoming(&[ours]) {
         assert!(error.condition().is_some(), "{error}");
     }
     let _ = ReceivedErrorReport::from_envelope(&envelope);

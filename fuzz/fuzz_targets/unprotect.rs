@@ -179,7 +179,7 @@ fuzz_target!(|data: &[u8]| {
     match flags & 0x03 {
         0 => {
             let options = UnprotectOptions {
-                reject_3des: flags & 0x80 != 0,
+                allow_3des: flags & 0x80 == 0,
             };
             let legacy = (flags & 0x20 != 0).then_some(&ids.legacy);
             let result = unprotect(
@@ -219,7 +219,7 @@ fuzz_target!(|data: &[u8]| {
             let der = protected(&built, ids);
             let legacy = built.with_legacy.then_some(&ids.legacy);
             let options = UnprotectOptions {
-                reject_3des: built.reject_3des,
+                allow_3des: !built.reject_3des,
             };
             let result = unprotect(
                 &der,
