@@ -39,7 +39,10 @@ fn certificate_json(signing: &Issued, encryption: &Issued) -> Vec<u8> {
     .into_bytes()
 }
 
-fn registry_server(certificates: Vec<u8>, requests: Arc<AtomicU32>) -> String {
+/// Serves the receiver's record and `certificates`, and our own record and
+/// `ours` (a receiver checks our signature against what the registry
+/// publishes for us, so `send` does too).
+fn registry_server(certificates: Vec<u8>, ours: Vec<u8>, requests: Arc<AtomicU32>) -> String {
     let address = serve(move |request: &Request| {
         requests.fetch_add(1, Ordering::SeqCst);
         if request.header("authorization") != Some(&format!("Bearer {TOKEN}")) {
@@ -61,6 +64,9 @@ fn registry_server(certificates: Vec<u8>, requests: Arc<AtomicU32>) -> String {
             .replace(&RECEIVER.to_string(), &SENDER.to_string())
             .replace("8141703", &SENDER.to_string());
             return Response::ok("application/json", json.into_bytes());
+        }
+        if path == format!("/api/v1/certificate/{SENDER}") {
+            return Response::ok("application/json", ours.clone());
         }
         if path == format!("/api/v1/certificate/{RECEIVER}") {
             return Response::ok("application/json", certificates.clone());
@@ -97,6 +103,7 @@ fn setup(registry_auth: &str) -> Setup {
     let requests = Arc::new(AtomicU32::new(0));
     let base = registry_server(
         certificate_json(&their_signing, &their_encryption),
+        certificate_json(&our_signing, &our_encryption),
         requests.clone(),
     );
     std::fs::write(d.join("registry.token"), format!("{TOKEN}\n")).unwrap();

@@ -272,16 +272,7 @@ impl Messenger {
         if let Some(queues) = self.inner.our_queues.lock().await.get(&ours) {
             return Ok(queues.clone());
         }
-        let party = self
-            .inner
-            .registry
-            .communication_party(ours.get())
-            .await
-            .map_err(|source| Error::Registry {
-                her_id: ours.get(),
-                source,
-            })?;
-        let queues = party.queues.names();
+        let queues = self.registry_queues(ours).await?;
         self.inner
             .our_queues
             .lock()
@@ -314,6 +305,16 @@ impl Messenger {
         if self.is_ours(her_id) {
             return self.our_queue(her_id, QueueKind::Error).await;
         }
+        queue_of(
+            &self.registry_queues(her_id).await?,
+            her_id,
+            QueueKind::Error,
+        )
+    }
+
+    /// A party's queue names from its address record (through the
+    /// registry's cache).
+    async fn registry_queues(&self, her_id: HerId) -> Result<QueueAddresses> {
         let party = self
             .inner
             .registry
@@ -323,7 +324,7 @@ impl Messenger {
                 her_id: her_id.get(),
                 source,
             })?;
-        queue_of(&party.queues.names(), her_id, QueueKind::Error)
+        Ok(party.queues.names())
     }
 
     /// Sends an async message and returns its message-id once the broker
