@@ -242,6 +242,29 @@ impl Listener {
         }
         Ok(())
     }
+
+    /// Drains: no worker takes a new delivery; each finishes (and settles)
+    /// the one in hand and releases its parked ones, within `bound`. A
+    /// worker still busy then is cut short: its delivery stays unsettled
+    /// and the broker gives it back once our link or connection closes
+    /// (the next consumer sees it as a redelivery). Returns how many
+    /// workers were cut short.
+    pub async fn stop_within(self, bound: Duration) -> Result<usize> {
+        let _ = self.shutdown.send(true);
+        let deadline = Instant::now() + bound;
+        let mut cut_short = 0;
+        for mut worker in self.workers {
+            match tokio::time::timeout_at(deadline, &mut worker).await {
+                Ok(joined) => joined.map_err(|e| Error::Task(e.to_string()))?,
+                Err(_) => {
+                    worker.abort();
+                    let _ = worker.await;
+                    cut_short += 1;
+                }
+            }
+        }
+        Ok(cut_short)
+    }
 }
 
 /// The application of the reply consumer: replies never reach it.
