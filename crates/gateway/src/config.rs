@@ -15,7 +15,7 @@
 //! signing_key = "sign.key"
 //! decryption_cert = "enc.pem"
 //! decryption_key = "enc.key"
-//! management_url = "http://127.0.0.1:15672"  # optional: RabbitMQ's management API, for `queues`
+//! management_url = "http://127.0.0.1:15672"  # optional: RabbitMQ's management API, for `queues` and the dead-letter check at `listen` start
 //! [registry]
 //! dir = "registry"                # or the NHN services:
 //! # address_url = "https://cpapi.test.grunndata.nhn.no"

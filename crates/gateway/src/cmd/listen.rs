@@ -27,6 +27,7 @@ use helsemelding_wire::text::{for_display, for_display_or};
 use serde_json::json;
 
 use super::context::Context;
+use crate::config::Config;
 
 /// Receive messages into a directory.
 #[derive(clap::Args)]
@@ -243,6 +244,27 @@ fn prepare_out_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("--out-dir {}: cannot create the directory", dir.display()))
 }
 
+/// Says loudly at start which of our queues have no dead-letter path (a
+/// message the listener rejects would be lost); bounded, never fatal.
+async fn warn_of_missing_dead_letter_paths(config: &Config) {
+    let check = super::queues::dead_letter_warnings(config);
+    match tokio::time::timeout(DEAD_LETTER_CHECK, check).await {
+        Ok(lines) => {
+            for line in lines {
+                eprintln!("{line}");
+            }
+        }
+        Err(_) => eprintln!(
+            "WARNING: cannot check the dead-letter path of our queues: the management API \
+             did not answer within {} s",
+            DEAD_LETTER_CHECK.as_secs()
+        ),
+    }
+}
+
+/// How long the start-up check of the dead-letter paths may take.
+const DEAD_LETTER_CHECK: Duration = Duration::from_secs(10);
+
 /// How long a stop waits for the hand-overs in hand.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -278,7 +300,8 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
         // From here on SIGTERM (systemd, docker stop) and SIGINT (Ctrl-C)
         // no longer end the process at once: the loop below sees them.
         let mut stop = StopSignals::install()?;
-        let context = Context::open(config).await?;
+        let (context, config) = Context::open_with_config(config).await?;
+        warn_of_missing_dead_letter_paths(&config).await;
         context.messenger.flush_outbox().await?;
         let sink = Arc::new(ToDirectory {
             dir: args.out_dir.clone(),
