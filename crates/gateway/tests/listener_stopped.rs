@@ -135,6 +135,19 @@ fn sigterm_drains_listen_and_a_restart_hands_over_each_message_once() {
     let second_stderr = setup.listen_until_idle(&b, &out);
     assert_eq!(files_ending(&out, ".part"), Vec::<String>::new());
     assert_eq!(files_ending(&out, ".xml").len(), MESSAGES);
+    // Both runs took a share: the first stopped while messages came.
+    let taken = |stderr: &str| {
+        ids.iter()
+            .filter(|id| common::hand_overs(stderr, id) > 0)
+            .count()
+    };
+    assert!(taken(&first_stderr) >= 3, "{first_stderr}");
+    assert!(taken(&second_stderr) >= 1, "{second_stderr}");
+    // The drain settled what it handed over: nothing came again.
+    assert!(
+        !second_stderr.contains("already in the out dir"),
+        "{second_stderr}"
+    );
     for (id, payload) in ids.iter().zip(&payloads) {
         let handed = common::hand_overs(&first_stderr, id) + common::hand_overs(&second_stderr, id);
         assert_eq!(handed, 1, "{id}: {first_stderr}\n---\n{second_stderr}");
