@@ -183,3 +183,53 @@ fn sigterm_drains_listen_and_a_restart_hands_over_each_message_once() {
         assert!(answered.insert(about), "message {about} got two AppRecs");
     }
 }
+
+/// SIGTERM while `listen` is still starting (here: waiting for a broker
+/// that took the connection and says nothing) stops it at once, exit 0:
+/// nothing was taken yet.
+#[test]
+fn sigterm_during_start_up_stops_listen_at_once() {
+    let setup = Setup::new(BrokerSection::Local);
+    let config = setup.party(8_142_003);
+    // A "broker" that takes the connection and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let local = text.lines().find(|l| l.starts_with("url = ")).unwrap();
+    let unreachable = text.replace(
+        local,
+        &format!("url = \"amqp://her@127.0.0.1:{port}/NHNTestServiceBus\""),
+    );
+    std::fs::write(&config, unreachable).unwrap();
+    let log = setup.dir.path().join("listen.log");
+    let mut listen = setup
+        .command(&config)
+        .env("HELSEMELDING_BROKER_PASSWORD", "x")
+        .args(["listen", "--out-dir"])
+        .arg(setup.dir.path().join("out"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    if let Some(status) = listen.try_wait().unwrap() {
+        panic!(
+            "listen ended before SIGTERM ({status}): {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+    }
+    let pid = libc::pid_t::try_from(listen.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let Some(status) = wait_for_exit(&mut listen, Duration::from_secs(5)) else {
+        listen.kill().unwrap();
+        listen.wait().unwrap();
+        panic!(
+            "listen did not stop within 5 s of SIGTERM during start-up: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("SIGTERM"), "{stderr}");
+    drop(silent);
+}

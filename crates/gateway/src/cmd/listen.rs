@@ -293,31 +293,51 @@ impl StopSignals {
     }
 }
 
+/// Opens what the configuration names, says what it finds amiss, resends
+/// what the outbox holds and starts the listener.
+async fn start(
+    config: Option<&Path>,
+    workers: usize,
+    sink: Arc<ToDirectory>,
+) -> Result<(Context, Listener)> {
+    let (context, config) = Context::open_with_config(config).await?;
+    warn_of_missing_dead_letter_paths(&config).await;
+    context.messenger.flush_outbox().await?;
+    let listener = Listener::start(
+        &context.messenger,
+        sink.clone(),
+        sink,
+        ListenerOptions {
+            workers: workers.max(1),
+            ..ListenerOptions::default()
+        },
+    )
+    .await?;
+    Ok((context, listener))
+}
+
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     prepare_out_dir(&args.out_dir)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         // From here on SIGTERM (systemd, docker stop) and SIGINT (Ctrl-C)
-        // no longer end the process at once: the loop below sees them.
+        // no longer end the process at once: start-up and the loop below
+        // see them.
         let mut stop = StopSignals::install()?;
-        let (context, config) = Context::open_with_config(config).await?;
-        warn_of_missing_dead_letter_paths(&config).await;
-        context.messenger.flush_outbox().await?;
         let sink = Arc::new(ToDirectory {
             dir: args.out_dir.clone(),
             accepted: AtomicU64::new(0),
             last: std::sync::Mutex::new(Instant::now()),
         });
-        let listener = Listener::start(
-            &context.messenger,
-            sink.clone(),
-            sink.clone(),
-            ListenerOptions {
-                workers: args.workers.max(1),
-                ..ListenerOptions::default()
-            },
-        )
-        .await?;
+        // Nothing is taken before the listener runs: a stop signal during
+        // start-up (a broker slow to answer) ends it at once.
+        let (context, listener) = tokio::select! {
+            started = start(config, args.workers, sink.clone()) => started?,
+            signal = stop.next() => {
+                eprintln!("{signal} during start-up: stopping before taking any message");
+                return Ok(ExitCode::SUCCESS);
+            }
+        };
         let messenger = &context.messenger;
         let started = AuditEvent::new(AuditKind::Start, messenger.actor(), "listening");
         messenger.audit(started).await;
