@@ -250,17 +250,32 @@ impl Listener {
     /// (the next consumer sees it as a redelivery). Returns how many
     /// workers were cut short.
     pub async fn stop_within(self, bound: Duration) -> Result<usize> {
+        self.stop_unless(tokio::time::sleep(bound)).await
+    }
+
+    /// As [`Listener::stop_within`], cutting the drain short when `cut`
+    /// completes (a bound, a second stop signal).
+    pub async fn stop_unless(self, cut: impl std::future::Future<Output = ()>) -> Result<usize> {
         let _ = self.shutdown.send(true);
-        let deadline = Instant::now() + bound;
+        tokio::pin!(cut);
         let mut cut_short = 0;
+        let mut cutting = false;
         for mut worker in self.workers {
-            match tokio::time::timeout_at(deadline, &mut worker).await {
-                Ok(joined) => joined.map_err(|e| Error::Task(e.to_string()))?,
-                Err(_) => {
-                    worker.abort();
-                    let _ = worker.await;
-                    cut_short += 1;
+            if !cutting {
+                tokio::select! {
+                    joined = &mut worker => {
+                        joined.map_err(|e| Error::Task(e.to_string()))?;
+                        continue;
+                    }
+                    () = &mut cut => cutting = true,
                 }
+            }
+            if worker.is_finished() {
+                worker.await.map_err(|e| Error::Task(e.to_string()))?;
+            } else {
+                worker.abort();
+                let _ = worker.await;
+                cut_short += 1;
             }
         }
         Ok(cut_short)

@@ -126,3 +126,48 @@ async fn a_hand_over_in_hand_finishes_and_one_past_the_bound_goes_back_unsettled
     bus.transport.close().await.unwrap();
     wait_for_count(&bus, &queue, 2).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_is_cut_short_when_asked() {
+    let bus = Bus::new(AmqpOptions::default());
+    let (a, b) = (bus.party(), bus.party());
+    let (a_id, b_id) = (a.peer.her_id, b.peer.her_id);
+    a.messenger
+        .send(SendRequest::new(b_id, FUNCTION, msghead(a_id, b_id, 1)))
+        .await
+        .unwrap();
+    let stuck = Arc::new(Taking {
+        delay: Duration::from_secs(120),
+        entered: AtomicUsize::new(0),
+        app: Counting::default(),
+    });
+    let listener = Listener::start(&b.messenger, stuck.clone(), stuck.clone(), one_worker())
+        .await
+        .unwrap();
+    eventually(
+        "the stuck hand-over to start",
+        Duration::from_secs(10),
+        || (stuck.entered.load(Ordering::SeqCst) == 1).then_some(()),
+    )
+    .await;
+    // A second stop signal, as it were.
+    let (cut, asked) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _ = cut.send(());
+    });
+    let started = Instant::now();
+    let stopping = listener.stop_unless(async {
+        let _ = asked.await;
+    });
+    let cut_short = tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("the drain was not cut short")
+        .unwrap();
+    assert_eq!(cut_short, 1);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "the drain took {took:?}");
+    assert_eq!(stuck.app.distinct(), 0);
+    bus.transport.close().await.unwrap();
+    wait_for_count(&bus, &queue_name(b_id, QueueKind::Async), 1).await;
+}

@@ -7,8 +7,8 @@
 //! waits (the error names the file).
 //!
 //! SIGTERM and SIGINT stop it gracefully: no new deliveries are taken, the
-//! hand-overs in hand finish (at most 10 s), held-back deliveries go
-//! back to the broker, and it exits 0.
+//! hand-overs in hand finish (at most 10 s, or until a second signal),
+//! held-back deliveries go back to the broker, and it exits 0.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -372,7 +372,14 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
                 break;
             }
         }
-        let cut_short = listener.stop_within(DRAIN).await?;
+        // A second signal (Ctrl-C twice) cuts the drain short.
+        let cut = async {
+            tokio::select! {
+                () = tokio::time::sleep(DRAIN) => {}
+                signal = stop.next() => eprintln!("{signal} again: cutting the drain short"),
+            }
+        };
+        let cut_short = listener.stop_unless(cut).await?;
         if cut_short > 0 {
             eprintln!(
                 "{cut_short} worker(s) did not finish within {} s: their deliveries go back \
