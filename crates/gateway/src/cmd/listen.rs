@@ -382,9 +382,8 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
         let cut_short = listener.stop_unless(cut).await?;
         if cut_short > 0 {
             eprintln!(
-                "{cut_short} worker(s) did not finish within {} s: their deliveries go back \
-                 to the broker unsettled and come again to the next listener",
-                DRAIN.as_secs()
+                "{cut_short} worker(s) had not finished when the drain ended: their \
+                 deliveries go back to the broker unsettled and come again to the next listener"
             );
         }
         pump.abort();
