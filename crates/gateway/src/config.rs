@@ -15,7 +15,7 @@
 //! signing_key = "sign.key"
 //! decryption_cert = "enc.pem"
 //! decryption_key = "enc.key"
-//! management_url = "http://127.0.0.1:15672"  # optional: RabbitMQ's management API, for `queues`
+//! management_url = "http://127.0.0.1:15672"  # optional: RabbitMQ's management API, for `queues` and the dead-letter check at `listen` start
 //! [registry]
 //! dir = "registry"                # or the NHN services:
 //! # address_url = "https://cpapi.test.grunndata.nhn.no"
@@ -825,7 +825,28 @@ fn validate_registry(
         Ok(url)
     };
     match (raw.dir, raw.address_url) {
-        (Some(dir), None) => Ok(Registry::Dir(resolve(&dir))),
+        (Some(dir), None) => {
+            // A missing registry would make every sender unknown: `listen`
+            // would answer each valid message with missing-certificate.
+            let path = resolve(&dir);
+            if !path.exists() {
+                bail!(
+                    "key registry.dir: directory {} does not exist; correct the path, or create \
+                     the file registry there (`helsemelding registry add --dir {} ...` or \
+                     `helsemelding registry import --dir {} FILES`)",
+                    path.display(),
+                    path.display(),
+                    path.display()
+                );
+            }
+            if !path.is_dir() {
+                bail!(
+                    "key registry.dir: {} is not a directory; give the file registry's directory",
+                    path.display()
+                );
+            }
+            Ok(Registry::Dir(path))
+        }
         (None, Some(address)) => {
             let Some(cppa) = raw.cppa_url.as_deref() else {
                 bail!("key registry.cppa_url: needed with registry.address_url (the CPPA service)");

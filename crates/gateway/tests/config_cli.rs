@@ -15,6 +15,7 @@ fn shows_the_effective_configuration_without_the_password() {
         "her_id = 91462\n[broker]\nurl = \"amqp://her@127.0.0.1:5672/NHNTestServiceBus\"\n[registry]\ndir = \"reg\"\n",
     )
     .unwrap();
+    std::fs::create_dir(dir.path().join("reg")).unwrap();
     let output = helsemelding()
         .args(["--config", path.to_str().unwrap(), "config", "--json"])
         .env("HELSEMELDING_BROKER_PASSWORD", "hunter2")
@@ -53,4 +54,40 @@ fn a_bad_key_fails_with_one_line_naming_it() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("colour"), "{stderr}");
+}
+
+/// Issue 12, finding 6: a registry that is not there would make `listen`
+/// bounce every valid message as missing-certificate. Refused at start.
+#[test]
+fn a_registry_dir_that_does_not_exist_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    std::fs::write(
+        &path,
+        "her_id = 91462\n[broker]\nurl = \"local:q.db\"\n[registry]\ndir = \"reg\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let output = helsemelding()
+        .args([
+            "--config",
+            path.to_str().unwrap(),
+            "listen",
+            "--idle-exit",
+            "1",
+        ])
+        .arg("--out-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("key registry.dir"), "{stderr}");
+    let missing = dir.path().join("reg");
+    assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+    assert!(!missing.exists(), "the registry was created: {stderr}");
+    assert!(
+        !dir.path().join("q.db").exists(),
+        "the queue was opened: {stderr}"
+    );
 }

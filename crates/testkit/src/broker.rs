@@ -216,6 +216,20 @@ impl Broker {
         let _ = self.try_mgmt("DELETE", &format!("/api/queues/%2F/{queue}"), None);
     }
 
+    /// Declares `queue` again without a dead-letter path (no arguments, no
+    /// policy), bound to the exchange as before: what a broker set up by
+    /// hand may look like. Its messages are lost.
+    pub fn redeclare_without_dead_letter(&self, queue: &str) {
+        self.delete_queue(queue);
+        self.declare_queue(queue, serde_json::json!({}));
+        let path = format!("/api/bindings/%2F/e/{}/q/{queue}", self.exchange);
+        self.mgmt(
+            "POST",
+            &path,
+            Some(serde_json::json!({ "routing_key": queue })),
+        );
+    }
+
     /// Stops the node gracefully; queues and durable messages survive.
     pub fn stop(&self) {
         self.control("stop");

@@ -38,6 +38,16 @@ impl Context {
         Self::from_config(&config, false).await
     }
 
+    /// As [`Context::open`], with the configuration it was opened from.
+    pub async fn open_with_config(path: Option<&Path>) -> Result<(Context, Config)> {
+        let Some(path) = path else {
+            bail!("this command needs --config FILE");
+        };
+        let config = Config::load(path)?;
+        let context = Self::from_config(&config, false).await?;
+        Ok((context, config))
+    }
+
     /// As [`Context::open`], for one `send` whose message the outbox keeps:
     /// an unreachable broker is given up after `broker.connect_timeout_ms`
     /// instead of being waited through.

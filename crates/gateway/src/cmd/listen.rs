@@ -1,7 +1,14 @@
 //! `helsemelding --config F listen [--out-dir D] [--count N] [--idle-exit S]`:
 //! runs the receive pipelines and writes each accepted message as
 //! `D/<message-id>.xml` (payload bytes exactly) and `D/<message-id>.json`
-//! (who, what, when), atomically and before the message is accepted.
+//! (who, what, when), atomically and before the message is accepted. A
+//! redelivered message whose `.xml` file is there with the same bytes is
+//! not written again; with other bytes the file is kept and the message
+//! waits (the error names the file).
+//!
+//! SIGTERM and SIGINT stop it gracefully: no new deliveries are taken, the
+//! hand-overs in hand finish (at most 10 s, or until a second signal),
+//! held-back deliveries go back to the broker, and it exits 0.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,6 +27,7 @@ use helsemelding_wire::text::{for_display, for_display_or};
 use serde_json::json;
 
 use super::context::Context;
+use crate::config::Config;
 
 /// Receive messages into a directory.
 #[derive(clap::Args)]
@@ -44,8 +52,23 @@ struct ToDirectory {
     last: std::sync::Mutex<Instant>,
 }
 
+/// What writing a message into the out dir came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Written {
+    /// Its files were written.
+    New,
+    /// `<id>.xml` was there already with the same bytes: an earlier run
+    /// wrote it and stopped before the delivery was settled. Nothing is
+    /// rewritten.
+    AlreadyThere,
+}
+
 impl ToDirectory {
-    fn write(&self, message: &Received) -> std::io::Result<()> {
+    /// Writes `<id>.json`, then `<id>.xml`, each atomically: an `.xml`
+    /// file is there only when both are complete. A message whose `.xml`
+    /// file exists with the same bytes is not written again; with other
+    /// bytes it is an error that names the file, which is kept.
+    fn write(&self, message: &Received) -> std::io::Result<Written> {
         // The message id names files: keep only what is safe in a file name.
         let stem: String = message
             .message_id
@@ -58,50 +81,97 @@ impl ToDirectory {
                 }
             })
             .collect();
-        let meta = json!({
-            "message_id": message.message_id,
-            "from_her_id": message.from.get(),
-            "to_her_id": message.to.get(),
-            "function": message.function,
-            "cpa_id": message.cpa_id.map(|c| c.to_string()),
-            "correlation_id": message.correlation_id,
-            "application_time": message.application_time.to_rfc3339(),
-            "enqueued_time": message.enqueued_time.map(|t| t.to_rfc3339()),
-            "received_at": message.received_at.to_rfc3339(),
-            "metadata": message.metadata,
-        });
-        write_atomic(&self.dir.join(format!("{stem}.xml")), &message.payload)?;
-        write_atomic(
-            &self.dir.join(format!("{stem}.json")),
-            serde_json::to_string_pretty(&meta)?.as_bytes(),
-        )
+        let xml = self.dir.join(format!("{stem}.xml"));
+        let json = self.dir.join(format!("{stem}.json"));
+        match std::fs::read(&xml) {
+            Ok(existing) if existing == message.payload => {
+                if !json.exists() {
+                    // Written by hand or by an older version: complete it.
+                    write_atomic(&json, &meta_json(message)?)?;
+                }
+                return Ok(Written::AlreadyThere);
+            }
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{} already exists with other content than message {} from {}; \
+                         it is not overwritten: move it away to take this message",
+                        xml.display(),
+                        for_display(&message.message_id, ID_CHARS),
+                        message.from
+                    ),
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("reading {}: {e}", xml.display()),
+                ))
+            }
+        }
+        write_atomic(&json, &meta_json(message)?)?;
+        write_atomic(&xml, &message.payload)?;
+        // The renames are durable only once the directory is.
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        Ok(Written::New)
     }
+}
+
+/// Who, what, when: the `<id>.json` beside the payload (never the payload).
+fn meta_json(message: &Received) -> std::io::Result<Vec<u8>> {
+    let meta = json!({
+        "message_id": message.message_id,
+        "from_her_id": message.from.get(),
+        "to_her_id": message.to.get(),
+        "function": message.function,
+        "cpa_id": message.cpa_id.map(|c| c.to_string()),
+        "correlation_id": message.correlation_id,
+        "application_time": message.application_time.to_rfc3339(),
+        "enqueued_time": message.enqueued_time.map(|t| t.to_rfc3339()),
+        "received_at": message.received_at.to_rfc3339(),
+        "metadata": message.metadata,
+    });
+    Ok(serde_json::to_string_pretty(&meta)?.into_bytes())
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let temp = path.with_extension("part");
-    let mut file = std::fs::File::create(&temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temp, path)
+    let written = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        // Never leave a half-written file behind.
+        let _ = std::fs::remove_file(&temp);
+    }
+    written.map_err(|e| std::io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))
 }
 
 #[async_trait]
 impl Handler for ToDirectory {
     async fn handle(&self, message: &Received) -> Result<(), HandlerError> {
         let written = tokio::task::block_in_place(|| self.write(message));
-        written.map_err(|e| HandlerError::Retry {
-            reason: format!("writing to {}: {e}", self.dir.display()),
+        let written = written.map_err(|e| {
+            eprintln!("not taken: {e}");
+            HandlerError::Retry {
+                reason: e.to_string(),
+            }
         })?;
         *self.last.lock().unwrap() = Instant::now();
         let n = self.accepted.fetch_add(1, Ordering::SeqCst) + 1;
         // The message-id is the peer's text: shown escaped and bounded.
-        eprintln!(
-            "received {} from {} ({n})",
-            for_display(&message.message_id, ID_CHARS),
-            message.from
-        );
+        let (id, from) = (for_display(&message.message_id, ID_CHARS), message.from);
+        match written {
+            Written::New => eprintln!("received {id} from {from} ({n})"),
+            Written::AlreadyThere => {
+                eprintln!("already in the out dir: {id} from {from} ({n}); not written again")
+            }
+        }
         Ok(())
     }
 }
@@ -174,27 +244,100 @@ fn prepare_out_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("--out-dir {}: cannot create the directory", dir.display()))
 }
 
+/// Says loudly at start which of our queues have no dead-letter path (a
+/// message the listener rejects would be lost); bounded, never fatal.
+async fn warn_of_missing_dead_letter_paths(config: &Config) {
+    let check = super::queues::dead_letter_warnings(config);
+    match tokio::time::timeout(DEAD_LETTER_CHECK, check).await {
+        Ok(lines) => {
+            for line in lines {
+                eprintln!("{line}");
+            }
+        }
+        Err(_) => eprintln!(
+            "WARNING: cannot check the dead-letter path of our queues: the management API \
+             did not answer within {} s",
+            DEAD_LETTER_CHECK.as_secs()
+        ),
+    }
+}
+
+/// How long the start-up check of the dead-letter paths may take.
+const DEAD_LETTER_CHECK: Duration = Duration::from_secs(10);
+
+/// How long a stop waits for the hand-overs in hand.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// SIGTERM and SIGINT, caught for the process's lifetime once installed.
+/// SIGPIPE stays ignored, as `main` set it.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            terminate: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("catching SIGINT")?,
+        })
+    }
+
+    /// The name of the next stop signal, once it arrives.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Opens what the configuration names, says what it finds amiss, resends
+/// what the outbox holds and starts the listener.
+async fn start(
+    config: Option<&Path>,
+    workers: usize,
+    sink: Arc<ToDirectory>,
+) -> Result<(Context, Listener)> {
+    let (context, config) = Context::open_with_config(config).await?;
+    warn_of_missing_dead_letter_paths(&config).await;
+    context.messenger.flush_outbox().await?;
+    let listener = Listener::start(
+        &context.messenger,
+        sink.clone(),
+        sink,
+        ListenerOptions {
+            workers: workers.max(1),
+            ..ListenerOptions::default()
+        },
+    )
+    .await?;
+    Ok((context, listener))
+}
+
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     prepare_out_dir(&args.out_dir)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let context = Context::open(config).await?;
-        context.messenger.flush_outbox().await?;
+        // From here on SIGTERM (systemd, docker stop) and SIGINT (Ctrl-C)
+        // no longer end the process at once: start-up and the loop below
+        // see them.
+        let mut stop = StopSignals::install()?;
         let sink = Arc::new(ToDirectory {
             dir: args.out_dir.clone(),
             accepted: AtomicU64::new(0),
             last: std::sync::Mutex::new(Instant::now()),
         });
-        let listener = Listener::start(
-            &context.messenger,
-            sink.clone(),
-            sink.clone(),
-            ListenerOptions {
-                workers: args.workers.max(1),
-                ..ListenerOptions::default()
-            },
-        )
-        .await?;
+        // Nothing is taken before the listener runs: a stop signal during
+        // start-up (a broker slow to answer) ends it at once.
+        let (context, listener) = tokio::select! {
+            started = start(config, args.workers, sink.clone()) => started?,
+            signal = stop.next() => {
+                eprintln!("{signal} during start-up: stopping before taking any message");
+                return Ok(ExitCode::SUCCESS);
+            }
+        };
         let messenger = &context.messenger;
         let started = AuditEvent::new(AuditKind::Start, messenger.actor(), "listening");
         messenger.audit(started).await;
@@ -205,7 +348,14 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
         loop {
             tokio::select! {
                 _ = overdue_check.tick() => report_overdue(messenger).await,
-                _ = tokio::signal::ctrl_c() => break,
+                signal = stop.next() => {
+                    eprintln!(
+                        "{signal}: stopping; no new deliveries, the hand-overs in hand finish \
+                         (at most {} s), the rest go back to the broker",
+                        DRAIN.as_secs()
+                    );
+                    break;
+                }
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
             if args
@@ -222,11 +372,94 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
                 break;
             }
         }
-        listener.stop().await?;
+        // A second signal (Ctrl-C twice) cuts the drain short.
+        let cut = async {
+            tokio::select! {
+                () = tokio::time::sleep(DRAIN) => {}
+                signal = stop.next() => eprintln!("{signal} again: cutting the drain short"),
+            }
+        };
+        let cut_short = listener.stop_unless(cut).await?;
+        if cut_short > 0 {
+            eprintln!(
+                "{cut_short} worker(s) had not finished when the drain ended: their \
+                 deliveries go back to the broker unsettled and come again to the next listener"
+            );
+        }
         pump.abort();
         messenger.close().await?;
         let stopped = AuditEvent::new(AuditKind::Stop, messenger.actor(), "stopped");
         messenger.audit(stopped).await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use helsemelding_wire::HerId;
+
+    fn sink(dir: &Path) -> ToDirectory {
+        ToDirectory {
+            dir: dir.to_path_buf(),
+            accepted: AtomicU64::new(0),
+            last: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    fn message(payload: &[u8]) -> Received {
+        let now = chrono::Utc::now();
+        Received {
+            from: HerId::new(8_142_001).unwrap(),
+            to: HerId::new(8_142_002).unwrap(),
+            function: "DIALOG_INNBYGGER_TEST".into(),
+            message_id: "4f0c3c1e-id".into(),
+            correlation_id: None,
+            cpa_id: None,
+            payload: payload.to_vec(),
+            metadata: Default::default(),
+            application_time: now,
+            enqueued_time: None,
+            received_at: now,
+            queue: "8142002_async".into(),
+        }
+    }
+
+    #[test]
+    fn a_message_whose_file_is_there_with_the_same_bytes_is_not_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = sink(dir.path());
+        let first = message(b"<MsgHead/>");
+        assert_eq!(sink.write(&first).unwrap(), Written::New);
+        let json = dir.path().join("4f0c3c1e-id.json");
+        let meta = std::fs::read(&json).unwrap();
+        let mut again = message(b"<MsgHead/>");
+        again.received_at += chrono::Duration::seconds(5);
+        assert_eq!(sink.write(&again).unwrap(), Written::AlreadyThere);
+        assert_eq!(std::fs::read(&json).unwrap(), meta, "rewritten");
+        // A .json lost beside a complete .xml is written again.
+        std::fs::remove_file(&json).unwrap();
+        assert_eq!(sink.write(&again).unwrap(), Written::AlreadyThere);
+        assert!(json.exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(!names.iter().any(|n| n.ends_with(".part")), "{names:?}");
+    }
+
+    #[test]
+    fn a_message_whose_file_is_there_with_other_bytes_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = sink(dir.path());
+        let xml = dir.path().join("4f0c3c1e-id.xml");
+        std::fs::write(&xml, b"<other/>").unwrap();
+        let error = sink.write(&message(b"<MsgHead/>")).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::AlreadyExists);
+        let text = error.to_string();
+        assert!(text.contains(&xml.display().to_string()), "{text}");
+        assert!(text.contains("move it away"), "{text}");
+        assert!(!text.contains("MsgHead"), "payload in the error: {text}");
+        assert_eq!(std::fs::read(&xml).unwrap(), b"<other/>");
+    }
 }

@@ -201,38 +201,17 @@ async fn amqp_existence(
 
 async fn management_counts(
     base: &url::Url,
-    (user, password): &(String, String),
+    credentials: &(String, String),
     queues: Vec<(String, &'static str)>,
 ) -> Result<Vec<QueueStatus>> {
-    let client = reqwest::Client::builder()
-        .timeout(MANAGEMENT_TIMEOUT)
-        .build()
-        .context("setting up the management API client")?;
+    let client = management_client()?;
     let mut statuses = Vec::new();
     for (name, kind) in queues {
-        // The default virtual host "/", as NHN's broker uses.
-        let url = format!(
-            "{}/api/queues/%2F/{}",
-            base.as_str().trim_end_matches('/'),
-            url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
-        );
-        let shown = url.clone();
-        let response = client
-            .get(url)
-            .basic_auth(user, Some(password))
-            .send()
-            .await
-            .with_context(|| format!("management API {shown}"))?;
-        let status = response.status();
-        let counts = if status == reqwest::StatusCode::NOT_FOUND {
-            None
-        } else if status.is_success() {
-            let body = read_limited(response, MAX_MANAGEMENT_ANSWER)
-                .await
-                .with_context(|| format!("management API {shown}"))?;
-            Some(parse_queue_info(&body).with_context(|| format!("management API {shown}"))?)
-        } else {
-            anyhow::bail!("management API {shown} answered {status}");
+        let counts = match management_queue(&client, base, credentials, &name).await? {
+            None => None,
+            Some((body, shown)) => {
+                Some(parse_queue_info(&body).with_context(|| format!("management API {shown}"))?)
+            }
         };
         statuses.push(QueueStatus {
             name,
@@ -243,6 +222,146 @@ async fn management_counts(
         });
     }
     Ok(statuses)
+}
+
+fn management_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(MANAGEMENT_TIMEOUT)
+        .build()
+        .context("setting up the management API client")
+}
+
+/// RabbitMQ's `GET /api/queues/%2F/{name}` answer and the URL asked (for
+/// errors; it holds no password); `None`: no such queue.
+async fn management_queue(
+    client: &reqwest::Client,
+    base: &url::Url,
+    (user, password): &(String, String),
+    name: &str,
+) -> Result<Option<(Vec<u8>, String)>> {
+    // The default virtual host "/", as NHN's broker uses.
+    let url = format!(
+        "{}/api/queues/%2F/{}",
+        base.as_str().trim_end_matches('/'),
+        url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+    );
+    let shown = url.clone();
+    let response = client
+        .get(url)
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .with_context(|| format!("management API {shown}"))?;
+    let status = response.status();
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        anyhow::bail!("management API {shown} answered {status}");
+    }
+    let body = read_limited(response, MAX_MANAGEMENT_ANSWER)
+        .await
+        .with_context(|| format!("management API {shown}"))?;
+    Ok(Some((body, shown)))
+}
+
+/// What `listen` says at start about the dead-letter path of the queues it
+/// consumes (async, sync, error): a message it rejects must land in a
+/// dead-letter queue, not vanish. The local transport dead-letters by
+/// itself; on RabbitMQ the management API (`broker.management_url`) tells
+/// each queue's `x-dead-letter-exchange` argument or `dead-letter-exchange`
+/// policy. Each line is one warning or note; none when all is well.
+pub(super) async fn dead_letter_warnings(config: &Config) -> Vec<String> {
+    let BrokerEndpoint::Amqp { url, password, .. } = &config.broker.endpoint else {
+        return Vec::new();
+    };
+    let Some(management) = &config.broker.management_url else {
+        return vec![
+            "note: the dead-letter path of our queues is not checked: set broker.management_url \
+             (RabbitMQ's management API) to have it checked at start"
+                .into(),
+        ];
+    };
+    let cannot = |error: anyhow::Error| {
+        vec![format!(
+            "WARNING: cannot check the dead-letter path of our queues: {error:#}"
+        )]
+    };
+    let queues = match our_queues(config).await {
+        Ok(queues) => queues,
+        Err(error) => return cannot(error),
+    };
+    let client = match management_client() {
+        Ok(client) => client,
+        Err(error) => return cannot(error),
+    };
+    let credentials = (
+        percent_decode(url.username()),
+        password.clone().unwrap_or_default(),
+    );
+    let mut lines = Vec::new();
+    for (name, kind) in queues {
+        if !matches!(kind, "async" | "sync" | "error") {
+            continue;
+        }
+        let answer = management_queue(&client, management, &credentials, &name).await;
+        let path = answer.and_then(|answer| match answer {
+            None => Ok(None),
+            Some((body, shown)) => dead_letter_path(&body)
+                .map(Some)
+                .with_context(|| format!("management API {shown}")),
+        });
+        match path {
+            Ok(Some(DeadLetterPath::Exchange(_))) => {}
+            Ok(Some(DeadLetterPath::None)) => lines.push(format!(
+                "WARNING: queue {name} has no dead-letter path (no x-dead-letter-exchange \
+                 argument, no dead-letter-exchange policy): a message the listener rejects \
+                 is dropped by the broker, not kept. Have the broker's operator give it one \
+                 (NHN's: to {}_dl)",
+                name.rsplit_once('_')
+                    .map_or(name.as_str(), |(prefix, _)| prefix)
+            )),
+            // Listening on it fails at once, naming it.
+            Ok(None) => {}
+            Err(error) => lines.push(format!(
+                "WARNING: cannot check the dead-letter path of queue {name}: {error:#}"
+            )),
+        }
+    }
+    lines
+}
+
+/// Where a queue dead-letters to, by a management API answer.
+#[derive(Debug, PartialEq, Eq)]
+enum DeadLetterPath {
+    /// To this exchange (`""`: the default exchange, by routing key).
+    Exchange(String),
+    /// Nowhere: the broker drops what is rejected.
+    None,
+}
+
+/// Reads the dead-letter exchange from a `GET /api/queues/{vhost}/{name}`
+/// answer: the queue's `x-dead-letter-exchange` argument, else the
+/// `dead-letter-exchange` key of its effective policy (RabbitMQ gives `[]`
+/// or leaves it out when there is no policy).
+fn dead_letter_path(body: &[u8]) -> Result<DeadLetterPath> {
+    let value: serde_json::Value = serde_json::from_slice(body).context("not a JSON answer")?;
+    let object = value.as_object().context("not a JSON object")?;
+    let from = |section: &str, key: &str| -> Result<Option<String>> {
+        match object.get(section).and_then(|s| s.as_object()) {
+            None => Ok(None),
+            Some(map) => match map.get(key) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(exchange)) => Ok(Some(exchange.clone())),
+                Some(_) => anyhow::bail!("{section}.{key} is not an exchange name"),
+            },
+        }
+    };
+    let exchange = match from("arguments", "x-dead-letter-exchange")? {
+        Some(exchange) => Some(exchange),
+        None => from("effective_policy_definition", "dead-letter-exchange")?,
+    };
+    Ok(exchange.map_or(DeadLetterPath::None, DeadLetterPath::Exchange))
 }
 
 async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>> {
@@ -349,6 +468,40 @@ mod tests {
             "x".repeat(2 * MAX_MANAGEMENT_ANSWER)
         );
         assert_eq!(parse_queue_info(huge.as_bytes()).unwrap().messages, 1);
+    }
+
+    #[test]
+    fn reads_the_dead_letter_path_from_the_arguments_or_the_policy() {
+        let by_argument = br#"{"name":"91462_async","arguments":{"x-dead-letter-exchange":"","x-dead-letter-routing-key":"91462_dl"},"effective_policy_definition":[]}"#;
+        assert_eq!(
+            dead_letter_path(by_argument).unwrap(),
+            DeadLetterPath::Exchange(String::new())
+        );
+        let by_policy = br#"{"arguments":{},"policy":"dl","effective_policy_definition":{"dead-letter-exchange":"dlx"}}"#;
+        assert_eq!(
+            dead_letter_path(by_policy).unwrap(),
+            DeadLetterPath::Exchange("dlx".into())
+        );
+        for nowhere in [
+            &br#"{"arguments":{},"effective_policy_definition":[]}"#[..],
+            br#"{"arguments":{"x-queue-type":"quorum"},"effective_policy_definition":{"max-length":10}}"#,
+            br#"{"name":"q"}"#,
+            br#"{"arguments":{"x-dead-letter-exchange":null}}"#,
+        ] {
+            assert_eq!(
+                dead_letter_path(nowhere).unwrap(),
+                DeadLetterPath::None,
+                "{}",
+                String::from_utf8_lossy(nowhere)
+            );
+        }
+        for bad in [
+            &b"[]"[..],
+            b"{\"arguments\":",
+            br#"{"arguments":{"x-dead-letter-exchange":5}}"#,
+        ] {
+            assert!(dead_letter_path(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ impl Setup {
         ] {
             std::fs::write(dir.path().join(file), b"x").unwrap();
         }
+        std::fs::create_dir(dir.path().join("registry")).unwrap();
         Setup { dir }
     }
 
@@ -341,4 +342,33 @@ fn several_her_ids_and_the_receive_and_send_switches() {
     let shadowing = FULL.to_string() + "[send]\nextra_properties = { fromHerId = \"1\" }\n";
     let error = format!("{:#}", setup.load(&shadowing, &[]).unwrap_err());
     assert!(error.contains("send.extra_properties.fromHerId"), "{error}");
+}
+
+#[test]
+fn a_registry_dir_that_does_not_exist_or_is_a_file_is_refused_naming_key_and_path() {
+    let setup = Setup::new();
+    let missing = setup.dir.path().join("nowhere");
+    let text = FULL.replace("dir = \"registry\"", "dir = \"nowhere\"");
+    let error = setup.error(&text, &[]);
+    assert!(error.contains("key registry.dir"), "{error}");
+    assert!(error.contains(&missing.display().to_string()), "{error}");
+    assert!(error.contains("does not exist"), "{error}");
+    assert!(error.contains("registry add --dir"), "{error}");
+
+    let text = FULL.replace("dir = \"registry\"", "dir = \"ca.pem\"");
+    let error = setup.error(&text, &[]);
+    assert!(error.contains("key registry.dir"), "{error}");
+    assert!(error.contains("is not a directory"), "{error}");
+    assert!(
+        error.contains(&setup.dir.path().join("ca.pem").display().to_string()),
+        "{error}"
+    );
+
+    // Through the environment too, and an existing directory loads.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let env_dir = elsewhere.path().to_str().unwrap();
+    let config = setup
+        .load(FULL, &[("HELSEMELDING_REGISTRY_DIR", env_dir)])
+        .unwrap();
+    assert!(matches!(&config.registry, Registry::Dir(d) if d == elsewhere.path()));
 }
