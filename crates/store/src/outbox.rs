@@ -188,20 +188,10 @@ impl<'a> Outbox<'a> {
     pub fn entries(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
         let connection = self.store.lock();
         let mut statement = connection.prepare_cached(&format!(
-            "SELECT message_id, to_her_id, queue, function, created_ms, expires_ms, {STATE_COLUMNS}
-             FROM outbox WHERE state IN ('pending', 'failed') ORDER BY seq LIMIT ?1"
+            "SELECT {ENTRY_COLUMNS} FROM outbox WHERE state IN ('pending', 'failed')
+             ORDER BY seq LIMIT ?1"
         ))?;
-        let rows = statement.query_map([limit as i64], |row| {
-            Ok(OutboxEntry {
-                message_id: row.get(0)?,
-                to_her_id: row.get(1)?,
-                queue: row.get(2)?,
-                function: row.get(3)?,
-                created_at: from_ms(row.get(4)?),
-                expires_at: row.get::<_, Option<i64>>(5)?.map(from_ms),
-                state: state_from_row(row, 6)?,
-            })
-        })?;
+        let rows = statement.query_map([limit.min(i64::MAX as usize) as i64], entry_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -288,32 +278,17 @@ impl<'a> Outbox<'a> {
         })
     }
 
+    /// One entry without its bytes, or `None` if the outbox never saw it.
+    pub fn entry(&self, message_id: &str) -> Result<Option<OutboxEntry>> {
+        let connection = self.store.lock();
+        entry_of(&connection, message_id)
+    }
+
     /// Removes a pending or failed entry, its bytes with it, and returns
     /// what it was. A sent entry is history and stays.
     pub fn remove(&self, message_id: &str) -> Result<OutboxEntry> {
         self.store.write(|connection| {
-            let entry = connection
-                .query_row(
-                    &format!(
-                        "SELECT message_id, to_her_id, queue, function, created_ms, expires_ms,
-                                {STATE_COLUMNS}
-                         FROM outbox WHERE message_id = ?1"
-                    ),
-                    [message_id],
-                    |row| {
-                        Ok(OutboxEntry {
-                            message_id: row.get(0)?,
-                            to_her_id: row.get(1)?,
-                            queue: row.get(2)?,
-                            function: row.get(3)?,
-                            created_at: from_ms(row.get(4)?),
-                            expires_at: row.get::<_, Option<i64>>(5)?.map(from_ms),
-                            state: state_from_row(row, 6)?,
-                        })
-                    },
-                )
-                .optional()?
-                .ok_or_else(|| unknown(message_id))?;
+            let entry = entry_of(connection, message_id)?.ok_or_else(|| unknown(message_id))?;
             if let OutboxState::Sent { .. } = entry.state {
                 return Err(Error::OutboxState {
                     message_id: message_id.to_owned(),
@@ -384,6 +359,32 @@ impl<'a> Outbox<'a> {
         )?;
         Ok(count.unsigned_abs())
     }
+}
+
+const ENTRY_COLUMNS: &str = "message_id, to_her_id, queue, function, created_ms, expires_ms,
+     state, attempts, last_error, settled_ms, next_attempt_ms";
+
+fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
+    Ok(OutboxEntry {
+        message_id: row.get(0)?,
+        to_her_id: row.get(1)?,
+        queue: row.get(2)?,
+        function: row.get(3)?,
+        created_at: from_ms(row.get(4)?),
+        expires_at: row.get::<_, Option<i64>>(5)?.map(from_ms),
+        state: state_from_row(row, 6)?,
+    })
+}
+
+fn entry_of(connection: &rusqlite::Connection, message_id: &str) -> Result<Option<OutboxEntry>> {
+    connection
+        .query_row(
+            &format!("SELECT {ENTRY_COLUMNS} FROM outbox WHERE message_id = ?1"),
+            [message_id],
+            entry_from_row,
+        )
+        .optional()
+        .map_err(Error::from)
 }
 
 fn unknown(message_id: &str) -> Error {

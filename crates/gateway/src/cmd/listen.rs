@@ -179,7 +179,18 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let context = Context::open(config).await?;
-        context.messenger.flush_outbox().await?;
+        // Whatever the outbox holds goes first; an entry that cannot be
+        // sent (or a broker outage) never keeps the listener from starting.
+        match context.messenger.flush_outbox().await {
+            Ok(report) => {
+                if let Some(outage) = report.outage {
+                    tracing::warn!(outage, "outbox: the broker is unavailable, sending later");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "outbox: not flushed on start, the pump tries again")
+            }
+        }
         let sink = Arc::new(ToDirectory {
             dir: args.out_dir.clone(),
             accepted: AtomicU64::new(0),
