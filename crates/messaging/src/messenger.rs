@@ -360,8 +360,9 @@ impl Messenger {
 
     /// Sends an async message and returns its message-id once the broker
     /// accepted it. The protected message is in the outbox before it is
-    /// transferred: if this fails after that, [`Messenger::flush_outbox`]
-    /// sends it later with the same message-id. A MsgHead that asks for an
+    /// transferred: if the transfer fails after that, the error is
+    /// [`Error::InOutbox`] with the message-id, and
+    /// [`Messenger::flush_outbox`] sends it later with the same message-id. A MsgHead that asks for an
     /// application receipt is tracked until its AppRec comes.
     ///
     /// Before anything leaves, the same checks the receiver will make:
@@ -432,9 +433,12 @@ impl Messenger {
         }
         match self.transfer(&queue, message, Some(to)).await? {
             Settled::Sent => Ok(message_id),
-            Settled::WillRetry(error) | Settled::GaveUp(error) | Settled::Outage(error) => {
-                Err(error)
-            }
+            Settled::WillRetry(error) | Settled::Outage(error) => Err(Error::InOutbox {
+                message_id,
+                queue,
+                source: Box::new(error),
+            }),
+            Settled::GaveUp(error) => Err(error),
         }
     }
 

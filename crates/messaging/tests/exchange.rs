@@ -1438,6 +1438,11 @@ async fn an_outbox_entry_that_cannot_be_sent_holds_up_nobody() {
     let entries = store.outbox().entries(10).unwrap();
     assert_eq!(entries.len(), 1);
     let poisoned = entries[0].message_id.clone();
+    assert!(
+        matches!(&error, helsemelding_messaging::Error::InOutbox { message_id, queue, .. }
+            if *message_id == poisoned && *queue == ghost_queue),
+        "{error:?}"
+    );
     let Some(OutboxState::Pending {
         attempts: 1,
         next_attempt_at,
@@ -1458,7 +1463,10 @@ async fn an_outbox_entry_that_cannot_be_sent_holds_up_nobody() {
             World::payload(a.her_id, b.her_id),
         ))
         .await;
-    assert!(to_b.is_err(), "the broker is down");
+    assert!(
+        matches!(to_b, Err(helsemelding_messaging::Error::InOutbox { .. })),
+        "the broker is down: {to_b:?}"
+    );
     let waiting = store
         .outbox()
         .pending(10)
