@@ -185,6 +185,7 @@ impl SendRequest {
 
 /// What one pass over the outbox did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FlushReport {
     /// Entries the broker accepted.
     pub sent: usize,

@@ -210,6 +210,11 @@ fn unknown_keys_and_bad_values_name_the_key() {
             "audit.retention_days",
         ),
         ("her_id = [", &[], "line 1"),
+        (
+            FULL,
+            &[("HELSEMELDING_SEND_OUTBOX_MAX_ATTEMPTS", "0")],
+            "send.outbox_max_attempts",
+        ),
     ];
     for (text, env, key) in cases {
         let error = setup.error(text, env);
