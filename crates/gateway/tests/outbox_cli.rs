@@ -77,6 +77,14 @@ fn a_poisoned_outbox_entry_stops_neither_send_nor_listen_and_can_be_retried_or_d
         );
     }
 
+    let (ok, text, _) = setup.run(&a, &["outbox", "list"]);
+    assert!(ok);
+    let line = text.lines().find(|l| l.starts_with("poisoned-1")).unwrap();
+    assert!(
+        line.contains(" failed ") && line.contains("109989_async") && line.contains("reason: "),
+        "{line}"
+    );
+
     // The message arrived.
     let out = setup.dir.path().join("out");
     let (ok, _, stderr) = setup.run(
