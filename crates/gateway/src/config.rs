@@ -34,6 +34,7 @@
 //! async_ttl_seconds = 345600      # optional; none by default, as the reference
 //! payload_metadata = true         # the X-MessageInfo-* keys beside the encrypted body
 //! extra_properties = { X-SystemIdentifier = "EPJ" }
+//! outbox_max_attempts = 20        # failed attempts before an outbox entry is given up
 //! ```
 
 use std::collections::BTreeMap;
@@ -106,6 +107,8 @@ struct RawSend {
     payload_metadata: bool,
     #[serde(default)]
     extra_properties: BTreeMap<String, String>,
+    #[serde(default = "default_outbox_max_attempts")]
+    outbox_max_attempts: u32,
 }
 
 impl Default for RawSend {
@@ -114,8 +117,13 @@ impl Default for RawSend {
             async_ttl_seconds: None,
             payload_metadata: true,
             extra_properties: BTreeMap::new(),
+            outbox_max_attempts: default_outbox_max_attempts(),
         }
     }
+}
+
+fn default_outbox_max_attempts() -> u32 {
+    helsemelding_messaging::OutboxPolicy::default().max_attempts
 }
 
 fn default_true() -> bool {
@@ -320,6 +328,8 @@ pub struct Send {
     pub async_ttl: Option<std::time::Duration>,
     pub payload_metadata: bool,
     pub extra_properties: Vec<(String, String)>,
+    /// Failed attempts after which an outbox entry is given up.
+    pub outbox_max_attempts: u32,
 }
 
 /// Where messages travel.
@@ -580,6 +590,9 @@ fn validate_send(raw: &RawSend) -> Result<Send> {
     if raw.async_ttl_seconds == Some(0) {
         bail!("key send.async_ttl_seconds: 0 would expire every message at once; leave it out for no TTL");
     }
+    if raw.outbox_max_attempts == 0 {
+        bail!("key send.outbox_max_attempts: 0 would give up every message before its first attempt; give 1 or more");
+    }
     for name in raw.extra_properties.keys() {
         let reserved = helsemelding_wire::envelope::names::ALL
             .iter()
@@ -596,6 +609,7 @@ fn validate_send(raw: &RawSend) -> Result<Send> {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        outbox_max_attempts: raw.outbox_max_attempts,
     })
 }
 

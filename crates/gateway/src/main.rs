@@ -59,7 +59,8 @@ enum Command {
     Commtest(cmd::commtest::Args),
     /// See it work: four parties exchange messages on a throw-away PKI and the local queue.
     Demo(cmd::demo::Args),
-    /// See (`outbox list`) and send (`outbox flush`) what the outbox still holds.
+    /// See (`outbox list`), send (`outbox flush`), retry (`outbox retry`) and
+    /// drop (`outbox drop`) what the outbox holds.
     Outbox(cmd::outbox::Args),
 }
 

@@ -402,6 +402,87 @@ pub fn on_report_send_failure(policy: &RetryPolicy, attempt: u32) -> Decision {
     policy.on_local_failure(attempt)
 }
 
+/// How the outbox retries an entry that could not be sent: each entry on
+/// its own clock, so that one that keeps failing delays only itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxPolicy {
+    /// Failed attempts after which an entry is given up (`failed`, with
+    /// the last reason); a broker outage does not count.
+    pub max_attempts: u32,
+    /// Wait after the first failed attempt.
+    pub backoff_min: Duration,
+    /// Cap of the wait (it doubles from `backoff_min`).
+    pub backoff_max: Duration,
+}
+
+impl Default for OutboxPolicy {
+    fn default() -> Self {
+        OutboxPolicy {
+            max_attempts: 20,
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Whose fault a failed transfer of an outbox entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendFailure {
+    /// The broker cannot be reached or used at all (connection refused,
+    /// unreachable, closed, credentials refused): no entry can be sent
+    /// now, and none is to blame. The pass stops; no attempt is counted.
+    Broker,
+    /// Something about this entry (its queue does not exist, the link to
+    /// it was refused, the message was released or its transfer failed):
+    /// the entry waits its backoff and the others go on.
+    Entry,
+}
+
+/// Classifies a transport failure of one transfer.
+pub fn classify_send_failure(error: &helsemelding_transport::Error) -> SendFailure {
+    use helsemelding_transport::Error as T;
+    match error {
+        T::Connect { .. }
+        | T::AuthenticationFailed { .. }
+        | T::Unavailable { .. }
+        | T::Timeout { .. }
+        | T::Closed
+        | T::Store { .. }
+        | T::Config(_)
+        | T::CaFile { .. } => SendFailure::Broker,
+        _ => SendFailure::Entry,
+    }
+}
+
+/// What becomes of an entry after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxStep {
+    /// Try again after this wait.
+    RetryAfter(Duration),
+    /// Out of attempts: the entry is failed.
+    GiveUp,
+}
+
+impl OutboxPolicy {
+    /// The wait after the `attempts`-th failed attempt (1-based): doubling
+    /// from `backoff_min`, capped at `backoff_max`.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let doublings = attempts.saturating_sub(1).min(20);
+        self.backoff_min
+            .saturating_mul(1u32 << doublings)
+            .min(self.backoff_max)
+    }
+
+    /// The step after the `attempts`-th failed attempt of an entry.
+    pub fn after_failed_attempt(&self, attempts: u32) -> OutboxStep {
+        if attempts >= self.max_attempts.max(1) {
+            OutboxStep::GiveUp
+        } else {
+            OutboxStep::RetryAfter(self.backoff(attempts))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -694,5 +775,50 @@ mod tests {
             condition(&on_payload_error(&receiver)),
             ErrorCondition::InvalidFieldValue
         );
+    }
+
+    #[test]
+    fn an_outbox_entry_backs_off_on_its_own_and_is_given_up_after_its_attempts() {
+        let policy = OutboxPolicy::default();
+        assert_eq!(
+            policy.after_failed_attempt(1),
+            OutboxStep::RetryAfter(Duration::from_secs(1))
+        );
+        assert_eq!(
+            policy.after_failed_attempt(4),
+            OutboxStep::RetryAfter(Duration::from_secs(8))
+        );
+        assert_eq!(
+            policy.after_failed_attempt(19),
+            OutboxStep::RetryAfter(Duration::from_secs(300))
+        );
+        assert_eq!(policy.after_failed_attempt(20), OutboxStep::GiveUp);
+        let once = OutboxPolicy {
+            max_attempts: 0,
+            ..policy
+        };
+        assert_eq!(once.after_failed_attempt(1), OutboxStep::GiveUp);
+    }
+
+    #[test]
+    fn a_missing_queue_is_the_entry_s_fault_an_unreachable_broker_is_not() {
+        use helsemelding_transport::Error as T;
+        let queue = || "93252_async".to_string();
+        let no_queue = T::NoSuchQueue {
+            queue: queue(),
+            reason: "not-found".into(),
+        };
+        assert_eq!(classify_send_failure(&no_queue), SendFailure::Entry);
+        let attach = T::Attach {
+            queue: queue(),
+            reason: "forbidden".into(),
+        };
+        assert_eq!(classify_send_failure(&attach), SendFailure::Entry);
+        let refused = T::Connect {
+            endpoint: "localhost:5672".into(),
+            reason: "connection refused".into(),
+        };
+        assert_eq!(classify_send_failure(&refused), SendFailure::Broker);
+        assert_eq!(classify_send_failure(&T::Closed), SendFailure::Broker);
     }
 }

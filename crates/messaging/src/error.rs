@@ -77,6 +77,19 @@ pub enum Error {
         /// The broker's reason.
         reason: String,
     },
+    /// The message is recorded in the outbox, but this transfer failed (the
+    /// broker is down, or its queue refused it for now): the outbox pump,
+    /// `listen` or an `outbox flush` tries it again with the same id.
+    #[error("message {message_id} for queue {queue} waits in the outbox: {source}")]
+    InOutbox {
+        /// The message.
+        message_id: String,
+        /// The queue.
+        queue: String,
+        /// Why this transfer failed.
+        #[source]
+        source: Box<Error>,
+    },
     /// An outbox entry could not be read back.
     #[error("outbox entry {message_id} is unreadable: {reason}")]
     Outbox {

@@ -31,7 +31,7 @@ mod receive;
 mod waiters;
 
 pub use commtest::{CommtestMode, CommtestOutcome};
-pub use engine::{Decision, HandlerError, ReceivePolicy, RetryPolicy};
+pub use engine::{Decision, HandlerError, OutboxPolicy, ReceivePolicy, RetryPolicy};
 pub use error::{Error, Result};
-pub use messenger::{Messenger, MessengerConfig, SendRequest};
+pub use messenger::{FlushReport, Messenger, MessengerConfig, SendRequest};
 pub use receive::{ErrorHandler, Handler, Listener, ListenerOptions, Received, Reply};

@@ -27,7 +27,9 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::convert;
-use crate::engine::{ReceivePolicy, RetryPolicy};
+use crate::engine::{
+    classify_send_failure, OutboxPolicy, OutboxStep, ReceivePolicy, RetryPolicy, SendFailure,
+};
 use crate::error::{Error, Result};
 use crate::receipts::{self, Deadlines};
 use crate::receive::{Listener, Received};
@@ -113,6 +115,9 @@ pub struct MessengerConfig {
     pub send_receipts: bool,
     /// Whether the pipelines answer communication tests themselves (true).
     pub answer_communication_tests: bool,
+    /// How often and how patiently an outbox entry that fails is tried
+    /// again (20 attempts, 1 s doubling to 5 min).
+    pub outbox: OutboxPolicy,
 }
 
 impl MessengerConfig {
@@ -142,6 +147,7 @@ impl MessengerConfig {
             receipt_deadlines: Deadlines::default(),
             send_receipts: true,
             answer_communication_tests: true,
+            outbox: OutboxPolicy::default(),
         }
     }
 }
@@ -175,6 +181,33 @@ impl SendRequest {
         self.from = Some(from);
         self
     }
+}
+
+/// What one pass over the outbox did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FlushReport {
+    /// Entries the broker accepted.
+    pub sent: usize,
+    /// Entries that failed this attempt and wait for their next one.
+    pub retrying: usize,
+    /// Entries given up in this pass (out of attempts, expired, refused
+    /// for good, unreadable): `failed`, with their reason.
+    pub failed: usize,
+    /// The broker could not be used at all: the pass stopped here, and no
+    /// entry had an attempt counted for it.
+    pub outage: Option<String>,
+}
+
+/// How one transfer of an outbox entry ended.
+enum Settled {
+    Sent,
+    /// Failed; the entry waits for its next attempt.
+    WillRetry(Error),
+    /// Failed; the entry is given up.
+    GaveUp(Error),
+    /// The broker is down; the entry is as it was.
+    Outage(Error),
 }
 
 /// Sends messages and runs the outbox; cheap to clone (shared state).
@@ -329,8 +362,9 @@ impl Messenger {
 
     /// Sends an async message and returns its message-id once the broker
     /// accepted it. The protected message is in the outbox before it is
-    /// transferred: if this fails after that, [`Messenger::flush_outbox`]
-    /// sends it later with the same message-id. A MsgHead that asks for an
+    /// transferred: if the transfer fails after that, the error is
+    /// [`Error::InOutbox`] with the message-id, and
+    /// [`Messenger::flush_outbox`] sends it later with the same message-id. A MsgHead that asks for an
     /// application receipt is tracked until its AppRec comes.
     ///
     /// Before anything leaves, the same checks the receiver will make:
@@ -399,8 +433,15 @@ impl Messenger {
         if let Some(expected) = expects_receipt {
             self.track_receipt(expected).await;
         }
-        self.transfer(&queue, message, Some(to)).await?;
-        Ok(message_id)
+        match self.transfer(&queue, message, Some(to)).await? {
+            Settled::Sent => Ok(message_id),
+            Settled::WillRetry(error) | Settled::Outage(error) => Err(Error::InOutbox {
+                message_id,
+                queue,
+                source: Box::new(error),
+            }),
+            Settled::GaveUp(error) => Err(error),
+        }
     }
 
     /// Sends a synchronous request and waits at most `timeout` for its
@@ -682,10 +723,14 @@ impl Messenger {
         }
     }
 
-    /// Sends every pending outbox entry (on start, after a crash or an
-    /// outage), oldest first, with its original message-id. Returns how
-    /// many the broker accepted; stops at the first transport failure.
-    pub async fn flush_outbox(&self) -> Result<usize> {
+    /// Sends every outbox entry that is due (on start, after a crash or an
+    /// outage), oldest first, with its original message-id. An entry that
+    /// fails only moves its own next attempt (backoff per
+    /// [`MessengerConfig::outbox`]) and is given up after its attempts;
+    /// the others go on. A broker that cannot be used at all stops the
+    /// pass without counting against the entries. Fails only when the
+    /// store does.
+    pub async fn flush_outbox(&self) -> Result<FlushReport> {
         self.flush_outbox_older_than(Duration::ZERO).await
     }
 
@@ -697,39 +742,68 @@ impl Messenger {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
-                if let Err(error) = messenger.flush_outbox_older_than(interval).await {
-                    tracing::warn!(%error, "outbox pump: will try again");
+                match messenger.flush_outbox_older_than(interval).await {
+                    Ok(report) => {
+                        if let Some(outage) = &report.outage {
+                            tracing::warn!(
+                                outage,
+                                "outbox pump: the broker is unavailable, will try again"
+                            );
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "outbox pump: will try again"),
                 }
             }
         })
     }
 
-    async fn flush_outbox_older_than(&self, age: Duration) -> Result<usize> {
+    async fn flush_outbox_older_than(&self, age: Duration) -> Result<FlushReport> {
         let cutoff = Utc::now() - chrono::Duration::from_std(age).unwrap_or_default();
-        let pending = self.with_store(|s| s.outbox().pending(1000)).await?;
-        let mut sent = 0;
-        for entry in pending.into_iter().filter(|e| e.created_at <= cutoff) {
+        let due = self
+            .with_store(|s| s.outbox().due(Utc::now(), 1000))
+            .await?;
+        let mut report = FlushReport::default();
+        for entry in due.into_iter().filter(|e| e.created_at <= cutoff) {
             let now = Utc::now();
+            let id = entry.message_id.clone();
             if entry.expires_at.is_some_and(|at| at <= now) {
-                let id = entry.message_id.clone();
                 self.with_store(move |s| s.outbox().mark_failed(&id, now, "expired in the outbox"))
                     .await?;
+                report.failed += 1;
                 continue;
             }
-            let mut message: Message =
-                serde_json::from_slice(&entry.envelope).map_err(|e| Error::Outbox {
-                    message_id: entry.message_id.clone(),
-                    reason: e.to_string(),
-                })?;
-            message.body = entry.body;
+            let message = match serde_json::from_slice::<Message>(&entry.envelope) {
+                Ok(mut message) => {
+                    message.body = entry.body;
+                    message
+                }
+                Err(error) => {
+                    // It can never be sent: give up on it at once.
+                    let why = format!("the envelope is unreadable: {error}");
+                    tracing::warn!(
+                        msg_id = entry.message_id,
+                        queue = entry.queue,
+                        why,
+                        "outbox entry failed"
+                    );
+                    self.with_store(move |s| s.outbox().mark_failed(&id, now, &why))
+                        .await?;
+                    report.failed += 1;
+                    continue;
+                }
+            };
             let to = HerId::new(entry.to_her_id);
-            match self.transfer(&entry.queue, message, to).await {
-                Ok(()) => sent += 1,
-                Err(Error::Refused { .. }) => {}
-                Err(other) => return Err(other),
+            match self.transfer(&entry.queue, message, to).await? {
+                Settled::Sent => report.sent += 1,
+                Settled::WillRetry(_) => report.retrying += 1,
+                Settled::GaveUp(_) => report.failed += 1,
+                Settled::Outage(error) => {
+                    report.outage = Some(error.to_string());
+                    break;
+                }
             }
         }
-        Ok(sent)
+        Ok(report)
     }
 
     async fn record_in_outbox(
@@ -754,14 +828,17 @@ impl Messenger {
         self.with_store(move |s| s.outbox().enqueue(&entry)).await
     }
 
-    /// Sends an outbox entry and settles it by the broker's outcome.
-    async fn transfer(&self, queue: &str, message: Message, to: Option<HerId>) -> Result<()> {
+    /// Sends an outbox entry and settles it by the broker's outcome: sent,
+    /// failed for good (rejected, out of attempts), waiting for its next
+    /// attempt, or untouched when the broker itself is down. Fails only
+    /// when the store does.
+    async fn transfer(&self, queue: &str, message: Message, to: Option<HerId>) -> Result<Settled> {
         let message_id = message.message_id.clone().unwrap_or_default();
         let function = message.subject.clone();
         let result = self.send_to_queue(queue, message).await;
         let now = Utc::now();
         let id = message_id.clone();
-        match result {
+        let error = match result {
             Ok(()) => {
                 // Side by side, so both writes share one commit of the store.
                 let (marked, ()) = tokio::join!(
@@ -773,23 +850,64 @@ impl Messenger {
                         ..AuditEvent::new(AuditKind::Sent, self.actor(), "ok")
                     })
                 );
-                marked
+                marked?;
+                return Ok(Settled::Sent);
             }
             Err(Error::Refused { reason, .. }) if !reason.is_empty() => {
                 let why = reason.clone();
+                tracing::warn!(
+                    msg_id = message_id,
+                    queue,
+                    reason,
+                    "outbox entry refused by the broker"
+                );
                 self.with_store(move |s| s.outbox().mark_failed(&id, now, &why))
                     .await?;
-                Err(Error::Refused {
+                return Ok(Settled::GaveUp(Error::Refused {
                     message_id,
                     queue: queue.to_owned(),
                     reason,
-                })
+                }));
             }
-            Err(error) => {
-                let why = error.to_string();
-                self.with_store(move |s| s.outbox().record_attempt_failed(&id, &why))
+            Err(error) => error,
+        };
+        let why = error.to_string();
+        if let Error::Transport(transport) = &error {
+            if classify_send_failure(transport) == SendFailure::Broker {
+                self.with_store(move |s| s.outbox().record_outage(&id, &why))
                     .await?;
-                Err(error)
+                return Ok(Settled::Outage(error));
+            }
+        }
+        let policy = self.inner.config.outbox;
+        let (reason, pending_id) = (why.clone(), id.clone());
+        let attempts = self
+            .with_store(move |s| {
+                s.outbox()
+                    .record_attempt_failed(&pending_id, &reason, |attempts| {
+                        now + chrono::Duration::from_std(policy.backoff(attempts))
+                            .unwrap_or_default()
+                    })
+            })
+            .await?;
+        match policy.after_failed_attempt(attempts) {
+            OutboxStep::RetryAfter(wait) => {
+                tracing::info!(
+                    msg_id = id,
+                    queue,
+                    attempts,
+                    ?wait,
+                    reason = why,
+                    "outbox entry: will try again"
+                );
+                Ok(Settled::WillRetry(error))
+            }
+            OutboxStep::GiveUp => {
+                let reason = format!("{why} (given up after {attempts} attempts)");
+                tracing::warn!(msg_id = id, queue, reason, "outbox entry failed");
+                self.with_store(move |s| s.outbox().mark_failed(&id, now, &reason))
+                    .await?;
+                Ok(Settled::GaveUp(error))
             }
         }
     }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use helsemelding_messaging::{
     convert, CommtestMode, ErrorHandler, Handler, HandlerError, Listener, ListenerOptions,
-    Messenger, MessengerConfig, Received, Reply, RetryPolicy, SendRequest,
+    Messenger, MessengerConfig, OutboxPolicy, Received, Reply, RetryPolicy, SendRequest,
 };
 use helsemelding_protect::{
     protect, Certificate, Crl, Identity, ProtectOptions, RevocationPolicy, StaticCrls, TrustAnchors,
@@ -578,8 +578,8 @@ async fn an_outbox_entry_left_by_a_crash_is_sent_once_on_restart(net: Net) {
         world.registry.clone(),
         world.a.store.clone(),
     );
-    assert_eq!(restarted.flush_outbox().await.unwrap(), 1);
-    assert_eq!(restarted.flush_outbox().await.unwrap(), 0, "sent once");
+    assert_eq!(restarted.flush_outbox().await.unwrap().sent, 1);
+    assert_eq!(restarted.flush_outbox().await.unwrap().sent, 0, "sent once");
     let got = eventually("the hand-over", || {
         world.b.inbox.received().into_iter().next()
     })
@@ -1299,4 +1299,230 @@ mod pipelined {
     async fn rabbitmq() {
         concurrent_sends_through_one_messenger_pipeline(Net::RabbitMq).await;
     }
+}
+
+/// A transport whose `refused` queue does not exist (as a party's queue
+/// that was never created on the broker), and that can play a broker that
+/// refuses connections.
+struct RefusingTransport {
+    inner: Arc<dyn Transport>,
+    refused: String,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn connection_refused() -> helsemelding_transport::Error {
+    helsemelding_transport::Error::Connect {
+        endpoint: "localhost:1".into(),
+        reason: "connection refused".into(),
+    }
+}
+
+struct RefusingSender {
+    inner: Box<dyn helsemelding_transport::Sender>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait]
+impl helsemelding_transport::Sender for RefusingSender {
+    async fn send(
+        &mut self,
+        message: Message,
+    ) -> Result<helsemelding_transport::Outcome, helsemelding_transport::Error> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(connection_refused());
+        }
+        self.inner.send(message).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), helsemelding_transport::Error> {
+        self.inner.close().await
+    }
+}
+
+#[async_trait]
+impl Transport for RefusingTransport {
+    async fn sender(
+        &self,
+        queue: &str,
+    ) -> Result<Box<dyn helsemelding_transport::Sender>, helsemelding_transport::Error> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(connection_refused());
+        }
+        if queue == self.refused {
+            return Err(helsemelding_transport::Error::NoSuchQueue {
+                queue: queue.to_owned(),
+                reason: "amqp:not-found: no queue".into(),
+            });
+        }
+        Ok(Box::new(RefusingSender {
+            inner: self.inner.sender(queue).await?,
+            down: self.down.clone(),
+        }))
+    }
+
+    async fn check_queue(&self, queue: &str) -> Result<(), helsemelding_transport::Error> {
+        self.inner.check_queue(queue).await
+    }
+
+    async fn receiver(
+        &self,
+        queue: &str,
+        credit: u32,
+    ) -> Result<Box<dyn helsemelding_transport::Receiver>, helsemelding_transport::Error> {
+        self.inner.receiver(queue, credit).await
+    }
+
+    async fn close(&self) -> Result<(), helsemelding_transport::Error> {
+        Ok(())
+    }
+}
+
+/// Issue 12: an outbox entry whose queue does not exist holds up no other
+/// entry; it backs off on its own, a broker outage does not count against
+/// it, and after its attempts it is failed with its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbox_entry_that_cannot_be_sent_holds_up_nobody() {
+    const BACKOFF: Duration = Duration::from_millis(300);
+    let world = World::new(Net::Local).await;
+    let (a, b) = (&world.a, &world.b);
+    // A party in the registry whose queue was never created.
+    let ghost = 424242;
+    let signing = world.pki.issue("ghost signing", Usage::Signing);
+    let encryption = world.pki.issue("ghost encryption", Usage::Encryption);
+    world
+        .registry
+        .add_party(&NewParty {
+            her_id: ghost,
+            name: "ghost".into(),
+            signing_certificate: Certificate::from_x509(signing.cert.clone()),
+            encryption_certificate: Certificate::from_x509(encryption.cert.clone()),
+            cpp: None,
+            queue_prefix: None,
+        })
+        .unwrap();
+    let ghost = HerId::new(ghost).unwrap();
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refusing: Arc<dyn Transport> = Arc::new(RefusingTransport {
+        inner: world.transport.clone(),
+        refused: queue_name(ghost, QueueKind::Async),
+        down: down.clone(),
+    });
+    let crl = Crl::from_x509_crl(world.pki.crl(&[], Utc::now() + chrono::Duration::days(1)));
+    let mut config = MessengerConfig::new(
+        a.her_id,
+        Party::identity(&a.signing),
+        Party::identity(&a.encryption),
+        TrustAnchors::new(vec![Certificate::from_x509(world.pki.ca.cert.clone())]),
+        Arc::new(StaticCrls::new(vec![crl])),
+    );
+    config.outbox = OutboxPolicy {
+        max_attempts: 3,
+        backoff_min: BACKOFF,
+        backoff_max: BACKOFF,
+    };
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&store_dir.path().join("sender.db")).unwrap();
+    let messenger = Messenger::new(config, refusing, world.registry.clone(), store.clone());
+
+    // The send to the ghost fails, names its queue, and is recorded.
+    let error = messenger
+        .send(SendRequest::new(
+            ghost,
+            FUNCTION,
+            World::payload(a.her_id, ghost),
+        ))
+        .await
+        .unwrap_err();
+    let ghost_queue = queue_name(ghost, QueueKind::Async);
+    assert!(error.to_string().contains(&ghost_queue), "{error}");
+    let entries = store.outbox().entries(10).unwrap();
+    assert_eq!(entries.len(), 1);
+    let poisoned = entries[0].message_id.clone();
+    assert!(
+        matches!(&error, helsemelding_messaging::Error::InOutbox { message_id, queue, .. }
+            if *message_id == poisoned && *queue == ghost_queue),
+        "{error:?}"
+    );
+    let Some(OutboxState::Pending {
+        attempts: 1,
+        next_attempt_at,
+        ..
+    }) = store.outbox().state(&poisoned).unwrap()
+    else {
+        panic!("{:?}", store.outbox().state(&poisoned));
+    };
+    assert!(next_attempt_at > Utc::now(), "it waits its backoff");
+
+    // A message to B while the broker is down stays in the outbox, behind
+    // the poisoned entry; the outage counts against neither.
+    down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let to_b = messenger
+        .send(SendRequest::new(
+            b.her_id,
+            FUNCTION,
+            World::payload(a.her_id, b.her_id),
+        ))
+        .await;
+    assert!(
+        matches!(to_b, Err(helsemelding_messaging::Error::InOutbox { .. })),
+        "the broker is down: {to_b:?}"
+    );
+    let waiting = store
+        .outbox()
+        .pending(10)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.message_id)
+        .find(|id| *id != poisoned)
+        .expect("the message to B is recorded");
+    assert!(matches!(
+        store.outbox().state(&waiting).unwrap(),
+        Some(OutboxState::Pending { attempts: 0, .. })
+    ));
+    tokio::time::sleep(BACKOFF).await;
+    let report = messenger.flush_outbox().await.unwrap();
+    assert!(report.outage.is_some(), "{report:?}");
+    assert_eq!(report.sent, 0);
+    assert!(matches!(
+        store.outbox().state(&poisoned).unwrap(),
+        Some(OutboxState::Pending { attempts: 1, .. })
+    ));
+
+    // The broker is back: the older poisoned entry fails again, and the
+    // message to B after it is sent in the same pass.
+    down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let report = messenger.flush_outbox().await.unwrap();
+    assert_eq!((report.sent, report.retrying, report.failed), (1, 1, 0));
+    assert!(report.outage.is_none());
+    let got = eventually("the message to B", || {
+        b.inbox
+            .received()
+            .into_iter()
+            .find(|r| r.message_id == waiting)
+    })
+    .await;
+    assert_eq!(got.from, a.her_id);
+    // Not due yet: nothing is tried.
+    assert_eq!(
+        messenger.flush_outbox().await.unwrap(),
+        helsemelding_messaging::FlushReport::default()
+    );
+
+    // Its last attempt: failed, with the reason that names its queue.
+    tokio::time::sleep(BACKOFF).await;
+    let report = messenger.flush_outbox().await.unwrap();
+    assert_eq!((report.sent, report.retrying, report.failed), (0, 0, 1));
+    match store.outbox().state(&poisoned).unwrap() {
+        Some(OutboxState::Failed {
+            attempts, reason, ..
+        }) => {
+            assert_eq!(attempts, 3);
+            assert!(reason.contains(&ghost_queue), "{reason}");
+            assert!(reason.contains("does not exist"), "{reason}");
+            assert!(reason.contains("after 3 attempts"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(store.outbox().due(Utc::now(), 10).unwrap().is_empty());
+    world.stop().await;
 }

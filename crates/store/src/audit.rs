@@ -41,10 +41,14 @@ pub enum AuditKind {
     /// A received message function outside the sender's CPA or CPP
     /// (handed over unless `strict_message_functions`).
     FunctionOutsideProfile,
+    /// An operator removed an outbox entry before it was sent.
+    OutboxDropped,
+    /// An operator put a failed outbox entry back to pending.
+    OutboxRetried,
 }
 
 impl AuditKind {
-    const ALL: [AuditKind; 14] = [
+    const ALL: [AuditKind; 16] = [
         AuditKind::Sent,
         AuditKind::Received,
         AuditKind::Accepted,
@@ -59,6 +63,8 @@ impl AuditKind {
         AuditKind::Stop,
         AuditKind::AuthenticationFailed,
         AuditKind::FunctionOutsideProfile,
+        AuditKind::OutboxDropped,
+        AuditKind::OutboxRetried,
     ];
 
     /// The stored name, e.g. `error-reported`.
@@ -78,6 +84,8 @@ impl AuditKind {
             AuditKind::Stop => "stop",
             AuditKind::AuthenticationFailed => "authentication-failed",
             AuditKind::FunctionOutsideProfile => "function-outside-profile",
+            AuditKind::OutboxDropped => "outbox-dropped",
+            AuditKind::OutboxRetried => "outbox-retried",
         }
     }
 

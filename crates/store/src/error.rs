@@ -21,6 +21,13 @@ pub enum Error {
     /// No outbox entry has this message id.
     #[error("message {message_id} is not in the outbox")]
     UnknownMessage { message_id: String },
+    /// An outbox entry is not in the state an operation needs.
+    #[error("message {message_id} is {state} in the outbox: cannot {action}")]
+    OutboxState {
+        message_id: String,
+        state: String,
+        action: &'static str,
+    },
     /// A receipt was expected twice for the same message.
     #[error("a receipt for message {message_id} is already expected")]
     DuplicateReceipt { message_id: String },

@@ -4,7 +4,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::{Error, Result};
 
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 const V1: &str = r#"
 CREATE TABLE outbox (
@@ -117,6 +117,14 @@ CREATE TABLE revocation_unknown (
 );
 "#;
 
+/// The outbox as a set of independent entries: each pending entry has its
+/// own next-attempt time (per-entry backoff), so a failing entry only
+/// delays itself. Existing entries are due at once.
+const V3: &str = r#"
+ALTER TABLE outbox ADD COLUMN next_attempt_ms INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX outbox_due ON outbox(state, next_attempt_ms);
+"#;
+
 pub(crate) fn prepare(connection: &Connection) -> Result<()> {
     // First, so that every statement below waits for another process that
     // is opening the same file instead of failing with "database is locked".
@@ -137,6 +145,9 @@ pub(crate) fn prepare(connection: &Connection) -> Result<()> {
     }
     if found < 2 {
         tx.execute_batch(V2)?;
+    }
+    if found < 3 {
+        tx.execute_batch(V3)?;
     }
     if found < VERSION {
         tx.pragma_update(None, "user_version", VERSION)?;
@@ -182,6 +193,31 @@ mod tests {
             .collect::<std::result::Result<_, _>>()
             .unwrap();
         assert_eq!(kept, [(0, "m1".to_string())]);
+    }
+
+    #[test]
+    fn a_version_2_outbox_is_migrated_with_its_entries_due_at_once() {
+        let connection = Connection::open_in_memory().unwrap();
+        connection.execute_batch(V1).unwrap();
+        connection.execute_batch(V2).unwrap();
+        connection.pragma_update(None, "user_version", 2).unwrap();
+        connection
+            .execute_batch(
+                "INSERT INTO outbox (message_id, to_her_id, queue, function, envelope, body,
+                                     created_ms, state, attempts)
+                 VALUES ('m1', 93252, '93252_async', 'F', x'7b7d', x'3080', 1000, 'pending', 2);",
+            )
+            .unwrap();
+        prepare(&connection).unwrap();
+        assert_eq!(schema_version(&connection).unwrap(), VERSION);
+        let (attempts, next): (i64, i64) = connection
+            .query_row(
+                "SELECT attempts, next_attempt_ms FROM outbox WHERE message_id = 'm1'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((attempts, next), (2, 0));
     }
 
     #[test]

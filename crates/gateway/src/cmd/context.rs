@@ -115,6 +115,7 @@ impl Context {
         messenger_config.async_ttl = config.send.async_ttl;
         messenger_config.payload_metadata = config.send.payload_metadata;
         messenger_config.extra_properties = config.send.extra_properties.clone();
+        messenger_config.outbox.max_attempts = config.send.outbox_max_attempts;
         messenger_config.receive = ReceivePolicy {
             strict_message_functions: config.receive.strict_message_functions,
             allow_party_mismatch: config.receive.allow_party_mismatch,

@@ -302,7 +302,16 @@ async fn start(
 ) -> Result<(Context, Listener)> {
     let (context, config) = Context::open_with_config(config).await?;
     warn_of_missing_dead_letter_paths(&config).await;
-    context.messenger.flush_outbox().await?;
+    // Whatever the outbox holds goes first; an entry that cannot be sent
+    // (or a broker outage) never keeps the listener from starting.
+    match context.messenger.flush_outbox().await {
+        Ok(report) => {
+            if let Some(outage) = report.outage {
+                tracing::warn!(outage, "outbox: the broker is unavailable, sending later");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "outbox: not flushed on start, the pump tries again"),
+    }
     let listener = Listener::start(
         &context.messenger,
         sink.clone(),

@@ -1,18 +1,18 @@
 //! `helsemelding --config F send --to HERID --function MSGFUNC [--sync]
 //! [--timeout S] FILE`: sign, encrypt and send one message. Async: prints
 //! its message id once the broker accepted it; when the broker cannot be
-//! reached within `broker.connect_timeout_ms`, prints the id, says that
-//! the message waits in the outbox and exits 75 (EX_TEMPFAIL). Sync: waits
-//! for the reply and writes its decrypted payload to stdout.
+//! reached within `broker.connect_timeout_ms` or the transfer fails for
+//! now, prints the id, says that the message waits in the outbox and why,
+//! and exits 75 (EX_TEMPFAIL). Sync: waits for the reply and writes its
+//! decrypted payload to stdout.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use helsemelding_messaging::{Messenger, SendRequest};
+use helsemelding_messaging::SendRequest;
 use helsemelding_wire::text::for_display;
 use helsemelding_wire::HerId;
 
@@ -65,8 +65,11 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
         let mut request = SendRequest::new(to, function.clone(), payload);
         request.from = from;
         if args.sync {
-            // Whatever an earlier run left in the outbox goes first.
-            messenger.flush_outbox().await?;
+            // Whatever an earlier run left in the outbox goes first; none
+            // of it can stop this request.
+            if let Err(error) = messenger.flush_outbox().await {
+                tracing::warn!(%error, "earlier messages stay in the outbox");
+            }
             let reply = messenger.send_and_wait(request, timeout).await;
             messenger.close().await?;
             let reply = match reply {
@@ -95,26 +98,32 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
         // The new message first, then whatever an earlier run left in the
         // outbox: into an outage, a send then waits for the broker once
         // (`broker.connect_timeout_ms`), not once per message.
-        let pending_before = pending_ids(messenger)?;
         let sent = messenger.send(request).await;
         let id = match sent {
             Ok(id) => id,
-            Err(error) => {
-                let error = anyhow::Error::from(error);
-                let Some(why) = temporary_failure(&error) else {
+            Err(helsemelding_messaging::Error::InOutbox {
+                message_id, source, ..
+            }) => {
+                // Recorded: say its id and why it is not sent yet.
+                let error = anyhow::Error::from(*source);
+                if refused_credentials(&error) {
+                    // Not a passing state: the same credentials fail again.
                     return Err(error);
-                };
-                let Some(id) = recorded_now(messenger, &pending_before, to, &function)? else {
-                    // Not recorded: the failure came before the outbox.
-                    return Err(error);
-                };
-                println!("{id}");
-                eprintln!(
-                    "helsemelding: recorded in the outbox as {id}; the broker at {broker} {why}; \
-                     it will be sent by `listen` or `outbox flush`"
-                );
+                }
+                println!("{message_id}");
+                match temporary_failure(&error) {
+                    Some(why) => eprintln!(
+                        "helsemelding: recorded in the outbox as {message_id}; the broker at {broker} {why}; \
+                         it will be sent by `listen` or `outbox flush`"
+                    ),
+                    None => eprintln!(
+                        "helsemelding: recorded in the outbox as {message_id}; sending it failed ({error:#}); \
+                         it is tried again by `listen` or `outbox flush` (see `outbox list`)"
+                    ),
+                }
                 return Ok(ExitCode::from(EXIT_IN_OUTBOX));
             }
+            Err(error) => return Err(error.into()),
         };
         println!("{id}");
         if let Err(error) = messenger.flush_outbox().await {
@@ -177,37 +186,14 @@ fn temporary_failure(error: &anyhow::Error) -> Option<String> {
     }
 }
 
-fn pending_ids(messenger: &Messenger) -> Result<HashSet<String>> {
-    Ok(messenger
-        .store()
-        .outbox()
-        .pending(OUTBOX_SCAN)?
-        .into_iter()
-        .map(|entry| entry.message_id)
-        .collect())
-}
-
-/// How many outbox entries are looked through for the one just recorded.
-const OUTBOX_SCAN: usize = 100_000;
-
-/// The outbox entry this `send` recorded: pending now, not before, to
-/// this receiver with this function. (`Messenger::send` does not say the
-/// message-id when the transfer fails after the outbox has it.)
-fn recorded_now(
-    messenger: &Messenger,
-    before: &HashSet<String>,
-    to: HerId,
-    function: &str,
-) -> Result<Option<String>> {
-    Ok(messenger
-        .store()
-        .outbox()
-        .pending(OUTBOX_SCAN)?
-        .into_iter()
-        .filter(|entry| !before.contains(&entry.message_id))
-        .filter(|entry| entry.to_her_id == to.get() && entry.function == function)
-        .map(|entry| entry.message_id)
-        .next_back())
+/// Whether the broker refused our user or password.
+fn refused_credentials(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<helsemelding_transport::Error>(),
+            Some(helsemelding_transport::Error::AuthenticationFailed { .. })
+        )
+    })
 }
 
 /// A positive, finite number of seconds from the command line.

@@ -83,6 +83,7 @@ fn the_documented_example_loads_with_paths_resolved_beside_the_file() {
     );
     assert!(config.send.payload_metadata);
     assert_eq!(config.send.async_ttl, None);
+    assert_eq!(config.send.outbox_max_attempts, 20);
     assert_eq!(config.broker.ca_file, Some(setup.dir.path().join("ca.pem")));
     assert_eq!(
         config.identity.signing,
@@ -210,6 +211,11 @@ fn unknown_keys_and_bad_values_name_the_key() {
             "audit.retention_days",
         ),
         ("her_id = [", &[], "line 1"),
+        (
+            FULL,
+            &[("HELSEMELDING_SEND_OUTBOX_MAX_ATTEMPTS", "0")],
+            "send.outbox_max_attempts",
+        ),
     ];
     for (text, env, key) in cases {
         let error = setup.error(text, env);
@@ -312,7 +318,7 @@ fn the_http_registry_needs_the_cppa_url_and_a_sane_timeout() {
 fn several_her_ids_and_the_receive_and_send_switches() {
     let setup = Setup::new();
     let several = FULL.replace("her_id = 91462", "her_ids = [8141703, 8141705]")
-        + "[receive]\nstrict_message_functions = true\nallow_party_mismatch = true\nallow_unprotected = true\nrevocation_unknown_for_seconds = 60\n[send]\nasync_ttl_seconds = 345600\npayload_metadata = false\nextra_properties = { X-SystemIdentifier = \"EPJ\" }\n";
+        + "[receive]\nstrict_message_functions = true\nallow_party_mismatch = true\nallow_unprotected = true\nrevocation_unknown_for_seconds = 60\n[send]\nasync_ttl_seconds = 345600\npayload_metadata = false\nextra_properties = { X-SystemIdentifier = \"EPJ\" }\noutbox_max_attempts = 5\n";
     let config = setup.load(&several, &[]).unwrap();
     assert_eq!(config.her_ids, [8141703, 8141705]);
     assert_eq!(config.her_id, 8141703, "the first sends by default");
@@ -328,6 +334,7 @@ fn several_her_ids_and_the_receive_and_send_switches() {
         Some(std::time::Duration::from_secs(345_600))
     );
     assert!(!config.send.payload_metadata);
+    assert_eq!(config.send.outbox_max_attempts, 5);
     assert_eq!(
         config.send.extra_properties,
         [("X-SystemIdentifier".to_string(), "EPJ".to_string())]
