@@ -21,10 +21,10 @@ use helsemelding_wire::msghead::MsgHead;
 use helsemelding_wire::queue::QueueKind;
 use uuid::Uuid;
 
+use crate::api::{Handler, Received};
 use crate::engine::HandlerError;
 use crate::messenger::Messenger;
 use crate::receipts::{self, Verdict, APPREC_FUNCTION};
-use crate::receive::{Handler, Received};
 
 /// The waiter key of the communication test whose request had `msg_id`.
 pub(crate) fn commtest_key(msg_id: &str) -> String {

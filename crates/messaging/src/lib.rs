@@ -20,18 +20,21 @@
 //! backoff, or reject), and the store de-duplicates by (sender, message-id).
 
 mod answer;
+mod api;
 mod commtest;
 pub mod convert;
 pub mod engine;
 mod error;
 mod in_flight;
+mod listener;
 mod messenger;
 pub mod receipts;
 mod receive;
 mod waiters;
 
+pub use api::{ErrorHandler, Handler, ListenerOptions, Received, Reply};
 pub use commtest::{CommtestMode, CommtestOutcome};
 pub use engine::{Decision, HandlerError, OutboxPolicy, ReceivePolicy, RetryPolicy};
 pub use error::{Error, Result};
+pub use listener::Listener;
 pub use messenger::{FlushReport, Messenger, MessengerConfig, SendRequest};
-pub use receive::{ErrorHandler, Handler, Listener, ListenerOptions, Received, Reply};

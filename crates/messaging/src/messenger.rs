@@ -26,13 +26,14 @@ use helsemelding_wire::{metadata, HerId};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::api::Received;
 use crate::convert;
 use crate::engine::{
     classify_send_failure, OutboxPolicy, OutboxStep, ReceivePolicy, RetryPolicy, SendFailure,
 };
 use crate::error::{Error, Result};
+use crate::listener::Listener;
 use crate::receipts::{self, Deadlines};
-use crate::receive::{Listener, Received};
 use crate::waiters::Waiters;
 
 /// A receiver looked up and judged usable.

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use crate::receive::Received;
+use crate::api::Received;
 
 /// The table of waiting callers, shared by the senders and the pipelines.
 #[derive(Clone, Default)]

@@ -1,6 +1,6 @@
 //! The one error type of this crate.
 
-use crate::error_report::ErrorCondition;
+use crate::condition::ErrorCondition;
 
 /// What failed while reading or building something of the profile.
 ///

@@ -20,6 +20,7 @@
 //! condition the sender of a refused message is told.
 
 pub mod apprec;
+mod condition;
 pub mod dialog;
 pub mod envelope;
 mod error;

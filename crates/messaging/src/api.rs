@@ -1,0 +1,129 @@
+//! The public face of the pipelines: what the application receives
+//! ([`Received`]), answers ([`Reply`]) and implements ([`Handler`],
+//! [`ErrorHandler`]), and how the pipelines run ([`ListenerOptions`]).
+//! Shared by the sender, the receive driver and the answer paths, so that
+//! none of them imports another for its types.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use helsemelding_wire::error_report::ReceivedErrorReport;
+use helsemelding_wire::HerId;
+use uuid::Uuid;
+
+use crate::engine::HandlerError;
+
+/// A message that passed every check, as the application receives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// The sender's HER-id (`fromHerId`, verified against the signer).
+    pub from: HerId,
+    /// The one of our HER-ids it is addressed to (`toHerId`); its answers
+    /// go out from this HER-id.
+    pub to: HerId,
+    /// The message function (AMQP subject).
+    pub function: String,
+    /// The message-id.
+    pub message_id: String,
+    /// The correlation-id, when present.
+    pub correlation_id: Option<String>,
+    /// The CPA id the sender named, when any.
+    pub cpa_id: Option<Uuid>,
+    /// The payload exactly as it was signed (never re-serialised).
+    pub payload: Vec<u8>,
+    /// Payload metadata (the `X-MessageInfo-*` keys), read from the payload.
+    pub metadata: BTreeMap<String, String>,
+    /// The sender's `applicationTimeStamp`.
+    pub application_time: DateTime<Utc>,
+    /// `enqueuedTimeUtc`, when the sender set it.
+    pub enqueued_time: Option<DateTime<Utc>>,
+    /// When we took the delivery.
+    pub received_at: DateTime<Utc>,
+    /// The queue it came from.
+    pub queue: String,
+}
+
+/// The application's answer to a synchronous request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The reply's message function; `None`: the request's.
+    pub function: Option<String>,
+    /// The reply payload (XML), signed and encrypted for the requester.
+    pub payload: Vec<u8>,
+}
+
+impl Reply {
+    /// A reply with the request's message function.
+    pub fn new(payload: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            function: None,
+            payload: payload.into(),
+        }
+    }
+}
+
+/// The application's side of the async and sync pipelines.
+#[async_trait]
+pub trait Handler: Send + Sync {
+    /// Takes a checked message from our async queue. The delivery is
+    /// accepted only after this returned `Ok`: keep what must survive
+    /// before returning. A MsgHead that asks for a receipt is then answered
+    /// with an AppRec (status OK, or rejected on
+    /// [`HandlerError::RejectContent`]).
+    async fn handle(&self, message: &Received) -> std::result::Result<(), HandlerError>;
+
+    /// Answers a checked synchronous request (our sync queue). The default
+    /// refuses: the requester hears `transport:unsupported-message` on its
+    /// error queue. Communication tests are answered without this.
+    async fn answer(&self, message: &Received) -> std::result::Result<Reply, HandlerError> {
+        Err(HandlerError::Reject {
+            condition: helsemelding_wire::error_report::ErrorCondition::UnsupportedMessage,
+            description: format!(
+                "HER-id {} does not answer synchronous {} requests",
+                message.to, message.function
+            ),
+        })
+    }
+}
+
+/// The application's side of our error queue.
+#[async_trait]
+pub trait ErrorHandler: Send + Sync {
+    /// Takes an error report about a message we sent. `Err(Retry)` releases
+    /// it for later; `Err(Reject)` dead-letters it (never answered).
+    async fn handle_error(
+        &self,
+        report: &ReceivedErrorReport,
+    ) -> std::result::Result<(), HandlerError>;
+}
+
+/// How the pipelines run.
+#[derive(Clone, Debug)]
+pub struct ListenerOptions {
+    /// Concurrent workers per queue.
+    pub workers: usize,
+    /// Whether to consume our error queue too.
+    pub error_queue: bool,
+    /// Whether to consume our sync queue too (answering requests through
+    /// [`Handler::answer`] and communication tests).
+    pub sync_queue: bool,
+    /// How long one receive call waits before checking for shutdown.
+    pub poll: Duration,
+    /// Deliveries one worker may hold back for a later retry while it goes
+    /// on with other messages (a worker never sleeps holding a delivery).
+    pub parked_per_worker: usize,
+}
+
+impl Default for ListenerOptions {
+    fn default() -> Self {
+        ListenerOptions {
+            workers: 4,
+            error_queue: true,
+            sync_queue: true,
+            poll: Duration::from_millis(500),
+            parked_per_worker: 4,
+        }
+    }
+}
