@@ -30,6 +30,8 @@
 //! allow_party_mismatch = false       # skip the MsgHead Sender/Receiver vs header check
 //! allow_unprotected = false          # take text/plain messages (test environments only)
 //! revocation_unknown_for_seconds = 3600  # then a message whose revocation stays unknown is dead-lettered
+//! dead_letters = "auto"              # auto | broker | store: where a message given up goes (below)
+//! fault_pause_max_seconds = 30       # a fault of ours (full disk): longest pause between tries
 //! [send]
 //! async_ttl_seconds = 345600      # optional; none by default, as the reference
 //! payload_metadata = true         # the X-MessageInfo-* keys beside the encrypted body
@@ -86,6 +88,29 @@ struct RawReceive {
     allow_unprotected: bool,
     #[serde(default = "default_revocation_unknown_seconds")]
     revocation_unknown_for_seconds: u64,
+    #[serde(default)]
+    dead_letters: DeadLetterSetting,
+    #[serde(default = "default_fault_pause_max_seconds")]
+    fault_pause_max_seconds: u64,
+}
+
+fn default_fault_pause_max_seconds() -> u64 {
+    30
+}
+
+/// Where a message that is given up goes (`[receive] dead_letters`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeadLetterSetting {
+    /// Rejected to the broker where the management API shows the queue has
+    /// a dead-letter path; kept in the store where it has none or where
+    /// that cannot be checked (a rejected message must never be deleted).
+    #[default]
+    Auto,
+    /// Always rejected: the broker's dead-letter policy is known to exist.
+    Broker,
+    /// Always kept in the store (`parked list`).
+    Store,
 }
 
 impl Default for RawReceive {
@@ -95,6 +120,8 @@ impl Default for RawReceive {
             allow_party_mismatch: false,
             allow_unprotected: false,
             revocation_unknown_for_seconds: default_revocation_unknown_seconds(),
+            dead_letters: DeadLetterSetting::Auto,
+            fault_pause_max_seconds: default_fault_pause_max_seconds(),
         }
     }
 }
@@ -320,6 +347,9 @@ pub struct Receive {
     pub allow_party_mismatch: bool,
     pub allow_unprotected: bool,
     pub revocation_unknown_for: std::time::Duration,
+    pub dead_letters: DeadLetterSetting,
+    /// The longest pause between tries while a fault of ours lasts.
+    pub fault_pause_max: std::time::Duration,
 }
 
 /// What every message we send carries (`[send]`).
@@ -615,6 +645,9 @@ fn validate_send(raw: &RawSend) -> Result<Send> {
 
 fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
     let her_ids = validate_her_ids(&raw)?;
+    if raw.receive.fault_pause_max_seconds == 0 {
+        bail!("key receive.fault_pause_max_seconds: must be at least 1");
+    }
     if raw.receive.revocation_unknown_for_seconds == 0 {
         bail!("key receive.revocation_unknown_for_seconds: must be at least 1");
     }
@@ -711,6 +744,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
             revocation_unknown_for: std::time::Duration::from_secs(
                 raw.receive.revocation_unknown_for_seconds,
             ),
+            dead_letters: raw.receive.dead_letters,
+            fault_pause_max: std::time::Duration::from_secs(raw.receive.fault_pause_max_seconds),
         },
         send,
     })

@@ -62,6 +62,9 @@ enum Command {
     /// See (`outbox list`), send (`outbox flush`), retry (`outbox retry`) and
     /// drop (`outbox drop`) what the outbox holds.
     Outbox(cmd::outbox::Args),
+    /// See (`parked list`), put back (`parked requeue`) and drop (`parked
+    /// drop`) the messages kept in the store instead of dead-lettered.
+    Parked(cmd::parked::Args),
 }
 
 fn main() -> ExitCode {
@@ -145,6 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Commtest(args) => cmd::commtest::run(cli.config.as_deref(), args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Outbox(args) => cmd::outbox::run(cli.config.as_deref(), args),
+        Command::Parked(args) => cmd::parked::run(cli.config.as_deref(), args),
     }
 }
 

@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::api::{Handler, Received};
 use crate::engine::HandlerError;
+use crate::error::Error;
 use crate::messenger::Messenger;
 use crate::receipts::{self, Verdict, APPREC_FUNCTION};
 
@@ -81,7 +82,7 @@ pub(crate) async fn take(
     let Some(head) = head.filter(|h| h.wants_receipt() || verdict != Verdict::Ok) else {
         return Ok(String::from("ok").into());
     };
-    Ok(send_receipt(messenger, received, &head, &verdict).await)
+    send_receipt(messenger, received, &head, &verdict).await
 }
 
 /// Sends a repeat of a handed-over message the answer the first copy got
@@ -256,9 +257,9 @@ async fn send_receipt(
     received: &Received,
     head: &MsgHead,
     verdict: &Verdict,
-) -> Taken {
+) -> Result<Taken, HandlerError> {
     if !messenger.inner.config.send_receipts {
-        return String::from("ok").into();
+        return Ok(String::from("ok").into());
     }
     let xml = receipts::answer(head, verdict, &new_id(), Utc::now());
     let status = match verdict {
@@ -270,24 +271,28 @@ async fn send_receipt(
         payload: xml.into_bytes(),
     };
     let outcome = match messenger
-        .send_answer(
-            received.to,
-            received.from,
-            APPREC_FUNCTION,
-            answer.payload.clone(),
-        )
+        .send_answer_recording_hand_over(received, &answer)
         .await
     {
         Ok(_) => format!("ok; apprec {status} sent"),
+        // Queued: the outbox sends it once the broker takes it.
+        Err(Error::InOutbox { .. }) => format!("ok; apprec {status} queued in the outbox"),
+        // Not even queued, for a fault of ours: the message comes again
+        // (the application takes it once more) rather than go unanswered.
+        Err(Error::Store(error)) => {
+            return Err(HandlerError::Unavailable {
+                reason: format!("the AppRec could not be queued: {error}"),
+            })
+        }
         Err(error) => {
             tracing::error!(%error, msg_id = head.msg_id, to = received.from.get(), "AppRec not sent");
             format!("ok; apprec {status} NOT sent: {error}")
         }
     };
-    Taken {
+    Ok(Taken {
         outcome,
         answer: Some(answer),
-    }
+    })
 }
 
 fn new_id() -> String {

@@ -13,7 +13,7 @@ use helsemelding_wire::error_report::ReceivedErrorReport;
 use helsemelding_wire::HerId;
 use uuid::Uuid;
 
-use crate::engine::HandlerError;
+use crate::engine::{DeadLetters, HandlerError};
 
 /// A message that passed every check, as the application receives it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +114,26 @@ pub struct ListenerOptions {
     /// Deliveries one worker may hold back for a later retry while it goes
     /// on with other messages (a worker never sleeps holding a delivery).
     pub parked_per_worker: usize,
+    /// Where a message that is given up goes, unless
+    /// `dead_letters_by_queue` names its queue. A message whose sender
+    /// cannot be read is always kept in the store.
+    pub dead_letters: DeadLetters,
+    /// Per-queue exceptions to `dead_letters` (a queue found without a
+    /// dead-letter path at start: [`DeadLetters::Store`]).
+    pub dead_letters_by_queue: BTreeMap<String, DeadLetters>,
+    /// The longest pause between tries while a fault of ours lasts (a full
+    /// disk: see [`HandlerError::Unavailable`]); pauses double from 1 s.
+    pub fault_pause_max: Duration,
+}
+
+impl ListenerOptions {
+    /// Where a message given up on `queue` goes.
+    pub fn dead_letters_of(&self, queue: &str) -> DeadLetters {
+        self.dead_letters_by_queue
+            .get(queue)
+            .copied()
+            .unwrap_or(self.dead_letters)
+    }
 }
 
 impl Default for ListenerOptions {
@@ -124,6 +144,9 @@ impl Default for ListenerOptions {
             sync_queue: true,
             poll: Duration::from_millis(500),
             parked_per_worker: 4,
+            dead_letters: DeadLetters::Broker,
+            dead_letters_by_queue: BTreeMap::new(),
+            fault_pause_max: Duration::from_secs(30),
         }
     }
 }

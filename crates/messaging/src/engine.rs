@@ -41,6 +41,43 @@ pub enum Decision {
     /// Already handed over (or answered) earlier: accept without a second
     /// hand-over.
     AcceptDuplicate,
+    /// A fault of ours, not the message's (a full disk, a store that
+    /// cannot be written): release at once without spending an attempt,
+    /// and take no deliveries until the fault is gone.
+    Pause {
+        /// What failed, for the log and the audit.
+        reason: String,
+    },
+}
+
+/// Where a message that is given up goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetters {
+    /// Rejected: the broker's dead-letter policy moves it (NHN's bus: to
+    /// `<herid>_dl`).
+    Broker,
+    /// Kept in the store (`parked`) and accepted: for queues without a
+    /// dead-letter path, where the broker would delete a rejected message.
+    Store,
+}
+
+/// Where a message that is given up goes: a message whose sender cannot be
+/// read is always kept in the store (nobody can be told, and a broker's
+/// dead-letter queue is no place an operator of ours looks first); others
+/// go where the queue sends them.
+pub fn dead_letter_route(queue: DeadLetters, sender_known: bool) -> DeadLetters {
+    if sender_known {
+        queue
+    } else {
+        DeadLetters::Store
+    }
+}
+
+/// The store could not be read or written: ours, never the message's.
+pub fn on_store_failure(error: &str) -> Decision {
+    Decision::Pause {
+        reason: format!("the store cannot be used: {error}"),
+    }
 }
 
 /// How retries are paced and bounded.
@@ -345,6 +382,14 @@ pub enum HandlerError {
         /// The description to report.
         description: String,
     },
+    /// Ours, not the message's: the application cannot take anything now
+    /// (its disk is full, its folder not writable). The listener releases
+    /// the message without spending an attempt and stops taking deliveries
+    /// until a later one goes through.
+    Unavailable {
+        /// What failed, for the log and the audit.
+        reason: String,
+    },
     /// The content is wrong (a business-level rejection): a MsgHead is
     /// answered with an AppRec of status rejected carrying these errors
     /// (kodeverk 8221 codes and texts, the application's choice) and
@@ -359,6 +404,7 @@ impl std::fmt::Display for HandlerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             HandlerError::Retry { reason } => write!(f, "retry: {reason}"),
+            HandlerError::Unavailable { reason } => write!(f, "unavailable: {reason}"),
             HandlerError::Reject {
                 condition,
                 description,
@@ -380,6 +426,9 @@ impl std::error::Error for HandlerError {}
 pub fn on_handler_error(error: &HandlerError, policy: &RetryPolicy, attempt: u32) -> Decision {
     match error {
         HandlerError::Retry { .. } => policy.on_local_failure(attempt),
+        HandlerError::Unavailable { reason } => Decision::Pause {
+            reason: reason.clone(),
+        },
         HandlerError::Reject {
             condition,
             description,
@@ -705,6 +754,34 @@ mod tests {
             )),
             ErrorCondition::InternalError
         );
+    }
+
+    #[test]
+    fn faults_of_ours_pause_the_pipeline_instead_of_spending_attempts() {
+        let p = policy();
+        let unavailable = HandlerError::Unavailable {
+            reason: "No space left on device".into(),
+        };
+        // Even on the last attempt: a full disk never dead-letters a message.
+        assert_eq!(
+            on_handler_error(&unavailable, &p, p.delivery_limit),
+            Decision::Pause {
+                reason: "No space left on device".into()
+            }
+        );
+        assert!(matches!(
+            on_store_failure("disk I/O error"),
+            Decision::Pause { reason } if reason.contains("disk I/O error")
+        ));
+    }
+
+    #[test]
+    fn a_message_nobody_can_be_told_of_is_always_kept_in_the_store() {
+        use DeadLetters::{Broker, Store};
+        assert_eq!(dead_letter_route(Broker, true), Broker);
+        assert_eq!(dead_letter_route(Store, true), Store);
+        assert_eq!(dead_letter_route(Broker, false), Store);
+        assert_eq!(dead_letter_route(Store, false), Store);
     }
 
     #[test]

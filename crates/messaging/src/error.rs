@@ -126,6 +126,14 @@ pub enum Error {
         /// `async`, `sync`, `error` or `syncreply`.
         kind: &'static str,
     },
+    /// A message is to be put back on a queue that is not one of ours.
+    #[error("queue {queue} is not one of our queues ({ours}): a message is only put back where it came from")]
+    NotOurQueue {
+        /// The queue asked for.
+        queue: String,
+        /// Ours, comma-separated.
+        ours: String,
+    },
     /// A send names a sending HER-id that is not one of this installation's.
     #[error("HER-id {her_id} is not one of ours ({ours}): pick one with --from")]
     NotOurs {

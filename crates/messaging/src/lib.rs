@@ -17,7 +17,10 @@
 //!   answered by every listener.
 //!
 //! Every delivery is settled on every path (accept, release after a
-//! backoff, or reject), and the store de-duplicates by (sender, message-id).
+//! backoff, reject, or kept in the store where rejecting would delete it),
+//! and the store de-duplicates by (sender, message-id). A fault of ours (a
+//! full disk) pauses the pipelines instead of spending the message's
+//! delivery attempts.
 
 mod answer;
 mod api;
@@ -27,6 +30,7 @@ pub mod engine;
 mod error;
 mod in_flight;
 mod listener;
+mod local_fault;
 mod messenger;
 pub mod receipts;
 mod receive;
@@ -34,7 +38,7 @@ mod waiters;
 
 pub use api::{ErrorHandler, Handler, ListenerOptions, Received, Reply};
 pub use commtest::{CommtestMode, CommtestOutcome};
-pub use engine::{Decision, HandlerError, OutboxPolicy, ReceivePolicy, RetryPolicy};
+pub use engine::{DeadLetters, Decision, HandlerError, OutboxPolicy, ReceivePolicy, RetryPolicy};
 pub use error::{Error, Result};
 pub use listener::Listener;
 pub use messenger::{FlushReport, Messenger, MessengerConfig, SendRequest};

@@ -15,6 +15,7 @@ use helsemelding_protect::{
 };
 use helsemelding_registry::{resolve, Direction, QueueAddresses, Registry, WorkingProfile};
 use helsemelding_store::audit::{AuditEvent, AuditKind};
+use helsemelding_store::inbox::{Answer, MessageKey};
 use helsemelding_store::outbox::OutgoingMessage;
 use helsemelding_store::receipts::{ExpectedReceipt, ReceiptRecord};
 use helsemelding_store::Store;
@@ -201,6 +202,15 @@ pub struct FlushReport {
 }
 
 /// How one transfer of an outbox entry ended.
+/// The received message an outgoing answer answers, and the answer as
+/// kept for a repeat.
+struct AnswerOf {
+    ours: HerId,
+    sender: HerId,
+    message_id: String,
+    answer: Answer,
+}
+
 enum Settled {
     Sent,
     /// Failed; the entry waits for its next attempt.
@@ -320,6 +330,23 @@ impl Messenger {
         queue_of(&self.our_queues(ours).await?, ours, kind)
     }
 
+    /// Puts `message` back on `queue`, one of our async, sync or error
+    /// queues, exactly as it came (an operator's requeue of a message kept
+    /// in the store): the listener then judges it afresh.
+    pub async fn put_back(&self, queue: &str, message: Message) -> Result<()> {
+        let mut ours = Vec::new();
+        for kind in [QueueKind::Async, QueueKind::Sync, QueueKind::Error] {
+            ours.extend(self.our_distinct_queues(kind).await.unwrap_or_default());
+        }
+        if !ours.iter().any(|known| known == queue) {
+            return Err(Error::NotOurQueue {
+                queue: queue.to_owned(),
+                ours: ours.join(", "),
+            });
+        }
+        self.send_to_queue(queue, message).await
+    }
+
     /// The distinct queues of `kind` of all our HER-ids: several HER-ids
     /// often share one set of queues.
     pub async fn our_distinct_queues(&self, kind: QueueKind) -> Result<Vec<String>> {
@@ -375,7 +402,7 @@ impl Messenger {
         let from = self.sender_for(request.from)?;
         check_payload_parties(&request.payload, from, request.to)?;
         let target = self.target(from, request.to, &request.function).await?;
-        self.send_async(from, request, target).await
+        self.send_async(from, request, target, None).await
     }
 
     /// Sends an answer (an AppRec, a communication-test response) through
@@ -390,8 +417,30 @@ impl Messenger {
         payload: Vec<u8>,
     ) -> Result<String> {
         let target = self.target_unchecked_function(from, to).await?;
-        self.send_async(from, SendRequest::new(to, function, payload), target)
+        self.send_async(from, SendRequest::new(to, function, payload), target, None)
             .await
+    }
+
+    /// Sends `answer` (an AppRec) to the sender of `received`, recording it
+    /// in the outbox in one transaction with the hand-over of `received`:
+    /// after a crash, a redelivery of `received` is then known as handed
+    /// over and answered, and gets neither a second hand-over nor a second
+    /// answer.
+    pub(crate) async fn send_answer_recording_hand_over(
+        &self,
+        received: &Received,
+        answer: &Answer,
+    ) -> Result<String> {
+        let (from, to) = (received.to, received.from);
+        let target = self.target_unchecked_function(from, to).await?;
+        let request = SendRequest::new(to, &answer.function, answer.payload.clone());
+        let answers = AnswerOf {
+            ours: received.to,
+            sender: received.from,
+            message_id: received.message_id.clone(),
+            answer: answer.clone(),
+        };
+        self.send_async(from, request, target, Some(answers)).await
     }
 
     async fn send_async(
@@ -399,6 +448,7 @@ impl Messenger {
         from: HerId,
         request: SendRequest,
         target: Target,
+        answers: Option<AnswerOf>,
     ) -> Result<String> {
         let to = request.to;
         let queue = target.queue(QueueKind::Async)?;
@@ -429,7 +479,7 @@ impl Messenger {
                 now,
             )
             .await?;
-        self.record_in_outbox(&message, to, &queue, now, ttl)
+        self.record_in_outbox(&message, to, &queue, now, ttl, answers)
             .await?;
         if let Some(expected) = expects_receipt {
             self.track_receipt(expected).await;
@@ -814,6 +864,7 @@ impl Messenger {
         queue: &str,
         now: DateTime<Utc>,
         ttl: Option<Duration>,
+        answers: Option<AnswerOf>,
     ) -> Result<()> {
         let entry = OutgoingMessage {
             message_id: message.message_id.clone().unwrap_or_default(),
@@ -826,7 +877,18 @@ impl Messenger {
             created_at: now,
             expires_at: ttl.and_then(|t| chrono::Duration::from_std(t).ok().map(|t| now + t)),
         };
-        self.with_store(move |s| s.outbox().enqueue(&entry)).await
+        self.with_store(move |s| match &answers {
+            None => s.outbox().enqueue(&entry),
+            Some(of) => {
+                let key = MessageKey {
+                    ours: of.ours.get(),
+                    sender: of.sender.get(),
+                    message_id: &of.message_id,
+                };
+                s.outbox().enqueue_answer(&entry, key, &of.answer)
+            }
+        })
+        .await
     }
 
     /// Sends an outbox entry and settles it by the broker's outcome: sent,

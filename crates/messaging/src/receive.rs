@@ -19,6 +19,7 @@ use helsemelding_registry::resolve::resolve_by_cpa_id;
 use helsemelding_registry::{resolve, Direction, WorkingProfile};
 use helsemelding_store::audit::{AuditEvent, AuditKind};
 use helsemelding_store::inbox::{Answer, HandOver, MessageKey};
+use helsemelding_store::parked::ParkedMessage;
 use helsemelding_transport::{Delivery, Receiver};
 use helsemelding_wire::envelope::{names, Envelope, IncomingHeaders};
 use helsemelding_wire::error_report::{
@@ -26,6 +27,7 @@ use helsemelding_wire::error_report::{
 };
 use helsemelding_wire::msghead::MsgHead;
 use helsemelding_wire::queue::QueueKind;
+use helsemelding_wire::text::for_display;
 use helsemelding_wire::{metadata, HerId};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -33,10 +35,13 @@ use uuid::Uuid;
 use crate::answer;
 use crate::api::{ErrorHandler, Handler, ListenerOptions, Received};
 use crate::convert;
-use crate::engine::{self, Decision, HandlerError, RegistryFailure, UnprotectFailure};
+use crate::engine::{
+    self, dead_letter_route, DeadLetters, Decision, HandlerError, RegistryFailure, UnprotectFailure,
+};
 use crate::error::{Error, Result};
 use crate::in_flight::{Claim, InFlight};
 use crate::listener::Listener;
+use crate::local_fault::LocalFault;
 use crate::messenger::Messenger;
 
 impl Listener {
@@ -91,6 +96,7 @@ impl Listener {
     ) -> Result<Listener> {
         let (shutdown, watching) = watch::channel(false);
         let in_flight = Arc::new(InFlight::default());
+        let fault = Arc::new(LocalFault::new(options.fault_pause_max));
         let mut workers = Vec::new();
         for (kind, queue) in queues {
             let kind = *kind;
@@ -108,6 +114,9 @@ impl Listener {
                     in_flight: in_flight.clone(),
                     parked: Vec::new(),
                     max_parked: options.parked_per_worker,
+                    fault: fault.clone(),
+                    fault_pause_max: options.fault_pause_max,
+                    dead_letters: options.dead_letters_of(queue),
                 };
                 workers.push(tokio::spawn(worker.run(receiver)));
             }
@@ -151,6 +160,12 @@ struct Worker {
     /// Deliveries waiting out a retry backoff, released when due.
     parked: Vec<(Instant, Delivery)>,
     max_parked: usize,
+    /// A fault of ours, shared by the listener's workers: while it lasts
+    /// none of them takes deliveries.
+    fault: Arc<LocalFault>,
+    fault_pause_max: Duration,
+    /// Where a message given up on this worker's queue goes.
+    dead_letters: DeadLetters,
 }
 
 /// What the checks left for the settling step.
@@ -171,6 +186,14 @@ impl Worker {
         while !*self.shutdown.borrow() {
             self.release_due(&mut *receiver).await;
             let wait = self.next_wait();
+            if let Some(left) = self.fault.pause_left(Instant::now()) {
+                // A fault of ours: take nothing until the pause is over.
+                tokio::select! {
+                    _ = tokio::time::sleep(left.min(wait)) => {}
+                    _ = self.shutdown.changed() => break,
+                }
+                continue;
+            }
             if self.parked.len() >= self.max_parked {
                 // No credit left for more: wait for the first parked one.
                 tokio::select! {
@@ -269,8 +292,7 @@ impl Worker {
         judged.attempt = match self.attempt(delivery, &message_id, now).await {
             Ok(attempt) => attempt,
             Err(error) => {
-                tracing::error!(%error, "store unavailable; releasing");
-                judged.decision = self.policy().on_outage(1);
+                judged.decision = engine::on_store_failure(&error.to_string());
                 return judged;
             }
         };
@@ -316,8 +338,8 @@ impl Worker {
                 return judged;
             }
             Ok(None) => {}
-            Err(_) => {
-                judged.decision = self.policy().on_outage(judged.attempt);
+            Err(error) => {
+                judged.decision = engine::on_store_failure(&error.to_string());
                 return judged;
             }
         }
@@ -657,6 +679,7 @@ impl Worker {
                     self.messenger
                         .audit(event(AuditKind::Accepted, &taken.outcome, None))
                         .await;
+                    self.went_through().await;
                     return None;
                 }
                 Err(error) => engine::on_handler_error(&error, &self.policy(), attempt),
@@ -685,7 +708,12 @@ impl Worker {
         }
         match decision {
             Decision::AcceptDuplicate => {
-                let answer = earlier.and_then(|e| e.answer);
+                // A redelivery of what we took is our own repeat (a crash
+                // or a lost accept): its answer is in the outbox already.
+                // A first delivery is the sender's repeat: answered again.
+                let answer = earlier
+                    .and_then(|e| e.answer)
+                    .filter(|_| is_first_delivery(delivery));
                 if let (Some(answer), Some(received)) = (&answer, &received) {
                     answer::answer_again(&self.messenger, received, answer).await;
                 }
@@ -713,20 +741,146 @@ impl Worker {
                 return Some(after);
             }
             Decision::DeadLetter { reason } => {
-                if let Err(error) = receiver.reject(delivery, &reason).await {
-                    tracing::warn!(%error, message_id, "reject failed; the broker redelivers");
-                }
-                self.forget(delivery, &message_id).await;
-                self.messenger
-                    .audit(event(AuditKind::Rejected, "dead-lettered", Some(reason)))
+                let route = dead_letter_route(self.dead_letters, sender.is_some());
+                self.give_up(receiver, delivery, sender, route, reason)
                     .await;
             }
+            Decision::Pause { reason } => self.pause(receiver, delivery, &reason).await,
             Decision::HandOver | Decision::ReportError(_) => {
                 // Handled above; unreachable unless a hand-over had no message.
                 let _ = receiver.release(delivery).await;
             }
         }
         None
+    }
+
+    /// A fault of ours: the delivery goes back at once without spending an
+    /// attempt, and the listener's workers pause; said loudly once a fault.
+    async fn pause(&self, receiver: &mut dyn Receiver, delivery: &Delivery, reason: &str) {
+        let (queue, id) = (
+            delivery.queue.clone(),
+            delivery.message.message_id.clone().unwrap_or_default(),
+        );
+        // Best effort: the store may be the fault.
+        let _ = self
+            .messenger
+            .with_store(move |s| s.inbox().uncount_delivery(&queue, &id))
+            .await;
+        if let Err(error) = receiver.release(delivery).await {
+            tracing::warn!(%error, "release failed; the broker redelivers");
+        }
+        let Some(began) = self.fault.failed(reason, Instant::now()) else {
+            return;
+        };
+        tracing::error!(
+            queue = delivery.queue,
+            "NOT TAKING MESSAGES: a fault of ours, not the messages' ({}); they stay on the \
+             queue and spend no delivery attempts; trying again after {} ms, then less and less \
+             often (at most every {} s) until one goes through",
+            began.reason,
+            began.pause.as_millis(),
+            self.fault_pause_max.as_secs()
+        );
+        self.messenger
+            .audit(AuditEvent {
+                reason: Some(began.reason),
+                ..AuditEvent::new(AuditKind::LocalFault, self.messenger.actor(), "paused")
+            })
+            .await;
+    }
+
+    /// A delivery went through: a fault of ours, if one was on, is over.
+    async fn went_through(&self) {
+        let Some(ended) = self.fault.went_through(Instant::now()) else {
+            return;
+        };
+        tracing::warn!(
+            "taking messages again after {} s ({} deliveries released meanwhile); the fault was: {}",
+            ended.lasted.as_secs(),
+            ended.released,
+            ended.reason
+        );
+        self.messenger
+            .audit(AuditEvent {
+                reason: Some(format!(
+                    "after {} s and {} released deliveries; the fault was: {}",
+                    ended.lasted.as_secs(),
+                    ended.released,
+                    ended.reason
+                )),
+                ..AuditEvent::new(
+                    AuditKind::LocalFaultCleared,
+                    self.messenger.actor(),
+                    "resumed",
+                )
+            })
+            .await;
+    }
+
+    /// Gives a message up: rejected to the broker's dead-letter path, or
+    /// kept in the store where rejecting would delete it. A message that
+    /// cannot be kept is released (a fault of ours), never dropped.
+    async fn give_up(
+        &self,
+        receiver: &mut dyn Receiver,
+        delivery: &Delivery,
+        sender: Option<HerId>,
+        route: DeadLetters,
+        reason: String,
+    ) {
+        let message_id = delivery.message.message_id.clone();
+        let event = |kind, outcome: String, reason: String| AuditEvent {
+            counterpart_her_id: sender.map(HerId::get),
+            message_id: message_id.clone(),
+            function: delivery.message.subject.clone(),
+            reason: Some(reason),
+            ..AuditEvent::new(kind, self.messenger.actor(), &outcome)
+        };
+        if route == DeadLetters::Broker {
+            if let Err(error) = receiver.reject(delivery, &reason).await {
+                tracing::warn!(%error, "reject failed; the broker redelivers");
+            }
+            self.forget(delivery, message_id.as_deref().unwrap_or_default())
+                .await;
+            self.messenger
+                .audit(event(AuditKind::Rejected, "dead-lettered".into(), reason))
+                .await;
+            return;
+        }
+        let reason = format!("{reason}; header: {}", header_summary(&delivery.message));
+        match self.park_in_store(delivery, &reason).await {
+            Ok(id) => {
+                tracing::warn!(
+                    id,
+                    queue = delivery.queue,
+                    "message kept in the store instead of dead-lettered (see `parked list`): {}",
+                    for_display(&reason, 300)
+                );
+                self.accept(receiver, delivery).await;
+                self.messenger
+                    .audit(event(AuditKind::Parked, format!("parked as {id}"), reason))
+                    .await;
+            }
+            Err(error) => {
+                let why = format!("a message to keep could not be stored: {error}");
+                self.pause(receiver, delivery, &why).await;
+            }
+        }
+    }
+
+    async fn park_in_store(&self, delivery: &Delivery, reason: &str) -> Result<i64> {
+        let parked = ParkedMessage {
+            queue: delivery.queue.clone(),
+            message_id: delivery.message.message_id.clone(),
+            reason: reason.to_owned(),
+            parked_at: Utc::now(),
+            // The body is kept beside the header (serde skips it).
+            envelope: serde_json::to_vec(&delivery.message).unwrap_or_default(),
+            body: delivery.message.body.clone(),
+        };
+        self.messenger
+            .with_store(move |s| s.parked().park(&parked))
+            .await
     }
 
     async fn accept(&self, receiver: &mut dyn Receiver, delivery: &Delivery) {
@@ -752,11 +906,11 @@ impl Worker {
             return Ok(1);
         }
         let (queue, id) = (delivery.queue.clone(), message_id.to_owned());
-        let redeliveries = self
+        let count = self
             .messenger
             .with_store(move |s| s.inbox().count_delivery(&queue, &id, now))
             .await?;
-        Ok(redeliveries.max(delivery.delivery_count) + 1)
+        Ok(count.attempt(delivery.delivery_count))
     }
 
     /// The delivery's attempt number on our error queue, by our own count.
@@ -770,9 +924,11 @@ impl Worker {
             return Ok(1);
         }
         let (queue, id) = (delivery.queue.clone(), message_id.to_owned());
-        self.messenger
+        let count = self
+            .messenger
             .with_store(move |s| s.inbox().count_delivery(&queue, &id, now))
-            .await
+            .await?;
+        Ok(count.attempt(0))
     }
 
     async fn forget(&self, delivery: &Delivery, message_id: &str) {
@@ -852,9 +1008,9 @@ impl Worker {
             .await
             .unwrap_or(1);
         if let Some(Decision::DeadLetter { reason }) = self.policy().on_delivery(attempt) {
-            let _ = receiver.reject(&delivery, &reason).await;
-            self.forget(&delivery, &message_id).await;
-            self.messenger.audit(event("dead-lettered")).await;
+            let route = self.dead_letters;
+            self.give_up(receiver, &delivery, report.from, route, reason)
+                .await;
             return;
         }
         // Never answered: an error about an error would loop between parties.
@@ -868,11 +1024,48 @@ impl Worker {
                 let after = self.policy().backoff(attempt);
                 self.park(receiver, delivery, after).await;
             }
+            Err(HandlerError::Unavailable { reason }) => {
+                self.pause(receiver, &delivery, &reason).await;
+            }
             Err(refused @ (HandlerError::Reject { .. } | HandlerError::RejectContent { .. })) => {
-                let _ = receiver.reject(&delivery, &refused.to_string()).await;
-                self.forget(&delivery, &message_id).await;
+                let route = self.dead_letters;
+                self.give_up(receiver, &delivery, report.from, route, refused.to_string())
+                    .await;
                 self.messenger.audit(event("rejected")).await;
             }
         }
+    }
+}
+
+/// The identifying header fields of a message, for the audit of one that
+/// is kept: the peer's text, escaped and bounded.
+fn header_summary(message: &helsemelding_transport::Message) -> String {
+    let property = |name: &str| {
+        message
+            .application_properties
+            .get(name)
+            .map_or_else(|| "(missing)".to_owned(), value_text)
+    };
+    let shown = |value: Option<&str>| for_display(value.unwrap_or("(missing)"), 80);
+    format!(
+        "message-id {}, subject {}, {} {}, {} {}, content-type {}",
+        shown(message.message_id.as_deref()),
+        shown(message.subject.as_deref()),
+        names::FROM_HER_ID,
+        for_display(&property(names::FROM_HER_ID), 40),
+        names::TO_HER_ID,
+        for_display(&property(names::TO_HER_ID), 40),
+        shown(message.content_type.as_deref()),
+    )
+}
+
+fn value_text(value: &helsemelding_transport::Value) -> String {
+    use helsemelding_transport::Value;
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Int(n) => n.to_string(),
+        Value::Long(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Timestamp(ms) => format!("timestamp {ms}"),
     }
 }

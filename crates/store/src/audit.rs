@@ -45,10 +45,20 @@ pub enum AuditKind {
     OutboxDropped,
     /// An operator put a failed outbox entry back to pending.
     OutboxRetried,
+    /// A fault of ours (a full disk, a store that cannot be written): the
+    /// listener stopped taking deliveries.
+    LocalFault,
+    /// The fault of ours is gone: the listener takes deliveries again.
+    LocalFaultCleared,
+    /// A message that could not be dead-lettered safely (no dead-letter
+    /// path, or nobody to report it to) was kept in the store.
+    Parked,
+    /// An operator removed a parked message (dropped or put back on its queue).
+    ParkedRemoved,
 }
 
 impl AuditKind {
-    const ALL: [AuditKind; 16] = [
+    const ALL: [AuditKind; 20] = [
         AuditKind::Sent,
         AuditKind::Received,
         AuditKind::Accepted,
@@ -65,6 +75,10 @@ impl AuditKind {
         AuditKind::FunctionOutsideProfile,
         AuditKind::OutboxDropped,
         AuditKind::OutboxRetried,
+        AuditKind::LocalFault,
+        AuditKind::LocalFaultCleared,
+        AuditKind::Parked,
+        AuditKind::ParkedRemoved,
     ];
 
     /// The stored name, e.g. `error-reported`.
@@ -86,6 +100,10 @@ impl AuditKind {
             AuditKind::FunctionOutsideProfile => "function-outside-profile",
             AuditKind::OutboxDropped => "outbox-dropped",
             AuditKind::OutboxRetried => "outbox-retried",
+            AuditKind::LocalFault => "local-fault",
+            AuditKind::LocalFaultCleared => "local-fault-cleared",
+            AuditKind::Parked => "parked",
+            AuditKind::ParkedRemoved => "parked-removed",
         }
     }
 

@@ -28,6 +28,9 @@ pub enum Error {
         state: String,
         action: &'static str,
     },
+    /// No parked message has this id.
+    #[error("no parked message has id {id}")]
+    UnknownParked { id: i64 },
     /// A receipt was expected twice for the same message.
     #[error("a receipt for message {message_id} is already expected")]
     DuplicateReceipt { message_id: String },

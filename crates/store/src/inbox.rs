@@ -8,7 +8,7 @@
 //! queues report 0 forever) are counted here instead.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::time::{from_ms, to_ms};
 use crate::{Result, Store};
@@ -32,12 +32,59 @@ pub struct Answer {
     pub payload: Vec<u8>,
 }
 
+/// How often a message was delivered before, as far as the store counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeliveryCount {
+    /// Redeliveries seen, the current one included (first deliveries are
+    /// not written down).
+    pub redeliveries: u32,
+    /// Deliveries released without spending an attempt (outages, faults
+    /// of ours).
+    pub free: u32,
+}
+
+impl DeliveryCount {
+    /// The attempt number of the current delivery (1 for the first), given
+    /// the broker's own count of earlier deliveries (0 where the broker
+    /// does not count): free deliveries are not attempts.
+    pub fn attempt(&self, broker_count: u32) -> u32 {
+        (1 + self.redeliveries.max(broker_count))
+            .saturating_sub(self.free)
+            .max(1)
+    }
+}
+
 /// Which message: our HER-id it was addressed to, the sender, its id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MessageKey<'a> {
     pub ours: u32,
     pub sender: u32,
     pub message_id: &'a str,
+}
+
+/// Records a hand-over unless one is on record; `true` when it was new.
+pub(crate) fn insert_hand_over(
+    connection: &Connection,
+    key: MessageKey<'_>,
+    at: DateTime<Utc>,
+    outcome: &str,
+    answer: Option<&Answer>,
+) -> Result<bool> {
+    let inserted = connection.execute(
+        "INSERT INTO inbox_handed_over
+         (our_her_id, sender_her_id, message_id, at_ms, outcome, answer_function, answer_payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+        params![
+            key.ours,
+            key.sender,
+            key.message_id,
+            to_ms(at),
+            outcome,
+            answer.map(|a| a.function.as_str()),
+            answer.map(|a| a.payload.as_slice())
+        ],
+    )?;
+    Ok(inserted == 1)
 }
 
 /// The inbox view of a [`Store`].
@@ -62,23 +109,8 @@ impl<'a> Inbox<'a> {
         outcome: &str,
         answer: Option<&Answer>,
     ) -> Result<bool> {
-        self.store.write(|connection| {
-            let inserted = connection.execute(
-                "INSERT INTO inbox_handed_over
-                 (our_her_id, sender_her_id, message_id, at_ms, outcome, answer_function, answer_payload)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-                params![
-                    key.ours,
-                    key.sender,
-                    key.message_id,
-                    to_ms(at),
-                    outcome,
-                    answer.map(|a| a.function.as_str()),
-                    answer.map(|a| a.payload.as_slice())
-                ],
-            )?;
-            Ok(inserted == 1)
-        })
+        self.store
+            .write(|connection| insert_hand_over(connection, key, at, outcome, answer))
     }
 
     /// The earlier hand-over of this message, if any (rows migrated from a
@@ -151,29 +183,44 @@ impl<'a> Inbox<'a> {
         })
     }
 
-    /// Counts one more delivery of `message_id` from `queue` and returns the
-    /// total so far, this one included.
-    pub fn count_delivery(&self, queue: &str, message_id: &str, at: DateTime<Utc>) -> Result<u32> {
+    /// Counts one more redelivery of `message_id` from `queue`; returns the
+    /// redeliveries seen so far (this one included) and how many
+    /// deliveries were released without spending an attempt.
+    pub fn count_delivery(
+        &self,
+        queue: &str,
+        message_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<DeliveryCount> {
         self.store.write(|connection| {
-        Ok(connection.query_row(
-            "INSERT INTO delivery_attempts (queue, message_id, attempts, last_ms) VALUES (?1, ?2, 1, ?3)
-             ON CONFLICT(queue, message_id) DO UPDATE SET attempts = attempts + 1, last_ms = ?3
-             RETURNING attempts",
-            params![queue, message_id, to_ms(at)],
-            |row| row.get(0),
-        )?)
+            Ok(connection.query_row(
+                "INSERT INTO delivery_attempts (queue, message_id, attempts, last_ms) VALUES (?1, ?2, 1, ?3)
+                 ON CONFLICT(queue, message_id) DO UPDATE SET attempts = attempts + 1, last_ms = ?3
+                 RETURNING attempts, free",
+                params![queue, message_id, to_ms(at)],
+                |row| {
+                    Ok(DeliveryCount {
+                        redeliveries: row.get(0)?,
+                        free: row.get(1)?,
+                    })
+                },
+            )?)
         })
     }
 
-    /// Takes back one counted delivery: the failure was an outage (registry
-    /// or revocation service down), which must not spend delivery attempts.
+    /// Marks one delivery as free: it failed for an outage or a fault of
+    /// ours (registry or revocation service down, disk full), which must
+    /// not spend the message's delivery attempts. Brokers that count
+    /// deliveries count it all the same; this count is subtracted.
     pub fn uncount_delivery(&self, queue: &str, message_id: &str) -> Result<()> {
         self.store.write(|connection| {
-        connection.execute(
-            "UPDATE delivery_attempts SET attempts = MAX(attempts - 1, 0) WHERE queue = ?1 AND message_id = ?2",
-            params![queue, message_id],
-        )?;
-        Ok(())
+            connection.execute(
+                "INSERT INTO delivery_attempts (queue, message_id, attempts, last_ms, free)
+                 VALUES (?1, ?2, 0, 0, 1)
+                 ON CONFLICT(queue, message_id) DO UPDATE SET free = free + 1",
+                params![queue, message_id],
+            )?;
+            Ok(())
         })
     }
 
@@ -275,38 +322,45 @@ mod tests {
     }
 
     #[test]
-    fn deliveries_are_counted_per_queue_and_outages_give_them_back() {
+    fn deliveries_are_counted_per_queue_and_free_ones_are_not_attempts() {
         let store = Store::open_in_memory().unwrap();
         let inbox = store.inbox();
-        assert_eq!(
-            inbox
-                .count_delivery("91462_async", "m", from_ms(0))
-                .unwrap(),
-            1
-        );
-        assert_eq!(
-            inbox
-                .count_delivery("91462_async", "m", from_ms(1))
-                .unwrap(),
-            2
-        );
-        assert_eq!(
-            inbox.count_delivery("91462_sync", "m", from_ms(1)).unwrap(),
-            1
-        );
+        let count = |queue: &str, at| inbox.count_delivery(queue, "m", from_ms(at)).unwrap();
+        assert_eq!(count("91462_async", 0).attempt(0), 2);
+        assert_eq!(count("91462_async", 1).attempt(0), 3);
+        assert_eq!(count("91462_sync", 1).attempt(0), 2);
         inbox.uncount_delivery("91462_async", "m").unwrap();
-        assert_eq!(
-            inbox
-                .count_delivery("91462_async", "m", from_ms(2))
-                .unwrap(),
-            2
-        );
+        assert_eq!(count("91462_async", 2).attempt(0), 3);
         inbox.forget_deliveries("91462_async", "m").unwrap();
+        assert_eq!(count("91462_async", 3).attempt(0), 2);
+    }
+
+    #[test]
+    fn a_broker_that_counts_deliveries_does_not_spend_the_free_ones() {
+        let store = Store::open_in_memory().unwrap();
+        let inbox = store.inbox();
+        // The first delivery met a full disk: released for free.
+        inbox.uncount_delivery("q", "m").unwrap();
+        for n in 1..=20u32 {
+            // The broker counts every release; we pause on each one.
+            let count = inbox.count_delivery("q", "m", from_ms(n.into())).unwrap();
+            assert_eq!(count.attempt(n), 1, "delivery {n}");
+            inbox.uncount_delivery("q", "m").unwrap();
+        }
+        // A real failure now is the first attempt spent; the next is the second.
         assert_eq!(
             inbox
-                .count_delivery("91462_async", "m", from_ms(3))
-                .unwrap(),
+                .count_delivery("q", "m", from_ms(21))
+                .unwrap()
+                .attempt(21),
             1
+        );
+        assert_eq!(
+            inbox
+                .count_delivery("q", "m", from_ms(22))
+                .unwrap()
+                .attempt(22),
+            2
         );
     }
 }

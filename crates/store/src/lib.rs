@@ -8,6 +8,8 @@
 //!   delivery was attempted (brokers such as RabbitMQ 3.10 do not count).
 //! - [`receipts`]: sent messages that expect an application receipt, matched
 //!   when it arrives, listed when overdue.
+//! - [`parked`]: messages kept instead of dead-lettered where the broker
+//!   would drop them (no dead-letter path) or nobody can be told of them.
 //! - [`audit`]: the append-only, hash-chained audit log of approvals and
 //!   rejections, kept at least two years and never holding payloads.
 //!
@@ -28,6 +30,7 @@ pub mod audit;
 mod error;
 pub mod inbox;
 pub mod outbox;
+pub mod parked;
 pub mod receipts;
 mod schema;
 mod time;
@@ -136,6 +139,11 @@ impl Store {
     /// De-duplication and delivery attempts of received messages.
     pub fn inbox(&self) -> inbox::Inbox<'_> {
         inbox::Inbox::new(self)
+    }
+
+    /// Messages kept instead of dead-lettered.
+    pub fn parked(&self) -> parked::Parked<'_> {
+        parked::Parked::new(self)
     }
 
     /// Application receipts expected for sent messages.

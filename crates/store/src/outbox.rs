@@ -16,8 +16,9 @@
 //! ([`Outbox::remove`]).
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::inbox::{Answer, MessageKey};
 use crate::time::{from_ms, to_ms};
 use crate::{Error, Result, Store};
 
@@ -123,6 +124,31 @@ fn state_from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Out
     })
 }
 
+fn insert_pending(connection: &Connection, message: &OutgoingMessage) -> Result<()> {
+    let inserted = connection.execute(
+        "INSERT INTO outbox (message_id, to_her_id, queue, function, envelope, body,
+                             created_ms, expires_ms, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending')
+         ON CONFLICT(message_id) DO NOTHING",
+        params![
+            message.message_id,
+            message.to_her_id,
+            message.queue,
+            message.function,
+            message.envelope,
+            message.body,
+            to_ms(message.created_at),
+            message.expires_at.map(to_ms),
+        ],
+    )?;
+    if inserted == 0 {
+        return Err(Error::DuplicateMessageId {
+            message_id: message.message_id.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// The outbox view of a [`Store`].
 pub struct Outbox<'a> {
     store: &'a Store,
@@ -135,28 +161,29 @@ impl<'a> Outbox<'a> {
 
     /// Records a message as pending. The message id must be new.
     pub fn enqueue(&self, message: &OutgoingMessage) -> Result<()> {
+        self.store
+            .write(|connection| insert_pending(connection, message))
+    }
+
+    /// Records `message`, the answer (an AppRec) to a message handed to
+    /// the application, together with that hand-over, in one transaction:
+    /// once the answer is queued the hand-over is on record, so a
+    /// redelivery after a crash is neither handed over nor answered again.
+    pub fn enqueue_answer(
+        &self,
+        message: &OutgoingMessage,
+        answers: MessageKey<'_>,
+        answer: &Answer,
+    ) -> Result<()> {
         self.store.write(|connection| {
-            let inserted = connection.execute(
-                "INSERT INTO outbox (message_id, to_her_id, queue, function, envelope, body,
-                                 created_ms, expires_ms, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending')
-             ON CONFLICT(message_id) DO NOTHING",
-                params![
-                    message.message_id,
-                    message.to_her_id,
-                    message.queue,
-                    message.function,
-                    message.envelope,
-                    message.body,
-                    to_ms(message.created_at),
-                    message.expires_at.map(to_ms),
-                ],
+            insert_pending(connection, message)?;
+            crate::inbox::insert_hand_over(
+                connection,
+                answers,
+                message.created_at,
+                "accepted",
+                Some(answer),
             )?;
-            if inserted == 0 {
-                return Err(Error::DuplicateMessageId {
-                    message_id: message.message_id.clone(),
-                });
-            }
             Ok(())
         })
     }
@@ -428,6 +455,38 @@ mod tests {
             })
         );
         assert_eq!(outbox.pending_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn an_answer_and_the_hand_over_it_answers_are_recorded_together_or_not_at_all() {
+        let store = Store::open_in_memory().unwrap();
+        let key = MessageKey {
+            ours: 93252,
+            sender: 91462,
+            message_id: "incoming-1",
+        };
+        let answer = Answer {
+            function: "APPREC".into(),
+            payload: b"<AppRec/>".to_vec(),
+        };
+        store
+            .outbox()
+            .enqueue_answer(&message("apprec-1"), key, &answer)
+            .unwrap();
+        let earlier = store.inbox().hand_over(key).unwrap().unwrap();
+        assert_eq!(earlier.answer, Some(answer.clone()));
+        assert_eq!(store.outbox().pending_count().unwrap(), 1);
+
+        // A failing enqueue (a message id already queued) leaves no hand-over.
+        let other = MessageKey {
+            message_id: "incoming-2",
+            ..key
+        };
+        assert!(store
+            .outbox()
+            .enqueue_answer(&message("apprec-1"), other, &answer)
+            .is_err());
+        assert_eq!(store.inbox().hand_over(other).unwrap(), None);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::{Error, Result};
 
-const VERSION: i64 = 3;
+const VERSION: i64 = 4;
 
 const V1: &str = r#"
 CREATE TABLE outbox (
@@ -125,6 +125,25 @@ ALTER TABLE outbox ADD COLUMN next_attempt_ms INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX outbox_due ON outbox(state, next_attempt_ms);
 "#;
 
+/// Messages kept instead of dead-lettered (our queue has no dead-letter
+/// path, or nobody can be told about them): their AMQP header as JSON and
+/// their body as it came, until an operator drops or requeues them. Free
+/// deliveries (outages, faults of ours) are counted beside the others, not
+/// subtracted from them, so that a broker's own delivery count can be
+/// corrected by them too.
+const V4: &str = r#"
+CREATE TABLE parked (
+    id          INTEGER PRIMARY KEY,
+    queue       TEXT NOT NULL,
+    message_id  TEXT,
+    reason      TEXT NOT NULL,
+    parked_ms   INTEGER NOT NULL,
+    envelope    BLOB NOT NULL,
+    body        BLOB NOT NULL
+);
+ALTER TABLE delivery_attempts ADD COLUMN free INTEGER NOT NULL DEFAULT 0;
+"#;
+
 pub(crate) fn prepare(connection: &Connection) -> Result<()> {
     // First, so that every statement below waits for another process that
     // is opening the same file instead of failing with "database is locked".
@@ -148,6 +167,9 @@ pub(crate) fn prepare(connection: &Connection) -> Result<()> {
     }
     if found < 3 {
         tx.execute_batch(V3)?;
+    }
+    if found < 4 {
+        tx.execute_batch(V4)?;
     }
     if found < VERSION {
         tx.pragma_update(None, "user_version", VERSION)?;

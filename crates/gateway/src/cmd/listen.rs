@@ -10,6 +10,7 @@
 //! hand-overs in hand finish (at most 10 s, or until a second signal),
 //! held-back deliveries go back to the broker, and it exits 0.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use async_trait::async_trait;
 use helsemelding_messaging::{
-    ErrorHandler, Handler, HandlerError, Listener, ListenerOptions, Messenger, Received,
+    DeadLetters, ErrorHandler, Handler, HandlerError, Listener, ListenerOptions, Messenger,
+    Received,
 };
 use helsemelding_store::audit::{AuditEvent, AuditKind};
 use helsemelding_wire::error_report::ReceivedErrorReport;
@@ -27,7 +29,8 @@ use helsemelding_wire::text::{for_display, for_display_or};
 use serde_json::json;
 
 use super::context::Context;
-use crate::config::Config;
+use super::queues::{self, QueuePath};
+use crate::config::{Config, DeadLetterSetting};
 
 /// Receive messages into a directory.
 #[derive(clap::Args)]
@@ -112,10 +115,30 @@ impl ToDirectory {
             }
         }
         write_atomic(&json, &meta_json(message)?)?;
-        write_atomic(&xml, &message.payload)?;
+        if let Err(error) = write_atomic(&xml, &message.payload) {
+            // No `.json` without its `.xml`: on a full disk it only takes room.
+            let _ = std::fs::remove_file(&json);
+            return Err(error);
+        }
         // The renames are durable only once the directory is.
         std::fs::File::open(&self.dir)?.sync_all()?;
         Ok(Written::New)
+    }
+}
+
+/// Why the out dir did not take a message. A file already there with
+/// other bytes is about this message: it waits, spending attempts. Any
+/// other failure (a full disk, a folder not writable) is ours, not the
+/// message's: the listener pauses and says so, and spends no attempts.
+fn refusal(error: std::io::Error) -> HandlerError {
+    if error.kind() == std::io::ErrorKind::AlreadyExists {
+        eprintln!("not taken: {error}");
+        return HandlerError::Retry {
+            reason: error.to_string(),
+        };
+    }
+    HandlerError::Unavailable {
+        reason: error.to_string(),
     }
 }
 
@@ -156,12 +179,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 impl Handler for ToDirectory {
     async fn handle(&self, message: &Received) -> Result<(), HandlerError> {
         let written = tokio::task::block_in_place(|| self.write(message));
-        let written = written.map_err(|e| {
-            eprintln!("not taken: {e}");
-            HandlerError::Retry {
-                reason: e.to_string(),
-            }
-        })?;
+        let written = written.map_err(refusal)?;
         *self.last.lock().unwrap() = Instant::now();
         let n = self.accepted.fetch_add(1, Ordering::SeqCst) + 1;
         // The message-id is the peer's text: shown escaped and bounded.
@@ -244,22 +262,85 @@ fn prepare_out_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("--out-dir {}: cannot create the directory", dir.display()))
 }
 
-/// Says loudly at start which of our queues have no dead-letter path (a
-/// message the listener rejects would be lost); bounded, never fatal.
-async fn warn_of_missing_dead_letter_paths(config: &Config) {
-    let check = super::queues::dead_letter_warnings(config);
-    match tokio::time::timeout(DEAD_LETTER_CHECK, check).await {
-        Ok(lines) => {
-            for line in lines {
-                eprintln!("{line}");
-            }
+/// Where messages given up go, by `[receive] dead_letters` and, for
+/// `auto`, by what the broker says of each queue: rejected where the queue
+/// has a dead-letter path, else kept in our store (a rejected message must
+/// never be deleted). Said at start, loudly where a path is missing.
+async fn dead_letter_routes(config: &Config) -> (DeadLetters, BTreeMap<String, DeadLetters>) {
+    let by_queue = BTreeMap::new();
+    match config.receive.dead_letters {
+        DeadLetterSetting::Broker => return (DeadLetters::Broker, by_queue),
+        DeadLetterSetting::Store => {
+            eprintln!("note: messages given up are kept in our store (`helsemelding parked list`)");
+            return (DeadLetters::Store, by_queue);
         }
-        Err(_) => eprintln!(
-            "WARNING: cannot check the dead-letter path of our queues: the management API \
-             did not answer within {} s",
-            DEAD_LETTER_CHECK.as_secs()
-        ),
+        DeadLetterSetting::Auto => {}
     }
+    let paths =
+        match tokio::time::timeout(DEAD_LETTER_CHECK, queues::dead_letter_paths(config)).await {
+            // The local transport dead-letters by itself.
+            Ok(None) => return (DeadLetters::Broker, by_queue),
+            Ok(Some(paths)) => paths,
+            Err(_) => {
+                eprintln!(
+                    "WARNING: cannot check the dead-letter path of our queues: the management API \
+                 did not answer within {} s; {KEPT}",
+                    DEAD_LETTER_CHECK.as_secs()
+                );
+                return (DeadLetters::Store, by_queue);
+            }
+        };
+    for line in dead_letter_lines(&paths) {
+        eprintln!("{line}");
+    }
+    let by_queue = paths
+        .into_iter()
+        .filter(|(_, path)| *path == QueuePath::Kept)
+        .map(|(name, _)| (name, DeadLetters::Broker))
+        .collect();
+    (DeadLetters::Store, by_queue)
+}
+
+/// Where messages given up go when the broker would delete them.
+const KEPT: &str =
+    "messages given up there are kept in our store instead (`helsemelding parked list`)";
+
+/// The start-up lines about the dead-letter paths found: one warning per
+/// queue without one, one note when nothing could be checked for want of
+/// the management API.
+fn dead_letter_lines(paths: &[(String, QueuePath)]) -> Vec<String> {
+    let unconfigured = paths
+        .iter()
+        .filter(
+            |(_, path)| matches!(path, QueuePath::Unknown(why) if why.contains("management_url")),
+        )
+        .count();
+    let mut lines = Vec::new();
+    if unconfigured > 0 {
+        lines.push(format!(
+            "note: the dead-letter path of our queues is not checked: set broker.management_url \
+             (RabbitMQ's management API) to have it checked at start; until then {KEPT}, or set \
+             receive.dead_letters = \"broker\" where the broker's policy dead-letters them"
+        ));
+    }
+    for (name, path) in paths {
+        match path {
+            QueuePath::Kept => {}
+            QueuePath::None => lines.push(format!(
+                "WARNING: queue {name} has no dead-letter path (no x-dead-letter-exchange \
+                 argument, no dead-letter-exchange policy): the broker would delete a message \
+                 the listener rejects; {KEPT}. Have the broker's operator give it one (NHN's: to \
+                 {}_dl)",
+                name.rsplit_once('_')
+                    .map_or(name.as_str(), |(prefix, _)| prefix)
+            )),
+            QueuePath::Unknown(why) if why.contains("management_url") => {}
+            QueuePath::Unknown(why) => lines.push(format!(
+                "WARNING: cannot check the dead-letter path of queue {name}: {why}; {KEPT}"
+            )),
+        }
+    }
+    lines
 }
 
 /// How long the start-up check of the dead-letter paths may take.
@@ -301,7 +382,7 @@ async fn start(
     sink: Arc<ToDirectory>,
 ) -> Result<(Context, Listener)> {
     let (context, config) = Context::open_with_config(config).await?;
-    warn_of_missing_dead_letter_paths(&config).await;
+    let (dead_letters, dead_letters_by_queue) = dead_letter_routes(&config).await;
     // Whatever the outbox holds goes first; an entry that cannot be sent
     // (or a broker outage) never keeps the listener from starting.
     match context.messenger.flush_outbox().await {
@@ -318,6 +399,9 @@ async fn start(
         sink,
         ListenerOptions {
             workers: workers.max(1),
+            dead_letters,
+            dead_letters_by_queue,
+            fault_pause_max: config.receive.fault_pause_max,
             ..ListenerOptions::default()
         },
     )

@@ -180,7 +180,7 @@ fn retry(store: &Store, id: &str) -> Result<ExitCode> {
         .outbox()
         .retry(id, Utc::now())
         .with_context(|| format!("outbox retry {id}"))?;
-    let mut event = AuditEvent::new(AuditKind::OutboxRetried, operator(), "pending");
+    let mut event = AuditEvent::new(AuditKind::OutboxRetried, super::operator(), "pending");
     event.message_id = Some(id.to_owned());
     if let Some(entry) = entry {
         event.counterpart_her_id = Some(entry.to_her_id);
@@ -198,7 +198,7 @@ fn drop_entry(store: &Store, id: &str) -> Result<ExitCode> {
         .remove(id)
         .with_context(|| format!("outbox drop {id}"))?;
     let (attempts, _, last_error) = details(&entry.state);
-    let mut event = AuditEvent::new(AuditKind::OutboxDropped, operator(), "dropped");
+    let mut event = AuditEvent::new(AuditKind::OutboxDropped, super::operator(), "dropped");
     event.message_id = Some(id.to_owned());
     event.counterpart_her_id = Some(entry.to_her_id);
     event.function = Some(entry.function.clone());
@@ -218,12 +218,4 @@ fn drop_entry(store: &Store, id: &str) -> Result<ExitCode> {
         entry.queue
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Who acts in an operator's audit event: `operator:<user>`.
-fn operator() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("operator:{user}")
 }

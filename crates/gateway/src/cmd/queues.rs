@@ -265,45 +265,68 @@ async fn management_queue(
     Ok(Some((body, shown)))
 }
 
-/// What `listen` says at start about the dead-letter path of the queues it
-/// consumes (async, sync, error): a message it rejects must land in a
-/// dead-letter queue, not vanish. The local transport dead-letters by
-/// itself; on RabbitMQ the management API (`broker.management_url`) tells
-/// each queue's `x-dead-letter-exchange` argument or `dead-letter-exchange`
-/// policy. Each line is one warning or note; none when all is well.
-pub(super) async fn dead_letter_warnings(config: &Config) -> Vec<String> {
+/// What the start-up check found about the dead-letter path of one of
+/// the queues `listen` consumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum QueuePath {
+    /// It dead-letters (by argument or policy): a rejected message is kept.
+    Kept,
+    /// It has none: the broker deletes a rejected message.
+    None,
+    /// It could not be checked, and why.
+    Unknown(String),
+}
+
+/// The dead-letter paths of the queues `listen` consumes (async, sync,
+/// error), as far as they can be known: a message it gives up must land
+/// in a dead-letter queue or our store, never vanish. The local transport
+/// dead-letters by itself (`None` here); on RabbitMQ the management API
+/// (`broker.management_url`) tells each queue's `x-dead-letter-exchange`
+/// argument or `dead-letter-exchange` policy.
+pub(super) async fn dead_letter_paths(config: &Config) -> Option<Vec<(String, QueuePath)>> {
     let BrokerEndpoint::Amqp { url, password, .. } = &config.broker.endpoint else {
-        return Vec::new();
+        return None;
+    };
+    let queues: Vec<String> = match our_queues(config).await {
+        Ok(queues) => queues
+            .into_iter()
+            .filter(|(_, kind)| matches!(*kind, "async" | "sync" | "error"))
+            .map(|(name, _)| name)
+            .collect(),
+        Err(error) => {
+            return Some(vec![(
+                "our queues".into(),
+                QueuePath::Unknown(format!("{error:#}")),
+            )])
+        }
     };
     let Some(management) = &config.broker.management_url else {
-        return vec![
-            "note: the dead-letter path of our queues is not checked: set broker.management_url \
-             (RabbitMQ's management API) to have it checked at start"
-                .into(),
-        ];
-    };
-    let cannot = |error: anyhow::Error| {
-        vec![format!(
-            "WARNING: cannot check the dead-letter path of our queues: {error:#}"
-        )]
-    };
-    let queues = match our_queues(config).await {
-        Ok(queues) => queues,
-        Err(error) => return cannot(error),
+        let why = "broker.management_url (RabbitMQ's management API) is not set".to_owned();
+        return Some(
+            queues
+                .into_iter()
+                .map(|name| (name, QueuePath::Unknown(why.clone())))
+                .collect(),
+        );
     };
     let client = match management_client() {
         Ok(client) => client,
-        Err(error) => return cannot(error),
+        Err(error) => {
+            let why = format!("{error:#}");
+            return Some(
+                queues
+                    .into_iter()
+                    .map(|name| (name, QueuePath::Unknown(why.clone())))
+                    .collect(),
+            );
+        }
     };
     let credentials = (
         percent_decode(url.username()),
         password.clone().unwrap_or_default(),
     );
-    let mut lines = Vec::new();
-    for (name, kind) in queues {
-        if !matches!(kind, "async" | "sync" | "error") {
-            continue;
-        }
+    let mut paths = Vec::new();
+    for name in queues {
         let answer = management_queue(&client, management, &credentials, &name).await;
         let path = answer.and_then(|answer| match answer {
             None => Ok(None),
@@ -311,24 +334,16 @@ pub(super) async fn dead_letter_warnings(config: &Config) -> Vec<String> {
                 .map(Some)
                 .with_context(|| format!("management API {shown}")),
         });
-        match path {
-            Ok(Some(DeadLetterPath::Exchange(_))) => {}
-            Ok(Some(DeadLetterPath::None)) => lines.push(format!(
-                "WARNING: queue {name} has no dead-letter path (no x-dead-letter-exchange \
-                 argument, no dead-letter-exchange policy): a message the listener rejects \
-                 is dropped by the broker, not kept. Have the broker's operator give it one \
-                 (NHN's: to {}_dl)",
-                name.rsplit_once('_')
-                    .map_or(name.as_str(), |(prefix, _)| prefix)
-            )),
+        let path = match path {
+            Ok(Some(DeadLetterPath::Exchange(_))) => QueuePath::Kept,
+            Ok(Some(DeadLetterPath::None)) => QueuePath::None,
             // Listening on it fails at once, naming it.
-            Ok(None) => {}
-            Err(error) => lines.push(format!(
-                "WARNING: cannot check the dead-letter path of queue {name}: {error:#}"
-            )),
-        }
+            Ok(None) => continue,
+            Err(error) => QueuePath::Unknown(format!("{error:#}")),
+        };
+        paths.push((name, path));
     }
-    lines
+    Some(paths)
 }
 
 /// Where a queue dead-letters to, by a management API answer.

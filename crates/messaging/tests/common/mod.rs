@@ -118,6 +118,11 @@ impl Bus {
 
     /// A party running our messenger (revocation required, fast retries).
     pub fn party(&self) -> Party {
+        self.party_with(|_| {})
+    }
+
+    /// A party as [`Bus::party`], its configuration changed by `adjust`.
+    pub fn party_with(&self, adjust: impl FnOnce(&mut MessengerConfig)) -> Party {
         let peer = self.peer();
         let mut config = MessengerConfig::new(
             peer.her_id,
@@ -132,6 +137,7 @@ impl Bus {
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_millis(200),
         };
+        adjust(&mut config);
         let store = Store::open(&self.dir.path().join(format!("{}.db", peer.her_id))).unwrap();
         let messenger = Messenger::new(
             config,
