@@ -95,6 +95,8 @@ fn summarise(config: &Config) -> Value {
             "allow_party_mismatch": config.receive.allow_party_mismatch,
             "allow_unprotected": config.receive.allow_unprotected,
             "revocation_unknown_for_seconds": config.receive.revocation_unknown_for.as_secs(),
+            "dead_letters": format!("{:?}", config.receive.dead_letters).to_lowercase(),
+            "fault_pause_max_seconds": config.receive.fault_pause_max.as_secs(),
         },
         "send": {
             "async_ttl_seconds": config.send.async_ttl.map(|t| t.as_secs()),

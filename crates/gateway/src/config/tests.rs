@@ -81,6 +81,11 @@ fn the_documented_example_loads_with_paths_resolved_beside_the_file() {
         config.receive.revocation_unknown_for,
         std::time::Duration::from_secs(3600)
     );
+    assert_eq!(config.receive.dead_letters, DeadLetterSetting::Auto);
+    assert_eq!(
+        config.receive.fault_pause_max,
+        std::time::Duration::from_secs(30)
+    );
     assert!(config.send.payload_metadata);
     assert_eq!(config.send.async_ttl, None);
     assert_eq!(config.send.outbox_max_attempts, 20);
@@ -318,7 +323,7 @@ fn the_http_registry_needs_the_cppa_url_and_a_sane_timeout() {
 fn several_her_ids_and_the_receive_and_send_switches() {
     let setup = Setup::new();
     let several = FULL.replace("her_id = 91462", "her_ids = [8141703, 8141705]")
-        + "[receive]\nstrict_message_functions = true\nallow_party_mismatch = true\nallow_unprotected = true\nrevocation_unknown_for_seconds = 60\n[send]\nasync_ttl_seconds = 345600\npayload_metadata = false\nextra_properties = { X-SystemIdentifier = \"EPJ\" }\noutbox_max_attempts = 5\n";
+        + "[receive]\nstrict_message_functions = true\nallow_party_mismatch = true\nallow_unprotected = true\nrevocation_unknown_for_seconds = 60\ndead_letters = \"store\"\nfault_pause_max_seconds = 5\n[send]\nasync_ttl_seconds = 345600\npayload_metadata = false\nextra_properties = { X-SystemIdentifier = \"EPJ\" }\noutbox_max_attempts = 5\n";
     let config = setup.load(&several, &[]).unwrap();
     assert_eq!(config.her_ids, [8141703, 8141705]);
     assert_eq!(config.her_id, 8141703, "the first sends by default");
@@ -328,6 +333,11 @@ fn several_her_ids_and_the_receive_and_send_switches() {
     assert_eq!(
         config.receive.revocation_unknown_for,
         std::time::Duration::from_secs(60)
+    );
+    assert_eq!(config.receive.dead_letters, DeadLetterSetting::Store);
+    assert_eq!(
+        config.receive.fault_pause_max,
+        std::time::Duration::from_secs(5)
     );
     assert_eq!(
         config.send.async_ttl,
@@ -339,6 +349,16 @@ fn several_her_ids_and_the_receive_and_send_switches() {
         config.send.extra_properties,
         [("X-SystemIdentifier".to_string(), "EPJ".to_string())]
     );
+
+    let unknown = FULL.to_string() + "[receive]\ndead_letters = \"nowhere\"\n";
+    let error = format!("{:#}", setup.load(&unknown, &[]).unwrap_err());
+    assert!(
+        error.contains("dead_letters") || error.contains("nowhere"),
+        "{error}"
+    );
+    let never = FULL.to_string() + "[receive]\nfault_pause_max_seconds = 0\n";
+    let error = format!("{:#}", setup.load(&never, &[]).unwrap_err());
+    assert!(error.contains("receive.fault_pause_max_seconds"), "{error}");
 
     let both = FULL.replace("her_id = 91462", "her_id = 1\nher_ids = [2]");
     let error = format!("{:#}", setup.load(&both, &[]).unwrap_err());
