@@ -88,10 +88,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// What to do when the broker refuses our user or password.
+pub const CHECK_CREDENTIALS: &str = "check HELSEMELDING_BROKER_PASSWORD and the user in broker.url";
+
 /// What to do about an error whose causes do not say it: the transport
 /// knows that the broker refused the user, the gateway knows where the
 /// password comes from.
-fn hint(error: &anyhow::Error) -> &'static str {
+fn hint(error: &anyhow::Error) -> String {
     let refused = error.chain().any(|cause| {
         matches!(
             cause.downcast_ref::<helsemelding_transport::Error>(),
@@ -99,9 +102,9 @@ fn hint(error: &anyhow::Error) -> &'static str {
         )
     });
     if refused {
-        ": check HELSEMELDING_BROKER_PASSWORD and the user in broker.url"
+        format!(": {CHECK_CREDENTIALS}")
     } else {
-        ""
+        String::new()
     }
 }
 

@@ -1,16 +1,16 @@
 //! Finding 8: a broker that refuses our password, or that cannot be
 //! reached, is said at once and plainly. A wrong password is reported in
 //! seconds (not retried for a minute) with the variable to check; a `send`
-//! to a broker that is not there returns after the connect timeout with
-//! exit status 75, saying that the message waits in the outbox, where
-//! `outbox list` shows it.
+//! to a broker that is not there returns after the connect timeout. Both
+//! exit with status 75, print the message id and say that the message
+//! waits in the outbox, where `outbox list` shows it.
 
 use std::time::{Duration, Instant};
 
 use helsemelding_testkit::broker::Broker;
 
 mod common;
-use common::{msghead, BrokerSection, Setup, BROKER_PASSWORD_ENV};
+use common::{hand_overs, msghead, BrokerSection, Setup, BROKER_PASSWORD_ENV};
 
 fn send_args(to: u32, file: &str) -> Vec<String> {
     [
@@ -26,8 +26,12 @@ fn send_args(to: u32, file: &str) -> Vec<String> {
     .collect()
 }
 
+/// The refused send exits 75 as any send whose message waits in the
+/// outbox (the caller must not send it again), says what to fix and that
+/// the message is kept; with the right password `outbox flush` sends it
+/// and the receiver gets it.
 #[test]
-fn a_wrong_broker_password_fails_within_seconds_and_names_the_variable() {
+fn a_wrong_broker_password_is_said_within_seconds_and_the_message_waits_in_the_outbox() {
     let broker = Broker::from_env();
     let base = 700_000_000 + (uuid::Uuid::new_v4().as_u128() % 100_000_000) as u32;
     let (a_id, b_id) = (base, base + 1);
@@ -35,7 +39,7 @@ fn a_wrong_broker_password_fails_within_seconds_and_names_the_variable() {
     let user = broker.credentials().0.to_owned();
     let setup = Setup::new(BrokerSection::RabbitMq(broker.clone()));
     let a = setup.party(a_id);
-    setup.party(b_id);
+    let b = setup.party(b_id);
     let payload = setup.dir.path().join("note.xml");
     std::fs::write(&payload, msghead(a_id, b_id)).unwrap();
 
@@ -47,15 +51,25 @@ fn a_wrong_broker_password_fails_within_seconds_and_names_the_variable() {
         .output()
         .unwrap();
     let took = started.elapsed();
+    let stdout = String::from_utf8(output.stdout).unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(output.status.code(), Some(75), "{stderr}");
     assert!(took < Duration::from_secs(8), "took {took:?}: {stderr}");
+    let id = stdout.trim();
+    assert!(
+        uuid::Uuid::parse_str(id).is_ok(),
+        "the id on stdout: {stdout}"
+    );
     assert_eq!(stderr.lines().count(), 1, "said once: {stderr}");
     let url = url::Url::parse(broker.amqp_url()).unwrap();
     let endpoint = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
     assert!(
         stderr.contains(&format!("the broker at {endpoint} refused user {user}"))
-            && stderr.contains("check HELSEMELDING_BROKER_PASSWORD"),
+            && stderr.contains("check HELSEMELDING_BROKER_PASSWORD")
+            && stderr.contains(&format!(
+                "the message is recorded in the outbox as {id} and will be sent by \
+                 `listen` or `outbox flush` once the credentials are right"
+            )),
         "{stderr}"
     );
     assert!(
@@ -63,6 +77,24 @@ fn a_wrong_broker_password_fails_within_seconds_and_names_the_variable() {
         "the password is never shown"
     );
     assert!(!stderr.contains("additional data"), "{stderr}");
+
+    // Kept, and the refusal spent none of its attempts.
+    let (ok, listed, stderr) = setup.run(&a, &["outbox", "list", "--json"]);
+    assert!(ok, "{stderr}");
+    let rows: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{listed}");
+    assert_eq!(rows[0]["message_id"], id);
+    assert_eq!(rows[0]["state"], "pending", "{listed}");
+    assert_eq!(rows[0]["attempts"], 0, "{listed}");
+
+    // The right password: sent, once, and received.
+    let (ok, flushed, stderr) = setup.run(&a, &["outbox", "flush"]);
+    assert!(ok, "{flushed} {stderr}");
+    assert_eq!(flushed.trim(), "sent 1; 0 pending");
+    let out = setup.dir.path().join("b-in");
+    let listened = setup.listen_until_idle(&b, &out);
+    assert_eq!(hand_overs(&listened, id), 1, "{listened}");
 }
 
 /// `send` from 91462 to 109989 through a broker at 127.0.0.1:`port` with

@@ -237,17 +237,30 @@ fn pkcs12_bundles_with_the_password_from_the_environment() {
         decryption_p12.to_str().unwrap(),
         "--sender-cert",
         sender_cert.to_str().unwrap(),
+        "--force",
     ];
-    let plain = ok(run(
+    let password = [(
+        "HELSEMELDING_P12_PASSWORD",
+        fixtures::COUNTERPARTY_P12_PASSWORD,
+    )];
+    // The bundle's certificate is judged as a file's would be.
+    let refused = run(
         dir.path(),
-        &unprotect_args,
+        &unprotect_args[..unprotect_args.len() - 1],
         Some(&der),
-        &[(
-            "HELSEMELDING_P12_PASSWORD",
-            fixtures::COUNTERPARTY_P12_PASSWORD,
-        )],
-    ));
-    assert_eq!(plain, payload);
+        &password,
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8(refused.stderr).unwrap();
+    let named = format!("--decryption-p12 {} (serial", decryption_p12.display());
+    assert!(
+        stderr.contains(&named) && stderr.contains("expired on 2017-08-14"),
+        "{stderr}"
+    );
+    let forced = run(dir.path(), &unprotect_args, Some(&der), &password);
+    let stderr = String::from_utf8_lossy(&forced.stderr).into_owned();
+    assert_eq!(stderr.matches("warning: ").count(), 2, "{stderr}");
+    assert_eq!(ok(forced), payload);
     // Without the password: one line naming the bundle.
     let output = run(dir.path(), &unprotect_args, Some(&der), &[]);
     assert_eq!(output.status.code(), Some(1));
@@ -378,4 +391,203 @@ fn protect_refuses_certificates_unfit_for_their_role() {
         stderr.contains("adir: is a directory") && !stderr.contains("does not exist"),
         "{stderr}"
     );
+}
+
+/// The one line of a refused command, which wrote nothing on stdout.
+fn refused(output: Output) -> String {
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty(), "nothing written");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
+/// `unprotect --decryption-cert CERT.pem --decryption-key CERT.key
+/// --sender-cert SENDER` of `der` (plus `extra`) in `dir`.
+fn unprotect_with(dir: &Path, cert: &str, sender: &str, extra: &[&str], der: &[u8]) -> Output {
+    let (cert_file, key_file) = (format!("{cert}.pem"), format!("{cert}.key"));
+    let mut args = vec![
+        "unprotect",
+        "--decryption-cert",
+        &cert_file,
+        "--decryption-key",
+        &key_file,
+        "--sender-cert",
+        sender,
+    ];
+    args.extend(extra);
+    run(dir, &args, Some(der), &[])
+}
+
+/// `protect` of `payload`, signed by `signer` (stem of .pem/.key), to the
+/// certificate `recipient`, taking whatever it is given (--force).
+fn protect_forced(dir: &Path, signer: &str, recipient: &str, payload: &[u8]) -> Vec<u8> {
+    let (cert, key) = (format!("{signer}.pem"), format!("{signer}.key"));
+    let args = [
+        "protect",
+        "--signing-cert",
+        &cert,
+        "--signing-key",
+        &key,
+        "--recipient-cert",
+        recipient,
+        "--force",
+    ];
+    ok(run(dir, &args, Some(payload), &[]))
+}
+
+/// Finding 9: `unprotect` decrypts only with a certificate whose key usage
+/// allows it (keyEncipherment or dataEncipherment, or no key usage
+/// extension) and verifies only against a signing certificate, all valid
+/// now; --force uses them anyway with a warning.
+#[test]
+fn unprotect_refuses_certificates_unfit_for_their_role() {
+    let pki = TestPki::new("CLI CA");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let expired = helsemelding_testkit::pki::LeafOptions {
+        not_before: chrono::Utc::now() - chrono::Duration::days(400),
+        not_after: chrono::Utc::now() - chrono::Duration::days(1),
+        ..Default::default()
+    };
+    pki.issue("sender", Usage::Signing).write_pem(d, "sender");
+    pki.issue("receiver", Usage::Encryption)
+        .write_pem(d, "receiver");
+    pki.issue("signing only", Usage::Signing)
+        .write_pem(d, "signonly");
+    pki.issue("agreement only", Usage::Neither)
+        .write_pem(d, "neither");
+    pki.issue("no key usage", Usage::Unstated)
+        .write_pem(d, "unstated");
+    pki.issue_with("old receiver", Usage::Encryption, &expired)
+        .write_pem(d, "oldreceiver");
+    pki.issue_with("old sender", Usage::Signing, &expired)
+        .write_pem(d, "oldsender");
+    let payload = b"<x/>";
+
+    // Our decryption certificate says it is for signing, or for neither.
+    let der = protect_forced(d, "sender", "signonly.pem", payload);
+    let stderr = refused(unprotect_with(d, "signonly", "sender.pem", &[], &der));
+    assert!(
+        stderr.contains("--decryption-cert signonly.pem")
+            && stderr.contains("without keyEncipherment or dataEncipherment")
+            && stderr.contains("swapped")
+            && stderr.contains("--force"),
+        "{stderr}"
+    );
+    let forced = unprotect_with(d, "signonly", "sender.pem", &["--force"], &der);
+    let stderr = String::from_utf8_lossy(&forced.stderr).into_owned();
+    assert!(
+        stderr.starts_with("warning: --decryption-cert signonly.pem"),
+        "{stderr}"
+    );
+    assert_eq!(ok(forced), payload);
+    let stderr = refused(unprotect_with(d, "neither", "sender.pem", &[], &der));
+    assert!(
+        stderr.contains("has key usage keyAgreement without keyEncipherment")
+            && !stderr.contains("swapped"),
+        "{stderr}"
+    );
+
+    // No key usage extension restricts nothing: decrypted, no warning.
+    let der = protect_forced(d, "sender", "unstated.pem", payload);
+    let output = unprotect_with(d, "unstated", "sender.pem", &[], &der);
+    assert!(output.stderr.is_empty(), "{output:?}");
+    assert_eq!(ok(output), payload);
+
+    // Our decryption certificate expired.
+    let der = protect_forced(d, "sender", "oldreceiver.pem", payload);
+    let stderr = refused(unprotect_with(d, "oldreceiver", "sender.pem", &[], &der));
+    assert!(
+        stderr.contains("--decryption-cert oldreceiver.pem") && stderr.contains("expired on"),
+        "{stderr}"
+    );
+    let forced = unprotect_with(d, "oldreceiver", "sender.pem", &["--force"], &der);
+    assert_eq!(ok(forced), payload);
+
+    // The sender's certificate: an encryption certificate, or expired.
+    let der = protect_forced(d, "oldsender", "receiver.pem", payload);
+    let stderr = refused(unprotect_with(d, "receiver", "receiver.pem", &[], &der));
+    assert!(
+        stderr.contains("--sender-cert receiver.pem")
+            && stderr.contains("without nonRepudiation")
+            && stderr.contains("swapped"),
+        "{stderr}"
+    );
+    let stderr = refused(unprotect_with(d, "receiver", "oldsender.pem", &[], &der));
+    assert!(
+        stderr.contains("--sender-cert oldsender.pem") && stderr.contains("expired on"),
+        "{stderr}"
+    );
+    let forced = unprotect_with(d, "receiver", "oldsender.pem", &["--force"], &der);
+    let stderr = String::from_utf8_lossy(&forced.stderr).into_owned();
+    assert!(
+        stderr.starts_with("warning: --sender-cert oldsender.pem"),
+        "{stderr}"
+    );
+    assert_eq!(ok(forced), payload);
+
+    // The legacy identity is judged as the current one.
+    let legacy = [
+        "--legacy-decryption-cert",
+        "signonly.pem",
+        "--legacy-decryption-key",
+        "signonly.key",
+    ];
+    let der = protect_forced(d, "sender", "receiver.pem", payload);
+    let stderr = refused(unprotect_with(d, "receiver", "sender.pem", &legacy, &der));
+    assert!(
+        stderr.contains("--legacy-decryption-cert signonly.pem")
+            && stderr.contains("without keyEncipherment"),
+        "{stderr}"
+    );
+    assert_eq!(
+        ok(unprotect_with(d, "receiver", "sender.pem", &[], &der)),
+        payload
+    );
+}
+
+/// Finding 9: a file with several certificates, or a directory, given to
+/// `unprotect` is named as such.
+#[test]
+fn unprotect_names_bundles_and_directories() {
+    let pki = TestPki::new("CLI CA");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    pki.issue("sender", Usage::Signing).write_pem(d, "sender");
+    pki.issue("receiver", Usage::Encryption)
+        .write_pem(d, "receiver");
+    let der = protect_forced(d, "sender", "receiver.pem", b"<x/>");
+    for (stem, other) in [("sender", "sender2"), ("receiver", "receiver2")] {
+        let mut two = std::fs::read(d.join(format!("{stem}.pem"))).unwrap();
+        two.extend(pki.ca.cert.to_pem().unwrap());
+        std::fs::write(d.join(format!("{other}.pem")), two).unwrap();
+        std::fs::copy(
+            d.join(format!("{stem}.key")),
+            d.join(format!("{other}.key")),
+        )
+        .unwrap();
+    }
+    let stderr = refused(unprotect_with(d, "receiver2", "sender.pem", &[], &der));
+    assert!(
+        stderr.contains("--decryption-cert receiver2.pem")
+            && stderr.contains("holds 2 certificates"),
+        "{stderr}"
+    );
+    let stderr = refused(unprotect_with(d, "receiver", "sender2.pem", &[], &der));
+    assert!(
+        stderr.contains("sender2.pem") && stderr.contains("holds 2 certificates"),
+        "{stderr}"
+    );
+    std::fs::create_dir(d.join("adir")).unwrap();
+    let stderr = refused(unprotect_with(d, "receiver", "adir", &[], &der));
+    assert!(stderr.contains("adir: is a directory"), "{stderr}");
+    let stderr = refused(unprotect_with(
+        d,
+        "receiver",
+        "sender.pem",
+        &["--in", "adir"],
+        &der,
+    ));
+    assert!(stderr.contains("input adir: is a directory"), "{stderr}");
 }

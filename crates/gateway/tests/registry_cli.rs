@@ -394,6 +394,7 @@ fn add_show_import_round_trip() {
         encryption_serial
     );
 
+    // NHN's sample certificates expired in 2017: --force takes them.
     let output = run(&[
         "registry",
         "import",
@@ -402,6 +403,7 @@ fn add_show_import_round_trip() {
         &fixture("CommunicationDetails_93252.xml"),
         &fixture("CPA_93252.xml"),
         &fixture("CPP_93252.xml"),
+        "--force",
     ]);
     assert!(
         output.status.success(),
@@ -673,4 +675,331 @@ fn add_names_bundles_directories_and_says_each_cause_once() {
     let stderr = refusal(&output);
     assert!(stderr.contains("os error"), "{stderr}");
     assert_eq!(stderr.matches("os error").count(), 1, "{stderr}");
+}
+
+/// `registry import --dir DIR FILES… EXTRA…`.
+fn import(dir: &Path, files: &[&str], extra: &[&str]) -> Output {
+    let dir = dir.display().to_string();
+    let mut args = vec!["registry", "import", "--dir", &dir];
+    args.extend(files);
+    args.extend(extra);
+    run(&args)
+}
+
+/// The fixture `name` with each `(from, to)` replaced once, written into
+/// `work` as `as_name`; its path.
+fn edited(work: &Path, name: &str, edits: &[(&str, &str)], as_name: &str) -> String {
+    let mut text = std::fs::read_to_string(fixture(name)).unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "{name} holds no {from}");
+        text = text.replacen(from, to, 1);
+    }
+    let path = work.join(as_name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// `CPP_93252.xml` with its two certificates (encryption, then signing, in
+/// document order) replaced by fresh ones of these usages, written into
+/// `work` as `as_name`.
+fn cpp_with_certificates(work: &Path, pki: &TestPki, usages: [Usage; 2], as_name: &str) -> String {
+    const OPEN: &str = "<ds:X509Certificate>";
+    const CLOSE: &str = "</ds:X509Certificate>";
+    let text = std::fs::read_to_string(fixture("CPP_93252.xml")).unwrap();
+    let mut parts = text.split(OPEN);
+    let mut out = parts.next().unwrap().to_owned();
+    let mut usages = usages.into_iter();
+    for part in parts {
+        let (_, rest) = part.split_once(CLOSE).unwrap();
+        let usage = usages.next().expect("two certificates");
+        let der = pki.issue("cpp party", usage).cert.to_der().unwrap();
+        out.push_str(&format!(
+            "{OPEN}{}{CLOSE}{rest}",
+            openssl::base64::encode_block(&der)
+        ));
+    }
+    assert!(usages.next().is_none(), "two certificates");
+    let path = work.join(as_name);
+    std::fs::write(&path, out).unwrap();
+    path.display().to_string()
+}
+
+/// Finding 9: `registry import` judges the certificates of a CPP or CPA as
+/// `registry add` judges its own, before anything is stored, and never
+/// overwrites what the registry holds without --replace.
+#[test]
+fn import_judges_certificates_and_overwrites_nothing_unasked() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let dir = w.join("registry");
+    let record = fixture("CommunicationDetails_93252.xml");
+    let nhn_cpp = fixture("CPP_93252.xml");
+
+    // NHN's certificates expired in 2017: refused, naming the file, the
+    // party and the problem, and nothing is stored (not even the record
+    // given first).
+    let stderr = refusal(&import(&dir, &[&record, &nhn_cpp], &[]));
+    assert!(
+        stderr.contains("CPP_93252.xml: the signing certificate of party 93252")
+            && stderr.contains("expired on 2017-02-06")
+            && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert!(!dir.join("parties").exists(), "nothing stored");
+
+    // Fresh certificates of the right usages: taken without a word.
+    let pki = TestPki::new("import CA");
+    let fresh = cpp_with_certificates(w, &pki, [Usage::Encryption, Usage::Signing], "fresh.xml");
+    let output = import(&dir, &[&fresh], &[]);
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "{output:?}"
+    );
+    let stored = dir.join("parties/93252/cpp.xml");
+    assert_eq!(
+        std::fs::read(&stored).unwrap(),
+        std::fs::read(&fresh).unwrap()
+    );
+    // The same document again: left as it is, no --replace needed.
+    let output = import(&dir, &[&fresh], &[]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("CPP of party 93252, unchanged"));
+
+    // Another CPP of the party: not without --replace.
+    let stderr = refusal(&import(&dir, &[&nhn_cpp], &["--force"]));
+    assert!(
+        stderr.contains("already holds the CPP of party 93252") && stderr.contains("--replace"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&stored).unwrap(),
+        std::fs::read(&fresh).unwrap()
+    );
+    let output = import(&dir, &[&nhn_cpp], &["--force", "--replace"]);
+    assert!(output.status.success(), "{output:?}");
+    let warned = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        warned.starts_with("warning: ") && warned.contains("used anyway (--force)"),
+        "{warned}"
+    );
+    assert_eq!(
+        std::fs::read(&stored).unwrap(),
+        std::fs::read(&nhn_cpp).unwrap()
+    );
+
+    // A certificate that fits no role leaves the party without one: said.
+    let other = w.join("other");
+    let no_encryption =
+        cpp_with_certificates(w, &pki, [Usage::Signing, Usage::Signing], "noenc.xml");
+    let stderr = refusal(&import(&other, &[&no_encryption], &[]));
+    assert!(
+        stderr.contains(
+            "noenc.xml: party 93252 has no encryption certificate (none with keyEncipherment)"
+        ),
+        "{stderr}"
+    );
+    let neither =
+        cpp_with_certificates(w, &pki, [Usage::Neither, Usage::Encryption], "neither.xml");
+    let stderr = refusal(&import(&other, &[&neither], &[]));
+    assert!(stderr.contains("has no signing certificate"), "{stderr}");
+    assert!(!other.exists(), "nothing stored");
+
+    // Address records: the same, another one, or two for one party.
+    let output = import(&dir, &[&record], &[]);
+    assert!(output.status.success(), "{output:?}");
+    let renamed = edited(
+        w,
+        "CommunicationDetails_93252.xml",
+        &[("<Name>Alexander Dahl</Name>", "<Name>Alexander D.</Name>")],
+        "renamed.xml",
+    );
+    let stderr = refusal(&import(&dir, &[&renamed], &[]));
+    assert!(
+        stderr.contains("renamed.xml")
+            && stderr.contains("already holds the address record of party 93252")
+            && stderr.contains("--replace"),
+        "{stderr}"
+    );
+    let stderr = refusal(&import(&dir, &[&record, &renamed], &["--replace"]));
+    assert!(
+        stderr.contains("are both the address record of party 93252"),
+        "{stderr}"
+    );
+    let shown = json(&[
+        "registry",
+        "show",
+        "--dir",
+        dir.to_str().unwrap(),
+        "93252",
+        "--json",
+    ]);
+    assert_eq!(shown["name"], "Alexander Dahl");
+    let output = import(&dir, &[&renamed], &["--replace"]);
+    assert!(output.status.success(), "{output:?}");
+    let shown = json(&[
+        "registry",
+        "show",
+        "--dir",
+        dir.to_str().unwrap(),
+        "93252",
+        "--json",
+    ]);
+    assert_eq!(shown["name"], "Alexander D.");
+}
+
+/// Finding 9: `registry import` refuses HER-id 0, names with control or
+/// invisible characters and queue names that are not plain, naming the
+/// file and what is wrong; NHN's own documents all pass.
+#[test]
+fn import_refuses_zero_ids_hidden_characters_and_unsafe_queue_names() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let dir = w.join("registry");
+    let record = "CommunicationDetails_93252.xml";
+    let rest = "CommunicationDetailsRest_8141705.json";
+    let cpp = "CPP_93252.xml";
+
+    let zero = edited(
+        w,
+        record,
+        &[("<HerId>93252</HerId>", "<HerId>0</HerId>")],
+        "zero.xml",
+    );
+    let stderr = refusal(&import(&dir, &[&zero], &[]));
+    assert!(
+        stderr.contains("zero.xml") && stderr.contains("invalid HerId \"0\""),
+        "{stderr}"
+    );
+    let zero = edited(
+        w,
+        rest,
+        &[("\"herId\": 8141705", "\"herId\": 0")],
+        "zero.json",
+    );
+    let stderr = refusal(&import(&dir, &[&zero], &[]));
+    assert!(stderr.contains("invalid herId"), "{stderr}");
+    let zero = edited(
+        w,
+        cpp,
+        &[(">93252</tns:PartyId>", ">0</tns:PartyId>")],
+        "zero-cpp.xml",
+    );
+    let stderr = refusal(&import(&dir, &[&zero], &["--force"]));
+    assert!(stderr.contains("invalid PartyId \"0\""), "{stderr}");
+
+    let names = [
+        (
+            record,
+            (
+                "<Name>Alexander Dahl</Name>",
+                "<Name>Alexander\u{202e}Dahl</Name>",
+            ),
+        ),
+        (
+            rest,
+            (
+                "\"Name\": \"Allmennlege\"",
+                "\"Name\": \"Allmenn\\u001b[2Jlege\"",
+            ),
+        ),
+        (
+            cpp,
+            (
+                "partyName=\"Testlege Testlege\"",
+                "partyName=\"Testlege\u{200b}Testlege\"",
+            ),
+        ),
+    ];
+    for (name, edit) in names {
+        let file = edited(w, name, &[edit], "hidden");
+        let stderr = refusal(&import(&dir, &[&file], &["--force"]));
+        assert!(
+            stderr.contains("the name of party")
+                && stderr.contains("holds the control or invisible character")
+                && !stderr.contains('\x1b')
+                && !stderr.contains('\u{202e}'),
+            "{name}: {stderr}"
+        );
+    }
+
+    let record_queue = "sb.test.nhn.no/DigitalDialog/93252_async";
+    let rest_queue = "tb.test.nhn.no/NHNTESTServiceBus/8141703_async";
+    let cpp_endpoint = "sb.test.nhn.no/DigitalDialog/93238_async";
+    let queues = [
+        (
+            record,
+            record_queue,
+            "sb.test.nhn.no/DigitalDialog/93252 async",
+        ),
+        (
+            record,
+            record_queue,
+            "sb.test.nhn.no/DigitalDialog/.93252_async",
+        ),
+        (
+            rest,
+            rest_queue,
+            "tb.test\\u0007.nhn.no/NHNTESTServiceBus/8141703_async",
+        ),
+        (
+            rest,
+            rest_queue,
+            "tb.test.nhn.no/NHNTESTServiceBus/8141703_async#1",
+        ),
+        (
+            rest,
+            rest_queue,
+            "tb.test.nhn.no/NHNTESTServiceBus/8141703_\\u001basync",
+        ),
+        (
+            cpp,
+            cpp_endpoint,
+            "sb.test.nhn.no/DigitalDialog/93238_async;x",
+        ),
+    ];
+    for (name, from, to) in queues {
+        let file = edited(w, name, &[(from, to)], "queue");
+        let stderr = refusal(&import(&dir, &[&file], &["--force"]));
+        assert!(
+            stderr.contains("queue: the async queue of party")
+                || stderr.contains("channel AMQPAsync"),
+            "{name} {to}: {stderr}"
+        );
+        assert!(
+            !stderr.contains('\x1b') && !stderr.contains('\u{7}'),
+            "{stderr}"
+        );
+    }
+    assert!(!dir.exists(), "nothing stored");
+
+    // Every real document passes these checks (their certificates expired).
+    for name in [
+        "CommunicationDetails_91462.xml",
+        "CommunicationDetails_93238.xml",
+        "CommunicationDetails_93252.xml",
+        "CommunicationDetails_94867.xml",
+        "msgtests_CommunicationDetails_93238.xml",
+        "CommunicationDetailsRest_8141705.json",
+        "CommunicationDetailsRest_8141791.json",
+        "CPP_91462.xml",
+        "CPP_93238.xml",
+        "CPP_93239.xml",
+        "CPP_93252.xml",
+        "CPP_Rest_93238.xml",
+        "CPP_Rest_93239.xml",
+        "msgtests_CPP_93238.xml",
+        "CPA_49391409-e528-4919-b4a3-9ccdab72c8c1.xml",
+        "CPA_93252.xml",
+        "CPA_93252_ChangedSignedCertificate.xml",
+        "CPA_93253.xml",
+        "CPA_Rest_49391409-e528-4919-b4a3-9ccdab72c8c1.xml",
+        "CPA_Rest_93252.xml",
+        "CPA_Rest_93253.xml",
+        "CPA_v2_51795e2c-9d39-44e0-9168-5bee38f20819.xml",
+        "msgtests_CPA_93252.xml",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let output = import(dir.path(), &[&fixture(name)], &["--force"]);
+        assert!(output.status.success(), "{name}: {output:?}");
+    }
 }

@@ -62,6 +62,46 @@ pub enum Imported {
     Cpa(String),
 }
 
+/// A document [`FileRegistry::import`] takes, as read from its bytes.
+#[derive(Clone, Debug)]
+pub enum ImportDocument {
+    /// A CPP or a CPA.
+    Collaboration(CollaborationDocument),
+    /// An address record.
+    Party(CommunicationParty),
+}
+
+impl ImportDocument {
+    /// Reads a CPP, a CPA or an address record (SOAP XML or REST JSON),
+    /// told apart by content.
+    pub fn read(bytes: &[u8]) -> Result<ImportDocument> {
+        match parse_collaboration_document(bytes) {
+            Ok(document) => return Ok(ImportDocument::Collaboration(document)),
+            Err(Error::UnexpectedDocument { .. } | Error::Xml { .. }) => {}
+            Err(other) => return Err(other),
+        }
+        parse_communication_party(bytes).map(ImportDocument::Party)
+    }
+
+    /// What importing it stores: its party's record or CPP, or the CPA.
+    pub fn target(&self) -> Result<Imported> {
+        let document = match self {
+            ImportDocument::Party(record) => return Ok(Imported::Party(record.her_id)),
+            ImportDocument::Collaboration(document) => document,
+        };
+        match document.kind {
+            ProfileKind::Cpp => Ok(Imported::Cpp(document.parties[0].her_id)),
+            ProfileKind::Cpa => {
+                let id = document.id.clone().ok_or_else(|| Error::Missing {
+                    element: "cpaid",
+                    party: document.parties[0].her_id.to_string(),
+                })?;
+                Ok(Imported::Cpa(id))
+            }
+        }
+    }
+}
+
 impl FileRegistry {
     /// A registry in `dir` (created on the first write).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -136,47 +176,49 @@ impl FileRegistry {
     /// Store a real NHN document unchanged, detected by its content: a CPP,
     /// a CPA, or an address record (SOAP XML or REST JSON).
     pub fn import(&self, bytes: &[u8]) -> Result<Imported> {
-        match parse_collaboration_document(bytes) {
-            Ok(document) => return self.import_collaboration(&document, bytes),
-            Err(Error::UnexpectedDocument { .. } | Error::Xml { .. }) => {}
-            Err(other) => return Err(other),
-        }
-        let record = parse_communication_party(bytes)?;
-        let dir = self.party_dir(record.her_id);
-        let is_json = bytes
-            .iter()
-            .find(|b| !b.is_ascii_whitespace() && **b != 0xEF && **b != 0xBB && **b != 0xBF)
-            == Some(&b'{');
-        let (keep, drop) = if is_json {
-            ("party.json", "party.xml")
-        } else {
-            ("party.xml", "party.json")
-        };
-        write_atomic(&dir.join(keep), bytes)?;
-        remove_if_present(&dir.join(drop))?;
-        Ok(Imported::Party(record.her_id))
+        self.import_document(&ImportDocument::read(bytes)?, bytes)
     }
 
-    fn import_collaboration(
-        &self,
-        document: &CollaborationDocument,
-        bytes: &[u8],
-    ) -> Result<Imported> {
-        match document.kind {
-            ProfileKind::Cpp => {
-                let her_id = document.parties[0].her_id;
-                write_atomic(&self.party_dir(her_id).join("cpp.xml"), bytes)?;
-                Ok(Imported::Cpp(her_id))
+    /// [`FileRegistry::import`] of a document already read from `bytes`
+    /// (by [`ImportDocument::read`]), for a caller that judged it first.
+    pub fn import_document(&self, document: &ImportDocument, bytes: &[u8]) -> Result<Imported> {
+        let target = document.target()?;
+        match &target {
+            Imported::Party(her_id) => {
+                let dir = self.party_dir(*her_id);
+                let (keep, drop) = if is_json(bytes) {
+                    ("party.json", "party.xml")
+                } else {
+                    ("party.xml", "party.json")
+                };
+                write_atomic(&dir.join(keep), bytes)?;
+                remove_if_present(&dir.join(drop))?;
             }
-            ProfileKind::Cpa => {
-                let id = document.id.clone().ok_or_else(|| Error::Missing {
-                    element: "cpaid",
-                    party: document.parties[0].her_id.to_string(),
-                })?;
-                write_atomic(&self.cpa_path(&id)?, bytes)?;
-                Ok(Imported::Cpa(id))
+            Imported::Cpp(her_id) => {
+                write_atomic(&self.party_dir(*her_id).join("cpp.xml"), bytes)?;
+            }
+            Imported::Cpa(id) => write_atomic(&self.cpa_path(id)?, bytes)?,
+        }
+        Ok(target)
+    }
+
+    /// The bytes stored where `target` would be imported to, if any (for
+    /// an address record, whichever form is there).
+    pub fn stored(&self, target: &Imported) -> Result<Option<Vec<u8>>> {
+        let paths = match target {
+            Imported::Party(her_id) => {
+                let dir = self.party_dir(*her_id);
+                vec![dir.join("party.json"), dir.join("party.xml")]
+            }
+            Imported::Cpp(her_id) => vec![self.party_dir(*her_id).join("cpp.xml")],
+            Imported::Cpa(id) => vec![self.cpa_path(id)?],
+        };
+        for path in paths {
+            if let Some(bytes) = read_if_present(&path)? {
+                return Ok(Some(bytes));
             }
         }
+        Ok(None)
     }
 
     /// The address record of a party.
@@ -321,6 +363,14 @@ fn remove_if_present(path: &Path) -> Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
         _ => Ok(()),
     }
+}
+
+/// Whether an address record is the REST JSON form (the SOAP form is XML).
+fn is_json(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace() && **b != 0xEF && **b != 0xBB && **b != 0xBF)
+        == Some(&b'{')
 }
 
 /// Write to a temporary file beside the target, then rename it over the

@@ -1,7 +1,7 @@
 //! The file registry round trip and CPA resolution over it.
 
 use helsemelding_protect::Certificate;
-use helsemelding_registry::file::{Imported, NewParty};
+use helsemelding_registry::file::{ImportDocument, Imported, NewParty};
 use helsemelding_registry::resolve::resolve_by_cpa_id;
 use helsemelding_registry::{resolve, Direction, Error, FileRegistry, ProfileSource, Registry};
 use helsemelding_testkit::fixtures::read_nhn;
@@ -140,6 +140,39 @@ async fn import_keeps_documents_unchanged() {
         );
     }
     assert!(registry.import(b"not a document").is_err());
+}
+
+#[test]
+fn stored_answers_what_an_import_would_replace() {
+    let (dir, registry) = imported_registry();
+    for (file, target) in [
+        ("CommunicationDetails_93252.xml", Imported::Party(93252)),
+        (
+            "CommunicationDetailsRest_8141705.json",
+            Imported::Party(8141705),
+        ),
+        ("CPP_93238.xml", Imported::Cpp(93238)),
+        ("CPA_93252.xml", Imported::Cpa(OLD_CPA.into())),
+    ] {
+        let bytes = read_nhn(&format!("registry/{file}"));
+        let document = ImportDocument::read(&bytes).unwrap();
+        assert_eq!(document.target().unwrap(), target, "{file}");
+        assert_eq!(registry.stored(&target).unwrap(), Some(bytes), "{file}");
+    }
+    assert_eq!(registry.stored(&Imported::Cpp(93252)).unwrap(), None);
+    // A record in the other form replaces the one there.
+    let json = serde_json::json!({"herId": 93252, "name": "Alexander Dahl", "active": true});
+    let json = serde_json::to_vec(&json).unwrap();
+    let document = ImportDocument::read(&json).unwrap();
+    assert_eq!(
+        registry.import_document(&document, &json).unwrap(),
+        Imported::Party(93252)
+    );
+    assert_eq!(
+        registry.stored(&Imported::Party(93252)).unwrap(),
+        Some(json)
+    );
+    assert!(!dir.path().join("parties/93252/party.xml").exists());
 }
 
 #[tokio::test]

@@ -37,6 +37,9 @@ pub enum Usage {
     Both,
     /// A certificate whose key usage fits neither role (keyAgreement only).
     Neither,
+    /// No key usage extension at all (old or hand-made certificates): the
+    /// key is not restricted.
+    Unstated,
 }
 
 /// A certificate and its private key.
@@ -207,7 +210,9 @@ impl TestPki {
         builder
             .append_extension(BasicConstraints::new().build().unwrap())
             .unwrap();
-        builder.append_extension(key_usage(usage)).unwrap();
+        if let Some(extension) = key_usage(usage) {
+            builder.append_extension(extension).unwrap();
+        }
         let context = builder.x509v3_context(Some(&self.ca.cert), None);
         let mut extra = Vec::new();
         if let Some(url) = &options.crl_url {
@@ -291,7 +296,7 @@ fn config_extension(context: &X509v3Context, nid: Nid, value: &str) -> X509Exten
     X509Extension::new_nid(None, Some(context), nid, value).unwrap()
 }
 
-fn key_usage(usage: Usage) -> X509Extension {
+fn key_usage(usage: Usage) -> Option<X509Extension> {
     let mut ku = KeyUsage::new();
     ku.critical();
     match usage {
@@ -303,8 +308,9 @@ fn key_usage(usage: Usage) -> X509Extension {
             .key_encipherment()
             .data_encipherment(),
         Usage::Neither => ku.key_agreement(),
+        Usage::Unstated => return None,
     };
-    ku.build().unwrap()
+    Some(ku.build().unwrap())
 }
 
 fn new_key(bits: u32) -> PKey<Private> {

@@ -1,7 +1,7 @@
-//! What the protect/unprotect commands share: loading an identity from a
-//! certificate + key pair or a PKCS#12 bundle (password from the
-//! environment, never an argument), and reading/writing payloads via files
-//! or stdin/stdout.
+//! What the protect/unprotect/registry commands share: loading an identity
+//! from a certificate + key pair or a PKCS#12 bundle (password from the
+//! environment, never an argument), judging the certificates they are
+//! given, and reading/writing payloads via files or stdin/stdout.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -101,8 +101,51 @@ pub fn certificate_problems(
     usage: Usage,
     at: DateTime<Utc>,
 ) -> Vec<String> {
-    let mut problems = Vec::new();
+    let mut problems = validity_problems(certificate, at);
+    let required = usage.required_key_usage();
+    let (purpose, other) = match usage {
+        Usage::Signing => ("signing", Usage::Encryption),
+        Usage::Encryption => ("encryption", Usage::Signing),
+    };
+    match certificate.key_usage() {
+        None => problems.push(format!(
+            "has no key usage extension ({purpose} needs {})",
+            required.as_str()
+        )),
+        Some(usages) if !usages.contains(&required) => problems.push(format!(
+            "has key usage {} without {} ({purpose} needs it){}",
+            listed(&usages),
+            required.as_str(),
+            swapped_hint(&usages, other)
+        )),
+        Some(_) => {}
+    }
+    problems
+}
+
+/// What is wrong with our `certificate` for decrypting with its key at
+/// `at`. Unlike encrypting to a certificate, a missing key usage extension
+/// is no problem here: it restricts nothing, and the message was already
+/// encrypted to it; only a certificate that says it is for something else
+/// is one we should not have been sent messages for.
+pub fn decryption_problems(certificate: &Certificate, at: DateTime<Utc>) -> Vec<String> {
+    const DECRYPTS: [KeyUsage; 2] = [KeyUsage::KeyEncipherment, KeyUsage::DataEncipherment];
+    let mut problems = validity_problems(certificate, at);
+    if let Some(usages) = certificate.key_usage() {
+        if !DECRYPTS.iter().any(|usage| usages.contains(usage)) {
+            problems.push(format!(
+                "has key usage {} without keyEncipherment or dataEncipherment (decryption needs one){}",
+                listed(&usages),
+                swapped_hint(&usages, Usage::Signing)
+            ));
+        }
+    }
+    problems
+}
+
+fn validity_problems(certificate: &Certificate, at: DateTime<Utc>) -> Vec<String> {
     let day = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%SZ").to_string();
+    let mut problems = Vec::new();
     if at < certificate.not_before() {
         problems.push(format!(
             "is not valid before {}",
@@ -112,37 +155,30 @@ pub fn certificate_problems(
     if at > certificate.not_after() {
         problems.push(format!("expired on {}", day(certificate.not_after())));
     }
-    let required = usage.required_key_usage();
-    let (purpose, other, other_name) = match usage {
-        Usage::Signing => ("signing", KeyUsage::KeyEncipherment, "an encryption"),
-        Usage::Encryption => ("encryption", KeyUsage::NonRepudiation, "a signing"),
-    };
-    match certificate.key_usage() {
-        None => problems.push(format!(
-            "has no key usage extension ({purpose} needs {})",
-            required.as_str()
-        )),
-        Some(usages) if !usages.contains(&required) => {
-            let listed: Vec<&str> = usages.iter().map(|u| u.as_str()).collect();
-            let mut problem = format!(
-                "has key usage {} without {} ({purpose} needs it)",
-                if listed.is_empty() {
-                    "(none)".to_owned()
-                } else {
-                    listed.join(", ")
-                },
-                required.as_str()
-            );
-            if usages.contains(&other) {
-                problem.push_str(&format!(
-                    "; it is {other_name} certificate: were the two swapped?"
-                ));
-            }
-            problems.push(problem);
-        }
-        Some(_) => {}
-    }
     problems
+}
+
+fn listed(usages: &[KeyUsage]) -> String {
+    if usages.is_empty() {
+        return "(none)".to_owned();
+    }
+    usages
+        .iter()
+        .map(|u| u.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A certificate with the other role's bit was most likely given in place
+/// of its partner: saying so saves the operator the comparison.
+fn swapped_hint(usages: &[KeyUsage], other: Usage) -> &'static str {
+    if !usages.contains(&other.required_key_usage()) {
+        return "";
+    }
+    match other {
+        Usage::Signing => "; it is a signing certificate: were the two swapped?",
+        Usage::Encryption => "; it is an encryption certificate: were the two swapped?",
+    }
 }
 
 /// Refuses `certificate` (named by `what`) when it is not fit for `usage`
@@ -154,15 +190,41 @@ pub fn require_fit(
     force: bool,
 ) -> anyhow::Result<()> {
     let problems = certificate_problems(certificate, usage, Utc::now());
+    judged(what, certificate, &problems, force)
+}
+
+/// [`require_fit`] for our own certificate whose key is to decrypt.
+pub fn require_fit_to_decrypt(
+    what: &str,
+    certificate: &Certificate,
+    force: bool,
+) -> anyhow::Result<()> {
+    let problems = decryption_problems(certificate, Utc::now());
+    judged(what, certificate, &problems, force)
+}
+
+fn judged(
+    what: &str,
+    certificate: &Certificate,
+    problems: &[String],
+    force: bool,
+) -> anyhow::Result<()> {
     if problems.is_empty() {
         return Ok(());
     }
-    let said = format!(
-        "{what} (serial {}, {}) {}",
-        certificate.serial_hex(),
-        for_display(&certificate.subject(), 200),
-        problems.join("; ")
-    );
+    refuse_unless_forced(
+        format!(
+            "{what} (serial {}, {}) {}",
+            certificate.serial_hex(),
+            for_display(&certificate.subject(), 200),
+            problems.join("; ")
+        ),
+        force,
+    )
+}
+
+/// Refuses with `said`, or with `force` only warns it on stderr.
+pub fn refuse_unless_forced(said: String, force: bool) -> anyhow::Result<()> {
     if force {
         eprintln!("warning: {said}; used anyway (--force)");
         return Ok(());

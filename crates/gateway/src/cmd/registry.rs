@@ -15,13 +15,13 @@ use helsemelding_registry::certificates::parse_certificate_details;
 use helsemelding_registry::cppa::{
     parse_collaboration_document, ChannelKind, CollaborationDocument,
 };
-use helsemelding_registry::file::{Imported, NewParty};
-use helsemelding_registry::party::parse_communication_party;
+use helsemelding_registry::file::{ImportDocument, Imported, NewParty};
+use helsemelding_registry::party::{parse_communication_party, queue_name};
 use helsemelding_registry::{CertificateSummary, CommunicationParty, FileRegistry, HerId};
 use helsemelding_wire::text::{for_display, is_hidden_or_control};
 use serde_json::{json, Value};
 
-use super::identity_args::{read_file, require_fit, single_certificate};
+use super::identity_args::{read_file, refuse_unless_forced, require_fit, single_certificate};
 
 /// Registry documents and the embedded file registry.
 #[derive(clap::Args)]
@@ -100,6 +100,11 @@ enum RegistryCommand {
         json: bool,
     },
     /// Import real NHN documents (CPP, CPA, CommunicationDetails) unchanged.
+    ///
+    /// All are judged before any is stored: names must be printable, queue
+    /// names safe, and the certificates of a CPP or CPA fit for their role
+    /// now; what the registry already holds is not overwritten without
+    /// --replace (the same document again is left as it is).
     Import {
         /// Registry directory.
         #[arg(long)]
@@ -107,6 +112,15 @@ enum RegistryCommand {
         /// Documents to import.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Overwrite a party's record or CPP, or a CPA, that the registry
+        /// already holds.
+        #[arg(long)]
+        replace: bool,
+        /// Take a CPP or CPA whose certificates are expired, not yet valid,
+        /// lack the key usage of their role or are missing, with a warning,
+        /// instead of refusing it.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -219,20 +233,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 print_certificate("signing", summary(certificates.current_signing()).as_ref());
             }
         }
-        RegistryCommand::Import { dir, files } => {
-            let registry = FileRegistry::new(&dir);
-            for file in files {
-                let imported = registry
-                    .import(&read(&file)?)
-                    .with_context(|| format!("importing {}", file.display()))?;
-                let what = match imported {
-                    Imported::Party(her_id) => format!("address record of party {her_id}"),
-                    Imported::Cpp(her_id) => format!("CPP of party {her_id}"),
-                    Imported::Cpa(id) => format!("CPA {}", for_display(&id, 100)),
-                };
-                println!("{}: {what}", file.display());
-            }
-        }
+        RegistryCommand::Import {
+            dir,
+            files,
+            replace,
+            force,
+        } => import(&dir, &files, replace, force)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -245,40 +251,225 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
 const NAME_CHARS: usize = 200;
 /// Longest queue prefix `add` takes (RabbitMQ allows 255 bytes per name).
 const PREFIX_CHARS: usize = 100;
+/// Longest queue name `import` takes: RabbitMQ's limit.
+const QUEUE_CHARS: usize = 255;
 
 /// A party name is shown in listings and logs: printable text only.
 fn check_name(name: &str) -> anyhow::Result<()> {
     if name.trim().is_empty() {
         anyhow::bail!("--name is empty");
     }
-    if let Some(c) = name.chars().find(|c| is_hidden_or_control(*c)) {
-        anyhow::bail!(
-            "--name {:?} holds the control or invisible character {}: give printable text",
-            for_display(name, NAME_CHARS),
-            for_display(&c.to_string(), 20)
-        );
-    }
+    check_printable("--name", name)?;
     if name.chars().count() > NAME_CHARS {
         anyhow::bail!("--name is longer than {NAME_CHARS} characters");
     }
     Ok(())
 }
 
-/// Queue names become file names, broker addresses and log fields:
-/// letters, digits, '.', '_' and '-' only, not starting with '.'.
-fn check_queue_prefix(prefix: &str) -> anyhow::Result<()> {
-    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if prefix.is_empty()
-        || prefix.starts_with('.')
-        || !prefix.chars().all(safe)
-        || prefix.chars().count() > PREFIX_CHARS
-    {
+/// Text we store and show later holds no control or invisible characters
+/// (a terminal or log reader would act on them).
+fn check_printable(what: &str, text: &str) -> anyhow::Result<()> {
+    if let Some(c) = text.chars().find(|c| is_hidden_or_control(*c)) {
         anyhow::bail!(
-            "--queue-prefix {}: use letters, digits, '.', '_' and '-' only, not starting with '.', at most {PREFIX_CHARS} characters",
-            for_display(prefix, PREFIX_CHARS)
+            "{what} {:?} holds the control or invisible character {}: give printable text",
+            for_display(text, NAME_CHARS),
+            for_display(&c.to_string(), 20)
         );
     }
     Ok(())
+}
+
+/// Queue names become file names, broker addresses and log fields:
+/// letters, digits, '.', '_' and '-' only, not starting with '.'.
+fn check_queue_text(what: &str, text: &str, max_chars: usize) -> anyhow::Result<()> {
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if text.is_empty()
+        || text.starts_with('.')
+        || !text.chars().all(safe)
+        || text.chars().count() > max_chars
+    {
+        anyhow::bail!(
+            "{what} {}: use letters, digits, '.', '_' and '-' only, not starting with '.', at most {max_chars} characters",
+            for_display(text, max_chars)
+        );
+    }
+    Ok(())
+}
+
+fn check_queue_prefix(prefix: &str) -> anyhow::Result<()> {
+    check_queue_text("--queue-prefix", prefix, PREFIX_CHARS)
+}
+
+/// A registry address's queue name (its last segment) is what reaches the
+/// broker; the rest is only shown.
+fn check_queue_address(what: &str, address: &str) -> anyhow::Result<()> {
+    check_printable(what, address)?;
+    check_queue_text(what, queue_name(address), QUEUE_CHARS)
+}
+
+/// One document `import` was given, judged and ready to be stored.
+struct Judged {
+    file: PathBuf,
+    bytes: Vec<u8>,
+    document: ImportDocument,
+    target: Imported,
+    /// The registry holds these very bytes already.
+    unchanged: bool,
+}
+
+/// `registry import`: every document is judged before any is stored, so a
+/// refusal leaves the registry as it was.
+fn import(dir: &Path, files: &[PathBuf], replace: bool, force: bool) -> anyhow::Result<()> {
+    let registry = FileRegistry::new(dir);
+    let mut judged: Vec<Judged> = Vec::new();
+    for file in files {
+        let one = judge_document(&registry, file, replace, force)?;
+        if let Some(earlier) = judged.iter().find(|j| j.target == one.target) {
+            anyhow::bail!(
+                "{} and {} are both the {}: give one of them",
+                earlier.file.display(),
+                file.display(),
+                imported_what(&one.target)
+            );
+        }
+        judged.push(one);
+    }
+    for one in judged {
+        if !one.unchanged {
+            registry
+                .import_document(&one.document, &one.bytes)
+                .with_context(|| format!("importing {}", one.file.display()))?;
+        }
+        let unchanged = if one.unchanged { ", unchanged" } else { "" };
+        println!(
+            "{}: {}{unchanged}",
+            one.file.display(),
+            imported_what(&one.target)
+        );
+    }
+    Ok(())
+}
+
+fn judge_document(
+    registry: &FileRegistry,
+    file: &Path,
+    replace: bool,
+    force: bool,
+) -> anyhow::Result<Judged> {
+    let place = file.display().to_string();
+    let bytes = read(file)?;
+    let document = ImportDocument::read(&bytes).with_context(|| format!("importing {place}"))?;
+    let target = document
+        .target()
+        .with_context(|| format!("importing {place}"))?;
+    // First what it would overwrite: a refusal for that needs no warnings
+    // about the certificates before it.
+    let unchanged = match registry.stored(&target)? {
+        None => false,
+        Some(stored) if stored == bytes => true,
+        Some(_) if replace => false,
+        Some(_) => anyhow::bail!(
+            "{place}: {} already holds the {}: give --replace to overwrite it",
+            registry.dir().display(),
+            imported_what(&target)
+        ),
+    };
+    match &document {
+        ImportDocument::Party(record) => check_record(&place, record)?,
+        ImportDocument::Collaboration(profile) => check_collaboration(&place, profile, force)?,
+    }
+    Ok(Judged {
+        file: file.to_owned(),
+        bytes,
+        document,
+        target,
+        unchanged,
+    })
+}
+
+fn imported_what(target: &Imported) -> String {
+    match target {
+        Imported::Party(her_id) => format!("address record of party {her_id}"),
+        Imported::Cpp(her_id) => format!("CPP of party {her_id}"),
+        Imported::Cpa(id) => format!("CPA {}", for_display(id, 100)),
+    }
+}
+
+fn check_record(place: &str, record: &CommunicationParty) -> anyhow::Result<()> {
+    let her_id = record.her_id;
+    check_printable(
+        &format!("{place}: the name of party {her_id}"),
+        &record.name,
+    )?;
+    let queues = &record.queues;
+    for (label, address) in [
+        ("async", &queues.async_queue),
+        ("sync", &queues.sync),
+        ("error", &queues.error),
+        ("syncreply", &queues.syncreply),
+    ] {
+        if let Some(address) = address {
+            let what = format!("{place}: the {label} queue of party {her_id}");
+            check_queue_address(&what, address)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_collaboration(
+    place: &str,
+    document: &CollaborationDocument,
+    force: bool,
+) -> anyhow::Result<()> {
+    for party in &document.parties {
+        let her_id = party.her_id;
+        check_printable(&format!("{place}: the name of party {her_id}"), &party.name)?;
+        for channel in party.channels.iter().filter(|c| c.kind.is_some()) {
+            if let Some(endpoint) = &channel.endpoint {
+                let what = format!(
+                    "{place}: the endpoint of party {her_id}'s channel {}",
+                    for_display(&channel.id, 100)
+                );
+                check_queue_address(&what, endpoint)?;
+            }
+        }
+        let certificates = [
+            (party.signing_certificate.as_ref(), Usage::Signing),
+            (party.encryption_certificate.as_ref(), Usage::Encryption),
+        ];
+        for (certificate, usage) in certificates {
+            judge_party_certificate(place, her_id, certificate, usage, force)?;
+        }
+    }
+    Ok(())
+}
+
+/// The parser tells a party's certificates apart by key usage: one that
+/// fits no role is missing here, and said so.
+fn judge_party_certificate(
+    place: &str,
+    her_id: u32,
+    certificate: Option<&Certificate>,
+    usage: Usage,
+    force: bool,
+) -> anyhow::Result<()> {
+    let role = match usage {
+        Usage::Signing => "signing",
+        Usage::Encryption => "encryption",
+    };
+    match certificate {
+        Some(certificate) => {
+            let what = format!("{place}: the {role} certificate of party {her_id}");
+            require_fit(&what, certificate, usage, force)
+        }
+        None => refuse_unless_forced(
+            format!(
+                "{place}: party {her_id} has no {role} certificate (none with {})",
+                usage.required_key_usage().as_str()
+            ),
+            force,
+        ),
+    }
 }
 
 fn print_json(value: &Value) {

@@ -2,9 +2,9 @@
 //! [--timeout S] FILE`: sign, encrypt and send one message. Async: prints
 //! its message id once the broker accepted it; when the broker cannot be
 //! reached within `broker.connect_timeout_ms` or the transfer fails for
-//! now, prints the id, says that the message waits in the outbox and why,
-//! and exits 75 (EX_TEMPFAIL). Sync: waits for the reply and writes its
-//! decrypted payload to stdout.
+//! now, or refuses our user or password, prints the id, says that the
+//! message waits in the outbox and why, and exits 75 (EX_TEMPFAIL). Sync:
+//! waits for the reply and writes its decrypted payload to stdout.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -45,7 +45,9 @@ pub struct Args {
 }
 
 /// The exit status of a `send` that left its message in the outbox because
-/// the broker could not take it now (EX_TEMPFAIL of sysexits.h).
+/// the broker could not take it now (EX_TEMPFAIL of sysexits.h), refused
+/// our credentials included: whoever called `send` must not send the
+/// message again, `listen` or `outbox flush` will.
 pub const EXIT_IN_OUTBOX: u8 = 75;
 
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
@@ -104,23 +106,11 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
             Err(helsemelding_messaging::Error::InOutbox {
                 message_id, source, ..
             }) => {
-                // Recorded: say its id and why it is not sent yet.
-                let error = anyhow::Error::from(*source);
-                if refused_credentials(&error) {
-                    // Not a passing state: the same credentials fail again.
-                    return Err(error);
-                }
                 println!("{message_id}");
-                match temporary_failure(&error) {
-                    Some(why) => eprintln!(
-                        "helsemelding: recorded in the outbox as {message_id}; the broker at {broker} {why}; \
-                         it will be sent by `listen` or `outbox flush`"
-                    ),
-                    None => eprintln!(
-                        "helsemelding: recorded in the outbox as {message_id}; sending it failed ({error:#}); \
-                         it is tried again by `listen` or `outbox flush` (see `outbox list`)"
-                    ),
-                }
+                eprintln!(
+                    "helsemelding: {}",
+                    in_outbox_report(&message_id, (*source).into(), &broker)
+                );
                 return Ok(ExitCode::from(EXIT_IN_OUTBOX));
             }
             Err(error) => return Err(error.into()),
@@ -186,13 +176,42 @@ fn temporary_failure(error: &anyhow::Error) -> Option<String> {
     }
 }
 
-/// Whether the broker refused our user or password.
-fn refused_credentials(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<helsemelding_transport::Error>(),
-            Some(helsemelding_transport::Error::AuthenticationFailed { .. })
-        )
+/// What became of a message that is recorded in the outbox but was not
+/// sent, and what will send it.
+fn in_outbox_report(message_id: &str, error: anyhow::Error, broker: &str) -> String {
+    if let Some(refusal) = refused_credentials(&error) {
+        // Not a passing state: the same credentials fail again, so say what
+        // to fix; the message is safe all the same and must not be sent
+        // again by the caller.
+        return format!(
+            "{refusal}: {}; the message is recorded in the outbox as {message_id} and will be sent by \
+             `listen` or `outbox flush` once the credentials are right",
+            crate::CHECK_CREDENTIALS
+        );
+    }
+    match temporary_failure(&error) {
+        Some(why) => format!(
+            "recorded in the outbox as {message_id}; the broker at {broker} {why}; \
+             it will be sent by `listen` or `outbox flush`"
+        ),
+        None => format!(
+            "recorded in the outbox as {message_id}; sending it failed ({error:#}); \
+             it is tried again by `listen` or `outbox flush` (see `outbox list`)"
+        ),
+    }
+}
+
+/// The broker's refusal of our user or password, if that is what failed.
+fn refused_credentials(error: &anyhow::Error) -> Option<&helsemelding_transport::Error> {
+    error.chain().find_map(|cause| {
+        cause
+            .downcast_ref::<helsemelding_transport::Error>()
+            .filter(|e| {
+                matches!(
+                    e,
+                    helsemelding_transport::Error::AuthenticationFailed { .. }
+                )
+            })
     })
 }
 

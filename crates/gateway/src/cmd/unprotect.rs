@@ -1,14 +1,18 @@
 //! `helsemelding unprotect`: decrypt a protected message with our current
 //! (or legacy) decryption identity and verify that the expected sender
-//! signed it; writes the payload exactly as signed.
+//! signed it; writes the payload exactly as signed. Certificates unfit for
+//! their role (expired, not yet valid, the wrong key usage) are refused
+//! before anything is read, or used with a warning under `--force`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use helsemelding_protect::{unprotect, UnprotectOptions};
+use helsemelding_protect::{unprotect, Identity, UnprotectOptions, Usage};
 
-use super::identity_args::{load_certificate, load_identity, read_input, write_output};
+use super::identity_args::{
+    load_certificate, load_identity, read_input, require_fit, require_fit_to_decrypt, write_output,
+};
 
 /// Decrypt then verify a message (the PKCS#12 password comes from HELSEMELDING_P12_PASSWORD).
 #[derive(clap::Args)]
@@ -43,23 +47,20 @@ pub struct Args {
     /// Where to write the payload; stdout when absent.
     #[arg(long = "out", value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Use a certificate that is expired, not yet valid or lacks the key
+    /// usage its role needs (keyEncipherment or dataEncipherment to
+    /// decrypt, nonRepudiation for the sender), with a warning, instead of
+    /// refusing it.
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let decryption = load_identity(
-        "decryption",
-        args.decryption_cert.as_deref(),
-        args.decryption_key.as_deref(),
-        args.decryption_p12.as_deref(),
-    )?
-    .context("no decryption identity given")?;
-    let legacy = load_identity(
-        "legacy-decryption",
-        args.legacy_decryption_cert.as_deref(),
-        args.legacy_decryption_key.as_deref(),
-        args.legacy_decryption_p12.as_deref(),
-    )?;
+    let (decryption, legacy) = decryption_identities(&args)?;
     let sender = load_certificate("sender", &args.sender_cert)?;
+    // As `listen` judges a signer: its certificate now, for signing.
+    let what = format!("--sender-cert {}", args.sender_cert.display());
+    require_fit(&what, &sender, Usage::Signing, args.force)?;
     let der = read_input(args.input.as_ref())?;
     // The CLI keeps its behaviour: 3DES read unless --reject-3des.
     let options = UnprotectOptions {
@@ -69,4 +70,44 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         unprotect(&der, &decryption, legacy.as_ref(), &sender, &options).context("unprotect")?;
     write_output(args.output.as_ref(), &payload)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Our current and legacy decryption identities, each judged fit to decrypt.
+fn decryption_identities(args: &Args) -> anyhow::Result<(Identity, Option<Identity>)> {
+    let current = decryption_identity(
+        "decryption",
+        args.decryption_cert.as_deref(),
+        args.decryption_key.as_deref(),
+        args.decryption_p12.as_deref(),
+        args.force,
+    )?
+    .context("no decryption identity given")?;
+    let legacy = decryption_identity(
+        "legacy-decryption",
+        args.legacy_decryption_cert.as_deref(),
+        args.legacy_decryption_key.as_deref(),
+        args.legacy_decryption_p12.as_deref(),
+        args.force,
+    )?;
+    Ok((current, legacy))
+}
+
+fn decryption_identity(
+    role: &str,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    p12: Option<&Path>,
+    force: bool,
+) -> anyhow::Result<Option<Identity>> {
+    let Some(identity) = load_identity(role, cert, key, p12)? else {
+        return Ok(None);
+    };
+    // The flag and file the certificate came from, for the operator to fix.
+    let what = match (cert, p12) {
+        (Some(cert), _) => format!("--{role}-cert {}", cert.display()),
+        (None, Some(p12)) => format!("--{role}-p12 {}", p12.display()),
+        (None, None) => format!("the {role} certificate"),
+    };
+    require_fit_to_decrypt(&what, identity.certificate(), force)?;
+    Ok(Some(identity))
 }
