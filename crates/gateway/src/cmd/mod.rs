@@ -1,4 +1,5 @@
-//! One module per subcommand.
+//! The subcommands of `helsemelding`: one module per subcommand, each with
+//! an `Args` struct (clap) and a `run` function that the binary calls.
 pub mod config;
 pub mod metadata;
 
@@ -19,6 +20,9 @@ pub mod registry;
 pub mod send;
 mod store_args;
 pub mod unprotect;
+
+/// What to do when the broker refuses our user or password.
+pub const CHECK_CREDENTIALS: &str = "check HELSEMELDING_BROKER_PASSWORD and the user in broker.url";
 
 /// Who an operator's command acts as, for the audit log.
 fn operator() -> String {

@@ -186,7 +186,7 @@ fn in_outbox_report(message_id: &str, error: anyhow::Error, broker: &str) -> Str
         return format!(
             "{refusal}: {}; the message is recorded in the outbox as {message_id} and will be sent by \
              `listen` or `outbox flush` once the credentials are right",
-            crate::CHECK_CREDENTIALS
+            super::CHECK_CREDENTIALS
         );
     }
     match temporary_failure(&error) {

@@ -1,0 +1,22 @@
+//! The helsemelding gateway: signed and encrypted health messages over
+//! Norsk Helsenett's service bus, for a system that should not have to
+//! touch AMQP, CMS or the registries itself. The `helsemelding` binary
+//! (`src/main.rs`) parses its command line and calls this library; a
+//! daemon or an embedder uses the same parts.
+//!
+//! # Layout
+//!
+//! * `config`: the configuration, one TOML file whose keys environment
+//!   variables `HELSEMELDING_<SECTION>_<KEY>` override, read raw and turned
+//!   into a validated [`Config`](config::Config) at start-up with errors
+//!   that name the key.
+//!
+//! * `devpki`: a throw-away certificate authority and parties for the
+//!   demo, the benchmarks and local experiments.
+//!
+//! * `cmd`: the subcommands of `helsemelding`, each an `Args` struct
+//!   (clap) and a `run` function that the binary calls.
+
+pub mod cmd;
+pub mod config;
+pub mod devpki;
