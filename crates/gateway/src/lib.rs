@@ -11,6 +11,12 @@
 //!   into a validated [`Config`](config::Config) at start-up with errors
 //!   that name the key.
 //!
+//! * `node`: the one assembly from a validated configuration to a running
+//!   [`Node`](node::Node): identities, registry, transport and store, and
+//!   the messenger over them. The only place that picks backends; the demo
+//!   and the benchmarks bring their own [`Parts`](node::Parts) and have
+//!   them assembled the same way.
+//!
 //! * `devpki`: a throw-away certificate authority and parties for the
 //!   demo, the benchmarks and local experiments.
 //!
@@ -20,3 +26,4 @@
 pub mod cmd;
 pub mod config;
 pub mod devpki;
+pub mod node;

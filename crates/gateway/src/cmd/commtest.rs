@@ -23,8 +23,8 @@ use helsemelding_wire::text::for_display;
 use helsemelding_wire::HerId;
 use serde_json::json;
 
-use super::context::Context;
 use super::send::seconds;
+use crate::node::Node;
 
 /// Run a communication test against a party.
 #[derive(clap::Args)]
@@ -84,8 +84,8 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {
-        let context = Context::open(config).await?;
-        let messenger = &context.messenger;
+        let node = Node::open(&super::load_config(config)?).await?;
+        let messenger = node.messenger();
         let listener = match mode {
             CommtestMode::Sync => None,
             CommtestMode::Async => Some(

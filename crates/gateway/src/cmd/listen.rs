@@ -28,9 +28,9 @@ use helsemelding_wire::error_report::ReceivedErrorReport;
 use helsemelding_wire::text::{for_display, for_display_or};
 use serde_json::json;
 
-use super::context::Context;
 use super::queues::{self, QueuePath};
 use crate::config::{Config, DeadLetterSetting};
+use crate::node::Node;
 
 /// Receive messages into a directory.
 #[derive(clap::Args)]
@@ -380,12 +380,13 @@ async fn start(
     config: Option<&Path>,
     workers: usize,
     sink: Arc<ToDirectory>,
-) -> Result<(Context, Listener)> {
-    let (context, config) = Context::open_with_config(config).await?;
+) -> Result<(Node, Listener)> {
+    let config = super::load_config(config)?;
+    let node = Node::open(&config).await?;
     let (dead_letters, dead_letters_by_queue) = dead_letter_routes(&config).await;
     // Whatever the outbox holds goes first; an entry that cannot be sent
     // (or a broker outage) never keeps the listener from starting.
-    match context.messenger.flush_outbox().await {
+    match node.messenger().flush_outbox().await {
         Ok(report) => {
             if let Some(outage) = report.outage {
                 tracing::warn!(outage, "outbox: the broker is unavailable, sending later");
@@ -394,7 +395,7 @@ async fn start(
         Err(error) => tracing::warn!(%error, "outbox: not flushed on start, the pump tries again"),
     }
     let listener = Listener::start(
-        &context.messenger,
+        node.messenger(),
         sink.clone(),
         sink,
         ListenerOptions {
@@ -406,7 +407,7 @@ async fn start(
         },
     )
     .await?;
-    Ok((context, listener))
+    Ok((node, listener))
 }
 
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
@@ -424,14 +425,14 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
         });
         // Nothing is taken before the listener runs: a stop signal during
         // start-up (a broker slow to answer) ends it at once.
-        let (context, listener) = tokio::select! {
+        let (node, listener) = tokio::select! {
             started = start(config, args.workers, sink.clone()) => started?,
             signal = stop.next() => {
                 eprintln!("{signal} during start-up: stopping before taking any message");
                 return Ok(ExitCode::SUCCESS);
             }
         };
-        let messenger = &context.messenger;
+        let messenger = node.messenger();
         let started = AuditEvent::new(AuditKind::Start, messenger.actor(), "listening");
         messenger.audit(started).await;
         // AppRecs and communication-test answers go through the outbox:

@@ -15,8 +15,8 @@ use helsemelding_wire::queue::QueueKind;
 use helsemelding_wire::HerId;
 use serde::Serialize;
 
-use super::context::transport_endpoint;
 use crate::config::{BrokerEndpoint, Config};
+use crate::node::{self, transport_endpoint};
 
 /// Show our queues and their message counts.
 #[derive(clap::Args)]
@@ -80,7 +80,7 @@ pub fn run(config_path: Option<&Path>, args: Args) -> Result<ExitCode> {
 /// queue, and the dead-letter queue beside the async one (`<prefix>_dl`,
 /// NHN's policy; the registry does not name it).
 async fn our_queues(config: &Config) -> Result<Vec<(String, &'static str)>> {
-    let registry = super::context::open_registry(&config.registry)?;
+    let registry = node::open_registry(&config.registry)?;
     let mut queues: Vec<(String, &'static str)> = Vec::new();
     let mut add = |name: Option<String>, kind: QueueKind| {
         if let Some(name) = name.filter(|n| !n.is_empty()) {
@@ -175,9 +175,7 @@ async fn amqp_existence(
     queues: Vec<(String, &'static str)>,
 ) -> Result<Vec<QueueStatus>> {
     let (url, options) = transport_endpoint(config);
-    let transport = helsemelding_transport::open(&url, options)
-        .await
-        .context("opening the broker")?;
+    let transport = node::open_transport(&url, options).await?;
     let mut statuses = Vec::new();
     for (name, kind) in queues {
         let exists = match transport.check_queue(&name).await {
