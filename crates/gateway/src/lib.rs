@@ -17,6 +17,9 @@
 //!   and the benchmarks bring their own [`Parts`](node::Parts) and have
 //!   them assembled the same way.
 //!
+//! * `queues` (internal): our queues as the registry names them, and what
+//!   RabbitMQ's management API says of them (counts, dead-letter paths).
+//!
 //! * `devpki`: a throw-away certificate authority and parties for the
 //!   demo, the benchmarks and local experiments.
 //!
@@ -27,3 +30,4 @@ pub mod cmd;
 pub mod config;
 pub mod devpki;
 pub mod node;
+mod queues;

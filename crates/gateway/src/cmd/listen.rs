@@ -28,9 +28,9 @@ use helsemelding_wire::error_report::ReceivedErrorReport;
 use helsemelding_wire::text::{for_display, for_display_or};
 use serde_json::json;
 
-use super::queues::{self, QueuePath};
 use crate::config::{Config, DeadLetterSetting};
 use crate::node::Node;
+use crate::queues::{self, QueuePath};
 
 /// Receive messages into a directory.
 #[derive(clap::Args)]
