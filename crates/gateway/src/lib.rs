@@ -17,6 +17,11 @@
 //!   and the benchmarks bring their own [`Parts`](node::Parts) and have
 //!   them assembled the same way.
 //!
+//! * `sink`: where `listen` puts what it accepts: the out-dir writer
+//!   [`ToDirectory`](sink::ToDirectory) (atomic, idempotent on
+//!   redelivery), and which failures of the directory are ours (the
+//!   listener pauses) rather than the message's.
+//!
 //! * `queues` (internal): our queues as the registry names them, and what
 //!   RabbitMQ's management API says of them (counts, dead-letter paths).
 //!
@@ -31,3 +36,4 @@ pub mod config;
 pub mod devpki;
 pub mod node;
 mod queues;
+pub mod sink;
