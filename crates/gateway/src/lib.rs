@@ -17,6 +17,11 @@
 //!   and the benchmarks bring their own [`Parts`](node::Parts) and have
 //!   them assembled the same way.
 //!
+//! * `supervisor`: what runs around the listener for as long as a gateway
+//!   listens (`listen` today, a daemon later): start-up (dead-letter
+//!   routes, the outbox resent), the outbox pump, overdue receipts, and the
+//!   stop on SIGTERM or SIGINT with a bounded drain.
+//!
 //! * `sink`: where `listen` puts what it accepts: the out-dir writer
 //!   [`ToDirectory`](sink::ToDirectory) (atomic, idempotent on
 //!   redelivery), and which failures of the directory are ours (the
@@ -37,3 +42,4 @@ pub mod devpki;
 pub mod node;
 mod queues;
 pub mod sink;
+pub mod supervisor;
