@@ -73,6 +73,8 @@ impl ErrorHandler for NotNow {
     }
 }
 
+/// Runs `commtest` with the configuration at `config`: one communication
+/// test, reported; the exit status says whether it answered within the limit.
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let to = HerId::new(args.to).context("--to is not a valid HER-id")?;
     let timeout = seconds("--timeout", args.timeout)?;

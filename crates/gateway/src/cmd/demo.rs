@@ -100,6 +100,8 @@ pub struct Args {
     step_timeout: u64,
 }
 
+/// Runs the demo; the exit status says whether every step had its
+/// expected outcome.
 pub fn run(args: Args) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(run_demo(args))

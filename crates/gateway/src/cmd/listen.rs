@@ -51,6 +51,8 @@ fn prepare_out_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("--out-dir {}: cannot create the directory", dir.display()))
 }
 
+/// Runs `listen` with the configuration at `config` until `--count`,
+/// `--idle-exit` or a stop signal ends it.
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     prepare_out_dir(&args.out_dir)?;
     let config = super::load_config(config)?;

@@ -59,6 +59,8 @@ enum Action {
     },
 }
 
+/// Runs `outbox list|flush|retry|drop` with the configuration at `config`
+/// (or the store `--store` names, where no broker is needed).
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     match args.action {
         Action::List { limit, json, store } => list(&store.open(config)?, limit, json),

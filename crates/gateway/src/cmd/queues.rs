@@ -57,6 +57,7 @@ struct Report {
     queues: Vec<QueueStatus>,
 }
 
+/// Runs `queues` with the configuration at `config_path`.
 pub fn run(config_path: Option<&Path>, args: Args) -> Result<ExitCode> {
     let path = config_path.context("this command needs --config FILE")?;
     let config = Config::load(path)?;

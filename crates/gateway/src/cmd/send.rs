@@ -50,6 +50,9 @@ pub struct Args {
 /// message again, `listen` or `outbox flush` will.
 pub const EXIT_IN_OUTBOX: u8 = 75;
 
+/// Runs `send` with the configuration at `config`: one message sent (or
+/// kept in the outbox, exit status [`EXIT_IN_OUTBOX`]), or one sync request
+/// answered.
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let payload = read_payload(&args.file)?;
     let to = HerId::new(args.to).context("--to is not a valid HER-id")?;
@@ -217,7 +220,7 @@ fn refused_credentials(error: &anyhow::Error) -> Option<&helsemelding_transport:
 }
 
 /// A positive, finite number of seconds from the command line.
-pub fn seconds(flag: &str, value: f64) -> Result<Duration> {
+pub(crate) fn seconds(flag: &str, value: f64) -> Result<Duration> {
     if !(value.is_finite() && value > 0.0 && value <= 3600.0) {
         anyhow::bail!("{flag} must be between 0 and 3600 seconds, not {value}");
     }
