@@ -8,6 +8,9 @@
 //! non-zero; nothing here ever prints key material or payload bytes to the
 //! log.
 
+// The doc comments here are clap's help texts, not HTML: `<KEY>` is no tag.
+#![allow(rustdoc::invalid_html_tags)]
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -78,6 +78,8 @@ pub struct Args {
     /// HELSEMELDING_BROKER_PASSWORD. The queues <her-id>_async, _sync,
     /// _error and _syncreply of the municipality, the directorate and the GP
     /// office must exist on the broker, bound to the exchange.
+    // The help text, not HTML: `<her-id>` is no tag.
+    #[allow(rustdoc::invalid_html_tags)]
     #[arg(long, value_name = "URL")]
     broker: Option<String>,
     /// An extra CA certificate (PEM) to trust for an amqps:// broker.
