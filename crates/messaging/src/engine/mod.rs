@@ -10,6 +10,11 @@
 //! spending delivery attempts; other failures are retried until the
 //! delivery limit and then dead-lettered.
 
+mod conditions;
+pub mod intake;
+
+pub use conditions::Failure;
+
 use std::time::Duration;
 
 use helsemelding_protect::{CheckReport, Problem};
@@ -184,11 +189,10 @@ pub fn on_unprotected(content_type: Option<&str>, policy: &ReceivePolicy) -> Opt
     if policy.allow_unprotected {
         return None;
     }
-    Some(Decision::ReportError(ErrorReport {
-        condition: ErrorCondition::UnsupportedMessage,
-        description: "unprotected messages are not accepted (allow_unprotected is off)".into(),
-        data: vec![content_type.unwrap_or_default().to_string()],
-    }))
+    report(Failure::Unprotected.report(
+        "unprotected messages are not accepted (allow_unprotected is off)",
+        vec![content_type.unwrap_or_default().to_string()],
+    ))
 }
 
 /// The sender's revocation status is still unknown after `unknown_for`
@@ -255,11 +259,9 @@ pub fn on_registry_failure(
     attempt: u32,
 ) -> Decision {
     match failure {
-        RegistryFailure::NotFound => Decision::ReportError(ErrorReport {
-            condition: ErrorCondition::MissingCertificate,
-            description: description.to_string(),
-            data: Vec::new(),
-        }),
+        RegistryFailure::NotFound => {
+            report(Failure::UnknownSender.report(description, Vec::new())).expect("a report")
+        }
         RegistryFailure::Unreachable => policy.on_outage(attempt),
         RegistryFailure::Broken => policy.on_local_failure(attempt),
     }
@@ -267,11 +269,11 @@ pub fn on_registry_failure(
 
 /// The profile has no signing certificate for the sender.
 pub fn on_no_signing_certificate(sender: u32) -> Decision {
-    Decision::ReportError(ErrorReport {
-        condition: ErrorCondition::MissingCertificate,
-        description: format!("no signing certificate is registered for HER-id {sender}"),
-        data: Vec::new(),
-    })
+    report(Failure::UnknownSender.report(
+        format!("no signing certificate is registered for HER-id {sender}"),
+        Vec::new(),
+    ))
+    .expect("a report")
 }
 
 /// Why unprotecting failed, as far as the decision needs to know.
@@ -290,26 +292,20 @@ pub enum UnprotectFailure {
 
 /// Unprotecting failed with every accepted signer certificate.
 pub fn on_unprotect_failure(failure: &UnprotectFailure, claimed_sender: u32) -> Decision {
-    let report = match failure {
-        UnprotectFailure::WrongSigner { actual_serial } => ErrorReport {
-            condition: ErrorCondition::SpoofingAttack,
-            description: format!(
+    let reported = match failure {
+        UnprotectFailure::WrongSigner { actual_serial } => Failure::WrongSigner.report(
+            format!(
                 "the message claims HER-id {claimed_sender} but was signed by certificate serial {actual_serial}, which is not one of that party's"
             ),
-            data: vec![claimed_sender.to_string(), actual_serial.clone()],
-        },
-        UnprotectFailure::RefusedCipher(algorithm) => ErrorReport {
-            condition: ErrorCondition::UnsupportedMessage,
-            description: format!("refused content-encryption algorithm {algorithm}"),
-            data: Vec::new(),
-        },
-        UnprotectFailure::Invalid(reason) => ErrorReport {
-            condition: ErrorCondition::InvalidCertificate,
-            description: reason.clone(),
-            data: Vec::new(),
-        },
+            vec![claimed_sender.to_string(), actual_serial.clone()],
+        ),
+        UnprotectFailure::RefusedCipher(algorithm) => Failure::RefusedCipher.report(
+            format!("refused content-encryption algorithm {algorithm}"),
+            Vec::new(),
+        ),
+        UnprotectFailure::Invalid(reason) => Failure::Unopenable.report(reason.clone(), Vec::new()),
     };
-    Decision::ReportError(report)
+    report(reported).expect("a report")
 }
 
 /// The sender's signing certificate was judged: `None` when it may be used.
@@ -329,7 +325,7 @@ pub fn on_certificate_check(
     if report.only_revocation_unknown() {
         return Some(policy.on_outage(attempt));
     }
-    let condition = condition_of(report.error_condition()?);
+    let condition = Failure::Certificate(&report.errors).condition()?;
     let problems: Vec<&str> = report.errors.iter().map(|p| Problem::as_str(*p)).collect();
     Some(Decision::ReportError(ErrorReport::certificate(
         condition,
@@ -342,8 +338,9 @@ pub fn on_certificate_check(
     )))
 }
 
-fn condition_of(text: &str) -> ErrorCondition {
-    text.parse().unwrap_or(ErrorCondition::InvalidCertificate)
+/// A decision to report, or none when there is nobody to tell.
+fn report(report: Option<ErrorReport>) -> Option<Decision> {
+    report.map(Decision::ReportError)
 }
 
 /// The payload failed the XML or MsgHead checks.
@@ -358,13 +355,13 @@ pub fn on_payload_error(error: &helsemelding_wire::Error) -> Decision {
 
 /// The CPA (or CPP) does not allow the message function from this sender.
 pub fn on_function_not_allowed(function: &str, sender: u32) -> Decision {
-    Decision::ReportError(ErrorReport {
-        condition: ErrorCondition::UnsupportedMessage,
-        description: format!(
+    report(Failure::FunctionNotAllowed.report(
+        format!(
             "message function {function} from HER-id {sender} is not in the collaboration profile"
         ),
-        data: vec![function.to_string()],
-    })
+        vec![function.to_string()],
+    ))
+    .expect("a report")
 }
 
 /// What the application callback said.
@@ -432,16 +429,13 @@ pub fn on_handler_error(error: &HandlerError, policy: &RetryPolicy, attempt: u32
         HandlerError::Reject {
             condition,
             description,
-        } => Decision::ReportError(ErrorReport {
-            condition: *condition,
-            description: description.clone(),
-            data: Vec::new(),
-        }),
-        HandlerError::RejectContent { errors } => Decision::ReportError(ErrorReport {
-            condition: ErrorCondition::InternalError,
-            description: format!("the receiver rejected the content: {error}"),
-            data: errors.iter().map(|code| code.v.clone()).collect(),
-        }),
+        } => report(Failure::Application(*condition).report(description.clone(), Vec::new()))
+            .expect("a report"),
+        HandlerError::RejectContent { errors } => report(Failure::ContentRejected.report(
+            format!("the receiver rejected the content: {error}"),
+            errors.iter().map(|code| code.v.clone()).collect(),
+        ))
+        .expect("a report"),
     }
 }
 
