@@ -22,6 +22,7 @@ use helsemelding_wire::queue::QueueKind;
 use uuid::Uuid;
 
 use crate::api::{Handler, Received};
+use crate::engine::intake::Taken;
 use crate::engine::HandlerError;
 use crate::error::Error;
 use crate::messenger::Messenger;
@@ -30,13 +31,6 @@ use crate::receipts::{self, Verdict, APPREC_FUNCTION};
 /// The waiter key of the communication test whose request had `msg_id`.
 pub(crate) fn commtest_key(msg_id: &str) -> String {
     format!("commtest:{msg_id}")
-}
-
-/// What taking a message came to: the audit outcome, and the answer it got
-/// that a repeat of it gets again (an AppRec).
-pub(crate) struct Taken {
-    pub(crate) outcome: String,
-    pub(crate) answer: Option<Answer>,
 }
 
 impl From<String> for Taken {
