@@ -114,6 +114,17 @@ pub struct ListenerOptions {
     /// Deliveries one worker may hold back for a later retry while it goes
     /// on with other messages (a worker never sleeps holding a delivery).
     pub parked_per_worker: usize,
+    /// Message bodies, in bytes, that the workers of one listener (all its
+    /// queues) may be processing at once; a delivery waits for its share
+    /// before its checks start and gives it back once it is settled or
+    /// parked. Processing keeps several copies of a body alive (ciphertext,
+    /// decrypted, verified payload), so the memory this bounds is a few
+    /// times the figure. A body larger than the whole budget still goes,
+    /// alone. Bodies held but not in processing are not counted: one per
+    /// worker waiting for its share, the parked ones, and those the broker
+    /// sent ahead within the link credit (1 + `parked_per_worker` per
+    /// worker). Default 256 MiB.
+    pub max_bytes_in_flight: usize,
 }
 
 impl Default for ListenerOptions {
@@ -124,6 +135,7 @@ impl Default for ListenerOptions {
             sync_queue: true,
             poll: Duration::from_millis(500),
             parked_per_worker: 4,
+            max_bytes_in_flight: 256 * 1024 * 1024,
         }
     }
 }

@@ -2,9 +2,12 @@
 //! a time through the steps of PROFILE.md "Receiving" (count, header
 //! checks, de-duplication, sender profile, decrypt and verify, certificate,
 //! XML and MsgHead, CPA, hand-over) and settling it by the [`engine`]'s
-//! decision. Messages on our error queue go to the error callback.
+//! decision. Messages on our error queue go to the error callback. A
+//! delivery is processed only once its body fits in the listener's
+//! [`budget`] of payload bytes in flight.
 //!
 //! [`engine`]: crate::engine
+//! [`budget`]: crate::budget
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,11 +30,12 @@ use helsemelding_wire::error_report::{
 use helsemelding_wire::msghead::MsgHead;
 use helsemelding_wire::queue::QueueKind;
 use helsemelding_wire::{metadata, HerId};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use uuid::Uuid;
 
 use crate::answer;
 use crate::api::{ErrorHandler, Handler, ListenerOptions, Received};
+use crate::budget::Budget;
 use crate::convert;
 use crate::engine::{self, Decision, HandlerError, RegistryFailure, UnprotectFailure};
 use crate::error::{Error, Result};
@@ -91,6 +95,7 @@ impl Listener {
     ) -> Result<Listener> {
         let (shutdown, watching) = watch::channel(false);
         let in_flight = Arc::new(InFlight::default());
+        let budget = Budget::new(options.max_bytes_in_flight);
         let mut workers = Vec::new();
         for (kind, queue) in queues {
             let kind = *kind;
@@ -106,6 +111,7 @@ impl Listener {
                     poll: options.poll,
                     shutdown: watching.clone(),
                     in_flight: in_flight.clone(),
+                    budget: budget.clone(),
                     parked: Vec::new(),
                     max_parked: options.parked_per_worker,
                 };
@@ -148,6 +154,7 @@ struct Worker {
     poll: Duration,
     shutdown: watch::Receiver<bool>,
     in_flight: Arc<InFlight>,
+    budget: Budget,
     /// Deliveries waiting out a retry backoff, released when due.
     parked: Vec<(Instant, Delivery)>,
     max_parked: usize,
@@ -184,10 +191,17 @@ impl Worker {
                 _ = self.shutdown.changed() => break,
             };
             match delivery {
-                Ok(Some(delivery)) => match self.kind {
-                    QueueKind::Error => self.process_error_report(&mut *receiver, delivery).await,
-                    _ => self.process(&mut *receiver, delivery).await,
-                },
+                Ok(Some(delivery)) => {
+                    let Some(_share) = self.share_for(&mut *receiver, &delivery).await else {
+                        break;
+                    };
+                    match self.kind {
+                        QueueKind::Error => {
+                            self.process_error_report(&mut *receiver, delivery).await
+                        }
+                        _ => self.process(&mut *receiver, delivery).await,
+                    }
+                }
                 Ok(None) => {}
                 Err(error) => {
                     tracing::warn!(%error, "receive failed; backing off");
@@ -200,6 +214,25 @@ impl Worker {
         }
         if let Err(error) = receiver.close().await {
             tracing::warn!(%error, "closing receiver");
+        }
+    }
+
+    /// Waits until the body of `delivery` fits in the listener's budget.
+    /// `None` when a stop comes first: the delivery was never in hand, so
+    /// it goes back to the queue at once rather than delay the drain.
+    async fn share_for(
+        &mut self,
+        receiver: &mut dyn Receiver,
+        delivery: &Delivery,
+    ) -> Option<OwnedSemaphorePermit> {
+        tokio::select! {
+            share = self.budget.acquire(delivery.message.body.len()) => Some(share),
+            _ = self.shutdown.changed() => {
+                if let Err(error) = receiver.release(delivery).await {
+                    tracing::warn!(%error, "release failed; the broker redelivers");
+                }
+                None
+            }
         }
     }
 
@@ -240,8 +273,8 @@ impl Worker {
         self.parked.push((Instant::now() + after, delivery));
     }
 
-    async fn process(&mut self, receiver: &mut dyn Receiver, delivery: Delivery) {
-        let judged = self.judge(&delivery).await;
+    async fn process(&mut self, receiver: &mut dyn Receiver, mut delivery: Delivery) {
+        let judged = self.judge(&mut delivery).await;
         if let Some(after) = self.settle(receiver, &delivery, judged).await {
             self.park(receiver, delivery, after).await;
         }
@@ -252,7 +285,7 @@ impl Worker {
     }
 
     /// Runs the checks of PROFILE.md "Receiving" and decides.
-    async fn judge(&self, delivery: &Delivery) -> Judged {
+    async fn judge(&self, delivery: &mut Delivery) -> Judged {
         let envelope = convert::to_envelope(&delivery.message);
         let ours = self.messenger.her_ids();
         let now = Utc::now();
@@ -333,7 +366,7 @@ impl Worker {
 
     async fn check_message(
         &self,
-        delivery: &Delivery,
+        delivery: &mut Delivery,
         headers: &IncomingHeaders,
         attempt: u32,
         now: DateTime<Utc>,
@@ -407,7 +440,7 @@ impl Worker {
     /// judges the signer's certificate.
     async fn verified_payload(
         &self,
-        delivery: &Delivery,
+        delivery: &mut Delivery,
         headers: &IncomingHeaders,
         profile: &WorkingProfile,
         attempt: u32,
@@ -417,14 +450,19 @@ impl Worker {
         if profile.signing_certificates.is_empty() {
             return Err(engine::on_no_signing_certificate(headers.from.get()));
         }
+        // Lent to the blocking decryption rather than copied for it (a copy
+        // per message is what large messages add up by), then put back.
+        let body = Arc::new(std::mem::take(&mut delivery.message.body));
+        let verified = self
+            .verify_with_fresh_look_up(&body, headers, profile, attempt)
+            .await;
+        delivery.message.body = Arc::try_unwrap(body).unwrap_or_else(|body| body.to_vec());
         let Unprotected {
             payload,
             signer,
             embedded,
             ..
-        } = self
-            .verify_with_fresh_look_up(&delivery.message.body, headers, profile, attempt)
-            .await?;
+        } = verified?;
         // Intermediates the sender embedded help build its chain; they are
         // not trusted themselves (the anchors are).
         let report = self
@@ -546,7 +584,7 @@ impl Worker {
     /// signature by each accepted signer certificate in turn.
     async fn decrypt_and_verify(
         &self,
-        body: &[u8],
+        body: &Arc<Vec<u8>>,
         signers: &[Certificate],
     ) -> std::result::Result<Unprotected, UnprotectFailure> {
         let config = &self.messenger.inner.config;
@@ -554,7 +592,7 @@ impl Worker {
         let options = UnprotectOptions {
             allow_3des: config.receive.allow_3des,
         };
-        let (body, signers) = (body.to_vec(), signers.to_vec());
+        let (body, signers) = (body.clone(), signers.to_vec());
         let outcome = tokio::task::spawn_blocking(move || {
             unprotect_detailed(&body, &decryption, legacy.as_ref(), &signers, &options).map_err(
                 |error| match error {
@@ -578,7 +616,7 @@ impl Worker {
     /// not seen must not be called an attack) before it is spoofing.
     async fn verify_with_fresh_look_up(
         &self,
-        body: &[u8],
+        body: &Arc<Vec<u8>>,
         headers: &IncomingHeaders,
         profile: &WorkingProfile,
         attempt: u32,
