@@ -30,6 +30,7 @@
 //! allow_party_mismatch = false       # skip the MsgHead Sender/Receiver vs header check
 //! allow_unprotected = false          # take text/plain messages (test environments only)
 //! revocation_unknown_for_seconds = 3600  # then a message whose revocation stays unknown is dead-lettered
+//! max_mib_in_flight = 256            # message bodies all listening workers process at once; larger ones wait
 //! [send]
 //! async_ttl_seconds = 345600      # optional; none by default, as the reference
 //! payload_metadata = true         # the X-MessageInfo-* keys beside the encrypted body
@@ -86,6 +87,8 @@ struct RawReceive {
     allow_unprotected: bool,
     #[serde(default = "default_revocation_unknown_seconds")]
     revocation_unknown_for_seconds: u64,
+    #[serde(default = "default_max_mib_in_flight")]
+    max_mib_in_flight: usize,
 }
 
 impl Default for RawReceive {
@@ -95,6 +98,7 @@ impl Default for RawReceive {
             allow_party_mismatch: false,
             allow_unprotected: false,
             revocation_unknown_for_seconds: default_revocation_unknown_seconds(),
+            max_mib_in_flight: default_max_mib_in_flight(),
         }
     }
 }
@@ -131,6 +135,12 @@ fn default_true() -> bool {
 }
 fn default_revocation_unknown_seconds() -> u64 {
     3600
+}
+
+const MIB: usize = 1024 * 1024;
+
+fn default_max_mib_in_flight() -> usize {
+    helsemelding_messaging::ListenerOptions::default().max_bytes_in_flight / MIB
 }
 
 #[derive(Deserialize)]
@@ -320,6 +330,8 @@ pub struct Receive {
     pub allow_party_mismatch: bool,
     pub allow_unprotected: bool,
     pub revocation_unknown_for: std::time::Duration,
+    /// The bound on message bodies the listener processes at once.
+    pub max_bytes_in_flight: usize,
 }
 
 /// What every message we send carries (`[send]`).
@@ -618,6 +630,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
     if raw.receive.revocation_unknown_for_seconds == 0 {
         bail!("key receive.revocation_unknown_for_seconds: must be at least 1");
     }
+    let max_bytes_in_flight = bytes_in_flight(raw.receive.max_mib_in_flight)?;
     let resolve = |p: &Path| {
         if p.is_absolute() {
             p.to_path_buf()
@@ -711,8 +724,20 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
             revocation_unknown_for: std::time::Duration::from_secs(
                 raw.receive.revocation_unknown_for_seconds,
             ),
+            max_bytes_in_flight,
         },
         send,
+    })
+}
+
+/// `[receive] max_mib_in_flight` in bytes. Zero is refused rather than
+/// read as "one message at a time": a budget of nothing is a mistake.
+fn bytes_in_flight(mib: usize) -> Result<usize> {
+    if mib == 0 {
+        bail!("key receive.max_mib_in_flight: must be at least 1");
+    }
+    mib.checked_mul(MIB).ok_or_else(|| {
+        anyhow!("key receive.max_mib_in_flight: {mib} MiB is more than this machine can address")
     })
 }
 

@@ -95,6 +95,7 @@ fn summarise(config: &Config) -> Value {
             "allow_party_mismatch": config.receive.allow_party_mismatch,
             "allow_unprotected": config.receive.allow_unprotected,
             "revocation_unknown_for_seconds": config.receive.revocation_unknown_for.as_secs(),
+            "max_mib_in_flight": config.receive.max_bytes_in_flight / (1024 * 1024),
         },
         "send": {
             "async_ttl_seconds": config.send.async_ttl.map(|t| t.as_secs()),

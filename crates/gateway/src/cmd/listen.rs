@@ -318,6 +318,7 @@ async fn start(
         sink,
         ListenerOptions {
             workers: workers.max(1),
+            max_bytes_in_flight: config.receive.max_bytes_in_flight,
             ..ListenerOptions::default()
         },
     )
