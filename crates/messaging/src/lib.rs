@@ -8,7 +8,8 @@
 //! - [`Messenger`]: sending (registry look-up, certificate checks, CMS,
 //!   envelope, durable outbox, send, mark sent) and the outbox pump;
 //! - [`Listener`]: the receive pipelines with N workers per queue, driving
-//!   the engine around the transport, store, registry and CMS;
+//!   the engine around the transport, store, registry and CMS, within a
+//!   bound on the payload bytes in flight;
 //! - [`convert`]: the wire envelope to and from the transport's message;
 //! - [`receipts`]: which sent messages wait for an AppRec, and the AppRec
 //!   a received MsgHead is answered with;
@@ -24,6 +25,7 @@
 
 mod answer;
 mod api;
+mod budget;
 mod commtest;
 pub mod convert;
 pub mod engine;

@@ -467,7 +467,7 @@ impl Messenger {
             now,
             &self.inner.config.receipt_deadlines,
         );
-        let message = self
+        let mut message = self
             .build(
                 &message_id,
                 from,
@@ -479,7 +479,7 @@ impl Messenger {
                 now,
             )
             .await?;
-        self.record_in_outbox(&message, to, &queue, now, ttl, answers)
+        self.record_in_outbox(&mut message, to, &queue, now, ttl, answers)
             .await?;
         if let Some(expected) = expects_receipt {
             self.track_receipt(expected).await;
@@ -859,7 +859,7 @@ impl Messenger {
 
     async fn record_in_outbox(
         &self,
-        message: &Message,
+        message: &mut Message,
         to: HerId,
         queue: &str,
         now: DateTime<Utc>,
@@ -872,23 +872,29 @@ impl Messenger {
             queue: queue.to_owned(),
             function: message.subject.clone().unwrap_or_default(),
             // The body is stored beside the envelope (serde skips it).
-            envelope: serde_json::to_vec(message).expect("a message serialises"),
-            body: message.body.clone(),
+            envelope: serde_json::to_vec(&*message).expect("a message serialises"),
+            // Lent to the store rather than copied for it, then put back.
+            body: std::mem::take(&mut message.body),
             created_at: now,
             expires_at: ttl.and_then(|t| chrono::Duration::from_std(t).ok().map(|t| now + t)),
         };
-        self.with_store(move |s| match &answers {
-            None => s.outbox().enqueue(&entry),
-            Some(of) => {
-                let key = MessageKey {
-                    ours: of.ours.get(),
-                    sender: of.sender.get(),
-                    message_id: &of.message_id,
-                };
-                s.outbox().enqueue_answer(&entry, key, &of.answer)
-            }
-        })
-        .await
+        message.body = self
+            .with_store(move |s| {
+                match &answers {
+                    None => s.outbox().enqueue(&entry)?,
+                    Some(of) => {
+                        let key = MessageKey {
+                            ours: of.ours.get(),
+                            sender: of.sender.get(),
+                            message_id: &of.message_id,
+                        };
+                        s.outbox().enqueue_answer(&entry, key, &of.answer)?
+                    }
+                }
+                Ok(entry.body)
+            })
+            .await?;
+        Ok(())
     }
 
     /// Sends an outbox entry and settles it by the broker's outcome: sent,

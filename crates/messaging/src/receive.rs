@@ -5,9 +5,12 @@
 //! error reports) and settles the delivery as it says: accept, release
 //! after a backoff (parked meanwhile, never slept on), give up (to the
 //! broker's dead-letter path or our store), or pause on a fault of ours.
-//! Messages on our error queue go to the error callback.
+//! Messages on our error queue go to the error callback. A delivery is
+//! processed only once its body fits in the listener's [`budget`] of
+//! payload bytes in flight.
 //!
 //! [`Intake`]: crate::engine::intake::Intake
+//! [`budget`]: crate::budget
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,11 +33,12 @@ use helsemelding_wire::error_report::{
 use helsemelding_wire::queue::QueueKind;
 use helsemelding_wire::text::for_display;
 use helsemelding_wire::HerId;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use uuid::Uuid;
 
 use crate::answer;
 use crate::api::{ErrorHandler, Handler, ListenerOptions, Received};
+use crate::budget::Budget;
 use crate::convert;
 use crate::engine::intake::{
     Action, Answer, AuditNote, DeliveryFacts, Intake, Opened, Rules, SenderProfile, Settlement,
@@ -100,6 +104,7 @@ impl Listener {
         let (shutdown, watching) = watch::channel(false);
         let in_flight = Arc::new(InFlight::default());
         let fault = Arc::new(LocalFault::new(options.fault_pause_max));
+        let budget = Budget::new(options.max_bytes_in_flight);
         let mut workers = Vec::new();
         for (kind, queue) in queues {
             let kind = *kind;
@@ -115,6 +120,7 @@ impl Listener {
                     poll: options.poll,
                     shutdown: watching.clone(),
                     in_flight: in_flight.clone(),
+                    budget: budget.clone(),
                     parked: Vec::new(),
                     max_parked: options.parked_per_worker,
                     fault: fault.clone(),
@@ -164,6 +170,7 @@ struct Worker {
     poll: Duration,
     shutdown: watch::Receiver<bool>,
     in_flight: Arc<InFlight>,
+    budget: Budget,
     /// Deliveries waiting out a retry backoff, released when due.
     parked: Vec<(Instant, Delivery)>,
     max_parked: usize,
@@ -201,10 +208,17 @@ impl Worker {
                 _ = self.shutdown.changed() => break,
             };
             match delivery {
-                Ok(Some(delivery)) => match self.kind {
-                    QueueKind::Error => self.process_error_report(&mut *receiver, delivery).await,
-                    _ => self.process(&mut *receiver, delivery).await,
-                },
+                Ok(Some(delivery)) => {
+                    let Some(_share) = self.share_for(&mut *receiver, &delivery).await else {
+                        break;
+                    };
+                    match self.kind {
+                        QueueKind::Error => {
+                            self.process_error_report(&mut *receiver, delivery).await
+                        }
+                        _ => self.process(&mut *receiver, delivery).await,
+                    }
+                }
                 Ok(None) => {}
                 Err(error) => {
                     tracing::warn!(%error, "receive failed; backing off");
@@ -217,6 +231,25 @@ impl Worker {
         }
         if let Err(error) = receiver.close().await {
             tracing::warn!(%error, "closing receiver");
+        }
+    }
+
+    /// Waits until the body of `delivery` fits in the listener's budget.
+    /// `None` when a stop comes first: the delivery was never in hand, so
+    /// it goes back to the queue at once rather than delay the drain.
+    async fn share_for(
+        &mut self,
+        receiver: &mut dyn Receiver,
+        delivery: &Delivery,
+    ) -> Option<OwnedSemaphorePermit> {
+        tokio::select! {
+            share = self.budget.acquire(delivery.message.body.len()) => Some(share),
+            _ = self.shutdown.changed() => {
+                if let Err(error) = receiver.release(delivery).await {
+                    tracing::warn!(%error, "release failed; the broker redelivers");
+                }
+                None
+            }
         }
     }
 
@@ -260,12 +293,12 @@ impl Worker {
     /// Runs the engine's pipeline for one delivery ([`Intake`]): each step
     /// it asks for is done here, its outcome handed back, until it says
     /// how to settle.
-    async fn process(&mut self, receiver: &mut dyn Receiver, delivery: Delivery) {
+    async fn process(&mut self, receiver: &mut dyn Receiver, mut delivery: Delivery) {
         let mut intake = Intake::new(self.facts(&delivery), self.rules());
         // Held until the delivery is settled, so no other worker hands over a copy.
         let mut _claim: Option<Claim> = None;
         loop {
-            let answer = match intake.next() {
+            let answer = match intake.next_step() {
                 Step::Settle(settlement) => {
                     return self.settle(receiver, delivery, &intake, settlement).await
                 }
@@ -292,7 +325,7 @@ impl Worker {
                     )
                 }
                 Step::Open { protected, signers } => {
-                    Answer::Opened(self.open(&delivery, protected, &signers).await)
+                    Answer::Opened(self.open(&mut delivery, protected, &signers).await)
                 }
                 Step::JudgeSigner { signer, embedded } => Answer::Judged(
                     self.messenger
@@ -384,7 +417,7 @@ impl Worker {
     /// takes it as it is (`allow_unprotected`).
     async fn open(
         &self,
-        delivery: &Delivery,
+        delivery: &mut Delivery,
         protected: bool,
         signers: &[Certificate],
     ) -> std::result::Result<Opened, UnprotectFailure> {
@@ -395,14 +428,17 @@ impl Worker {
                 embedded: Vec::new(),
             });
         }
+        // Lent to the decryption (no copy per attempt), then put back: the
+        // body may still be parked in the store or released.
+        let body = Arc::new(std::mem::take(&mut delivery.message.body));
+        let opened = self.decrypt_and_verify(&body, signers).await;
+        delivery.message.body = Arc::try_unwrap(body).unwrap_or_else(|body| body.to_vec());
         let Unprotected {
             payload,
             signer,
             embedded,
             ..
-        } = self
-            .decrypt_and_verify(&delivery.message.body, signers)
-            .await?;
+        } = opened?;
         Ok(Opened {
             payload,
             signer: Some(signer),
@@ -477,7 +513,7 @@ impl Worker {
     /// signature by each accepted signer certificate in turn.
     async fn decrypt_and_verify(
         &self,
-        body: &[u8],
+        body: &Arc<Vec<u8>>,
         signers: &[Certificate],
     ) -> std::result::Result<Unprotected, UnprotectFailure> {
         let config = &self.messenger.inner.config;
@@ -485,7 +521,7 @@ impl Worker {
         let options = UnprotectOptions {
             allow_3des: config.receive.allow_3des,
         };
-        let (body, signers) = (body.to_vec(), signers.to_vec());
+        let (body, signers) = (body.clone(), signers.to_vec());
         let outcome = tokio::task::spawn_blocking(move || {
             unprotect_detailed(&body, &decryption, legacy.as_ref(), &signers, &options).map_err(
                 |error| match error {

@@ -1,5 +1,5 @@
 //! The receive pipeline of one delivery as a state machine, with no I/O,
-//! no clock and no async: [`Intake::next`] says what the driver must do
+//! no clock and no async: [`Intake::next_step`] says what the driver must do
 //! next ([`Step`]), the driver does it and hands the outcome back with
 //! [`Intake::answer`], until the step is [`Step::Settle`]. The order of the
 //! steps and every decision are PROFILE.md "Receiving":
@@ -363,7 +363,7 @@ impl Intake {
 
     /// What the driver must do next. Hand its outcome to
     /// [`Intake::answer`], except after [`Step::Settle`], which ends it.
-    pub fn next(&mut self) -> Step {
+    pub fn next_step(&mut self) -> Step {
         loop {
             let state = std::mem::replace(&mut self.state, State::Finished);
             match self.advance(state) {
@@ -373,7 +373,7 @@ impl Intake {
         }
     }
 
-    /// The outcome of the step [`Intake::next`] returned last.
+    /// The outcome of the step [`Intake::next_step`] returned last.
     pub fn answer(&mut self, answer: Answer) {
         let state = std::mem::replace(&mut self.state, State::Finished);
         self.state = match (state, answer) {
@@ -908,7 +908,7 @@ mod tests {
     ) -> (Vec<&'static str>, Settlement) {
         let mut names = Vec::new();
         for _ in 0..30 {
-            let step = intake.next();
+            let step = intake.next_step();
             if let Step::Settle(settlement) = step {
                 return (names, settlement);
             }
