@@ -221,29 +221,33 @@ enum Settled {
     Outage(Error),
 }
 
-/// Sends messages and runs the outbox; cheap to clone (shared state).
+/// The shared part of a messenger that every pipeline borrows: the
+/// configuration, transport, registry, store, the callers waiting for sync
+/// replies and the pool of sender links. Workers hold a `Node`, never the
+/// [`Messenger`] that owns them, so nothing owns what owns it. Every method
+/// of a messenger but the sync calls is here ([`Messenger`] dereferences to
+/// its node).
 #[derive(Clone)]
-pub struct Messenger {
+pub struct Node {
     pub(crate) inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
-    pub(crate) config: MessengerConfig,
-    pub(crate) transport: Arc<dyn Transport>,
-    pub(crate) registry: Arc<dyn Registry>,
-    pub(crate) store: Store,
-    pub(crate) waiters: Waiters,
-    reply_consumer: Mutex<Option<Listener>>,
-    /// Our queues per HER-id, as the registry named them.
-    our_queues: Mutex<HashMap<HerId, QueueAddresses>>,
-    overdue_reported: Mutex<std::collections::HashSet<String>>,
-    /// Idle sender links per queue: a send checks one out (or attaches a
-    /// new one) and gives it back after, so concurrent sends pipeline.
-    senders: Mutex<HashMap<String, Vec<Box<dyn Sender>>>>,
+/// Sends messages and runs the outbox; cheap to clone (shared state).
+#[derive(Clone)]
+pub struct Messenger {
+    node: Node,
+    /// The one consumer of our reply queue, started by the first sync call
+    /// and stopped with the last clone of the messenger (or by
+    /// [`Messenger::close`]). Its workers hold the node, not this.
+    replies: Arc<Mutex<Option<Listener>>>,
 }
 
-/// Idle links kept per queue; links beyond it (after a burst) are closed.
-const IDLE_SENDERS_PER_QUEUE: usize = 16;
+impl std::ops::Deref for Messenger {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
 
 impl Messenger {
     /// A messenger for `config.her_ids` over these transport, registry and
@@ -258,21 +262,125 @@ impl Messenger {
         store: Store,
     ) -> Self {
         assert!(!config.her_ids.is_empty(), "a messenger needs a HER-id");
-        Messenger {
+        let node = Node {
             inner: Arc::new(Inner {
                 config,
                 transport,
                 registry,
                 store,
                 waiters: Waiters::default(),
-                reply_consumer: Mutex::new(None),
                 our_queues: Mutex::new(HashMap::new()),
                 overdue_reported: Mutex::new(Default::default()),
                 senders: Mutex::new(HashMap::new()),
             }),
+        };
+        Messenger {
+            node,
+            replies: Arc::new(Mutex::new(None)),
         }
     }
 
+    /// Sends a synchronous request and waits at most `timeout` for its
+    /// reply (PROFILE.md's call timeout is 15 s), which is decrypted,
+    /// verified and checked like any message. The waiter is registered
+    /// before the request leaves; a reply that comes after `timeout` is
+    /// logged and dropped by the reply consumer. Sync requests skip the
+    /// outbox: nobody waits for them after the timeout.
+    pub async fn send_and_wait(&self, request: SendRequest, timeout: Duration) -> Result<Received> {
+        let to = request.to;
+        let from = self.sender_for(request.from)?;
+        check_payload_parties(&request.payload, from, to)?;
+        let target = self.target(from, to, &request.function).await?;
+        let queue = target.queue(QueueKind::Sync)?;
+        let reply_queue = self.ensure_reply_consumer().await?;
+        let message_id = new_message_id();
+        let now = Utc::now();
+        let message = self
+            .build(
+                &message_id,
+                from,
+                &request.function,
+                request.payload,
+                &target,
+                &queue,
+                Routing::SyncRequest {
+                    reply_to: reply_queue,
+                },
+                now,
+            )
+            .await?;
+        let waiter = self.inner.waiters.register(message_id.clone());
+        let started = std::time::Instant::now();
+        self.send_to_queue(&queue, message).await?;
+        self.audit(AuditEvent {
+            counterpart_her_id: Some(to.get()),
+            message_id: Some(message_id.clone()),
+            function: Some(request.function.clone()),
+            ..AuditEvent::new(AuditKind::Sent, self.actor(), "ok: sync request")
+        })
+        .await;
+        let left = timeout.saturating_sub(started.elapsed());
+        match waiter.wait(left).await {
+            Some(reply) => Ok(reply),
+            None => {
+                self.audit(AuditEvent {
+                    counterpart_her_id: Some(to.get()),
+                    message_id: Some(message_id.clone()),
+                    function: Some(request.function),
+                    reason: Some(format!("no reply within {timeout:?}")),
+                    ..AuditEvent::new(AuditKind::Sent, self.actor(), "sync-timeout")
+                })
+                .await;
+                Err(Error::SyncTimeout {
+                    message_id,
+                    her_id: to.get(),
+                    after: timeout,
+                })
+            }
+        }
+    }
+
+    /// Stops the sync reply consumer, if one runs, and waits for its
+    /// workers to end (dropping the last clone stops it too, without the
+    /// wait).
+    pub async fn close(&self) -> Result<()> {
+        let consumer = self.replies.lock().await.take();
+        match consumer {
+            Some(listener) => listener.stop().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Starts the one reply consumer of this messenger (first sync call);
+    /// returns the reply queue.
+    async fn ensure_reply_consumer(&self) -> Result<String> {
+        let mut consumer = self.replies.lock().await;
+        let queue = self.reply_queue().await?;
+        if consumer.is_none() {
+            *consumer = Some(Listener::start_reply_consumer(&self.node, &queue).await?);
+        }
+        Ok(queue)
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: MessengerConfig,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) registry: Arc<dyn Registry>,
+    pub(crate) store: Store,
+    pub(crate) waiters: Waiters,
+    /// Our queues per HER-id, as the registry named them.
+    our_queues: Mutex<HashMap<HerId, QueueAddresses>>,
+    overdue_reported: Mutex<std::collections::HashSet<String>>,
+    /// Idle sender links per queue: a send checks one out (or attaches a
+    /// new one) and gives it back after, so concurrent sends pipeline.
+    senders: Mutex<HashMap<String, Vec<Box<dyn Sender>>>>,
+}
+
+/// Idle links kept per queue; links beyond it (after a burst) are closed.
+const IDLE_SENDERS_PER_QUEUE: usize = 16;
+
+impl Node {
     /// Our first HER-id: the default sender.
     pub fn her_id(&self) -> HerId {
         self.inner.config.her_ids[0]
@@ -495,66 +603,6 @@ impl Messenger {
         }
     }
 
-    /// Sends a synchronous request and waits at most `timeout` for its
-    /// reply (PROFILE.md's call timeout is 15 s), which is decrypted,
-    /// verified and checked like any message. The waiter is registered
-    /// before the request leaves; a reply that comes after `timeout` is
-    /// logged and dropped by the reply consumer. Sync requests skip the
-    /// outbox: nobody waits for them after the timeout.
-    pub async fn send_and_wait(&self, request: SendRequest, timeout: Duration) -> Result<Received> {
-        let to = request.to;
-        let from = self.sender_for(request.from)?;
-        check_payload_parties(&request.payload, from, to)?;
-        let target = self.target(from, to, &request.function).await?;
-        let queue = target.queue(QueueKind::Sync)?;
-        let reply_queue = self.ensure_reply_consumer().await?;
-        let message_id = new_message_id();
-        let now = Utc::now();
-        let message = self
-            .build(
-                &message_id,
-                from,
-                &request.function,
-                request.payload,
-                &target,
-                &queue,
-                Routing::SyncRequest {
-                    reply_to: reply_queue,
-                },
-                now,
-            )
-            .await?;
-        let waiter = self.inner.waiters.register(message_id.clone());
-        let started = std::time::Instant::now();
-        self.send_to_queue(&queue, message).await?;
-        self.audit(AuditEvent {
-            counterpart_her_id: Some(to.get()),
-            message_id: Some(message_id.clone()),
-            function: Some(request.function.clone()),
-            ..AuditEvent::new(AuditKind::Sent, self.actor(), "ok: sync request")
-        })
-        .await;
-        let left = timeout.saturating_sub(started.elapsed());
-        match waiter.wait(left).await {
-            Some(reply) => Ok(reply),
-            None => {
-                self.audit(AuditEvent {
-                    counterpart_her_id: Some(to.get()),
-                    message_id: Some(message_id.clone()),
-                    function: Some(request.function),
-                    reason: Some(format!("no reply within {timeout:?}")),
-                    ..AuditEvent::new(AuditKind::Sent, self.actor(), "sync-timeout")
-                })
-                .await;
-                Err(Error::SyncTimeout {
-                    message_id,
-                    her_id: to.get(),
-                    after: timeout,
-                })
-            }
-        }
-    }
-
     /// Sends the reply to a synchronous request: to the request's reply-to
     /// queue, correlated by the request's id, protected for the requester,
     /// from the HER-id the request was addressed to.
@@ -598,17 +646,6 @@ impl Messenger {
         Ok(message_id)
     }
 
-    /// Stops the sync reply consumer, if one runs. Call before dropping the
-    /// last clone of a messenger that made sync calls: the consumer holds
-    /// a clone itself.
-    pub async fn close(&self) -> Result<()> {
-        let consumer = self.inner.reply_consumer.lock().await.take();
-        match consumer {
-            Some(listener) => listener.stop().await,
-            None => Ok(()),
-        }
-    }
-
     /// This instance's reply queue: configured, else the syncreply address
     /// of our first HER-id's registry record.
     pub async fn reply_queue(&self) -> Result<String> {
@@ -616,17 +653,6 @@ impl Messenger {
             return Ok(queue.clone());
         }
         self.our_queue(self.her_id(), QueueKind::SyncReply).await
-    }
-
-    /// Starts the one reply consumer of this messenger (first sync call);
-    /// returns the reply queue.
-    async fn ensure_reply_consumer(&self) -> Result<String> {
-        let mut consumer = self.inner.reply_consumer.lock().await;
-        let queue = self.reply_queue().await?;
-        if consumer.is_none() {
-            *consumer = Some(Listener::start_reply_consumer(self, &queue).await?);
-        }
-        Ok(queue)
     }
 
     /// Looks the receiver up and checks both certificates; refuses a

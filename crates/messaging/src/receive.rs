@@ -49,7 +49,7 @@ use crate::error::{Error, Result};
 use crate::in_flight::{Claim, InFlight};
 use crate::listener::Listener;
 use crate::local_fault::LocalFault;
-use crate::messenger::Messenger;
+use crate::messenger::Node;
 
 impl Listener {
     /// Starts `options.workers` workers on each distinct async queue of our
@@ -57,7 +57,7 @@ impl Listener {
     /// error queues when `options` say so). Several HER-ids often share one
     /// set of queues: each queue is consumed once.
     pub async fn start(
-        messenger: &Messenger,
+        messenger: &Node,
         handler: Arc<dyn Handler>,
         error_handler: Arc<dyn ErrorHandler>,
         options: ListenerOptions,
@@ -81,10 +81,7 @@ impl Listener {
 
     /// The one consumer of a messenger's sync reply queue: replies go
     /// through the same checks as any message, then to the waiting caller.
-    pub(crate) async fn start_reply_consumer(
-        messenger: &Messenger,
-        queue: &str,
-    ) -> Result<Listener> {
+    pub(crate) async fn start_reply_consumer(messenger: &Node, queue: &str) -> Result<Listener> {
         let nobody = Arc::new(NoApplication);
         let options = ListenerOptions {
             workers: 2,
@@ -95,7 +92,7 @@ impl Listener {
     }
 
     async fn start_on(
-        messenger: &Messenger,
+        messenger: &Node,
         handler: Arc<dyn Handler>,
         error_handler: Arc<dyn ErrorHandler>,
         queues: &[(QueueKind, String)],
@@ -163,7 +160,7 @@ fn is_first_delivery(delivery: &Delivery) -> bool {
 }
 
 struct Worker {
-    messenger: Messenger,
+    messenger: Node,
     handler: Arc<dyn Handler>,
     error_handler: Arc<dyn ErrorHandler>,
     kind: QueueKind,

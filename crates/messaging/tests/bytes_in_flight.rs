@@ -13,24 +13,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chrono::Utc;
 use helsemelding_messaging::{
-    ErrorHandler, Handler, HandlerError, Listener, ListenerOptions, Messenger, MessengerConfig,
-    Received, SendRequest,
+    ErrorHandler, Handler, HandlerError, Listener, ListenerOptions, Received, SendRequest,
 };
-use helsemelding_protect::{Certificate, Crl, RevocationPolicy, StaticCrls, TrustAnchors};
-use helsemelding_registry::file::NewParty;
-use helsemelding_registry::FileRegistry;
-use helsemelding_store::Store;
-use helsemelding_testkit::pki::{TestPki, Usage};
-use helsemelding_transport::local::LocalTransport;
-use helsemelding_transport::Transport;
 use helsemelding_wire::error_report::ReceivedErrorReport;
 use helsemelding_wire::HerId;
 use uuid::Uuid;
 
 mod common;
-use common::{eventually, identity, FUNCTION};
+use common::local::LocalPair;
+use common::{eventually, FUNCTION};
 
 const MIB: usize = 1024 * 1024;
 const MESSAGES: usize = 6;
@@ -89,58 +81,18 @@ impl ErrorHandler for Gauge {
 }
 
 /// Two parties on one local transport: A sends, B listens.
-struct Pair {
-    a: Messenger,
-    b: Messenger,
-    transport: Arc<dyn Transport>,
-    _dir: tempfile::TempDir,
+struct Pair(LocalPair);
+
+impl std::ops::Deref for Pair {
+    type Target = LocalPair;
+    fn deref(&self) -> &LocalPair {
+        &self.0
+    }
 }
 
 impl Pair {
     fn new() -> Pair {
-        let dir = tempfile::tempdir().unwrap();
-        let transport: Arc<dyn Transport> =
-            Arc::new(LocalTransport::open(dir.path().join("queues.db")).unwrap());
-        let pki = TestPki::new("bytes in flight test CA");
-        let registry = Arc::new(FileRegistry::new(dir.path().join("registry")));
-        let crl = Crl::from_x509_crl(pki.crl(&[], Utc::now() + chrono::Duration::days(1)));
-        let crls = Arc::new(StaticCrls::new(vec![crl]));
-        let trust = TrustAnchors::new(vec![Certificate::from_x509(pki.ca.cert.clone())]);
-        let mut messengers = [91462, 109989].map(|her_id| {
-            let signing = pki.issue(&format!("party {her_id} signing"), Usage::Signing);
-            let encryption = pki.issue(&format!("party {her_id} encryption"), Usage::Encryption);
-            registry
-                .add_party(&NewParty {
-                    her_id,
-                    name: format!("party {her_id}"),
-                    signing_certificate: Certificate::from_x509(signing.cert.clone()),
-                    encryption_certificate: Certificate::from_x509(encryption.cert.clone()),
-                    cpp: None,
-                    queue_prefix: None,
-                })
-                .unwrap();
-            let mut config = MessengerConfig::new(
-                HerId::new(her_id).unwrap(),
-                identity(&signing),
-                identity(&encryption),
-                trust.clone(),
-                crls.clone(),
-            );
-            config.revocation = RevocationPolicy::Require;
-            let store = Store::open(&dir.path().join(format!("{her_id}.db"))).unwrap();
-            Some(Messenger::new(
-                config,
-                transport.clone(),
-                registry.clone(),
-                store,
-            ))
-        });
-        Pair {
-            a: messengers[0].take().unwrap(),
-            b: messengers[1].take().unwrap(),
-            transport,
-            _dir: dir,
-        }
+        Pair(LocalPair::new("bytes in flight test CA"))
     }
 
     /// Puts `count` large messages from A on B's queue.
@@ -186,9 +138,7 @@ impl Pair {
     }
 
     async fn close(self) {
-        self.a.close().await.unwrap();
-        self.b.close().await.unwrap();
-        self.transport.close().await.unwrap();
+        self.0.close().await;
     }
 }
 
