@@ -21,7 +21,6 @@ use helsemelding_store::receipts::{ExpectedReceipt, ReceiptRecord};
 use helsemelding_store::Store;
 use helsemelding_transport::{Message, Outcome, Sender, Transport};
 use helsemelding_wire::envelope::{Outgoing, Routing};
-use helsemelding_wire::msghead::MsgHead;
 use helsemelding_wire::queue::QueueKind;
 use helsemelding_wire::{metadata, HerId};
 use tokio::sync::Mutex;
@@ -29,6 +28,7 @@ use uuid::Uuid;
 
 use crate::api::Received;
 use crate::convert;
+use crate::engine::send;
 use crate::engine::{
     classify_send_failure, OutboxPolicy, OutboxStep, ReceivePolicy, RetryPolicy, SendFailure,
 };
@@ -658,12 +658,7 @@ impl Node {
     /// Looks the receiver up and checks both certificates; refuses a
     /// disabled transport or a function the profile does not allow.
     async fn target(&self, from: HerId, to: HerId, function: &str) -> Result<Target> {
-        if function.trim().is_empty() {
-            return Err(Error::FunctionNotAllowed {
-                her_id: to.get(),
-                function: String::new(),
-            });
-        }
+        send::check_function(function).map_err(|r| refused(r, from, to))?;
         let target = self.target_unchecked_function(from, to).await?;
         if !target.profile.allows(function, Direction::Send) {
             return Err(Error::FunctionNotAllowed {
@@ -727,18 +722,7 @@ impl Node {
                 })
             }
         };
-        if registered.iter().any(|c| c == signing) {
-            return Ok(());
-        }
-        Err(Error::SigningNotRegistered {
-            her_id: from.get(),
-            serial: signing.serial_hex(),
-            registered: registered
-                .iter()
-                .map(Certificate::serial_hex)
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
+        send::check_signing_registered(signing, &registered).map_err(|r| refused(r, from, from))
     }
 
     /// Protects `payload` for the target and wraps it in the envelope the
@@ -1256,31 +1240,42 @@ impl Node {
 /// so that an EHR's mistake is caught here rather than on the receiver's
 /// error queue. Payloads that are not MsgHeads are not checked.
 fn check_payload_parties(payload: &[u8], from: HerId, to: HerId) -> Result<()> {
-    let Ok(head) = MsgHead::parse(payload) else {
-        return Ok(());
-    };
-    let mismatch = |role, direction, in_envelope: HerId, found: &[HerId]| Error::MsgHeadParty {
-        role,
-        direction,
-        in_envelope: in_envelope.get(),
-        in_msghead: if found.is_empty() {
-            "none".into()
-        } else {
-            found
-                .iter()
-                .map(HerId::to_string)
-                .collect::<Vec<_>>()
-                .join("/")
+    send::check_msghead_parties(payload, from, to).map_err(|r| refused(r, from, to))
+}
+
+/// The error for a message the send rules refuse, from `from` to `to`.
+fn refused(refusal: send::Refusal, from: HerId, to: HerId) -> Error {
+    let joined = |ids: Vec<String>| ids.join(", ");
+    match refusal {
+        send::Refusal::EmptyFunction => Error::FunctionNotAllowed {
+            her_id: to.get(),
+            function: String::new(),
         },
-    };
-    let names = |found: &[HerId], her_id: HerId| found.is_empty() || found.contains(&her_id);
-    if !names(&head.sender_her_ids, from) {
-        return Err(mismatch("Sender", "from", from, &head.sender_her_ids));
+        send::Refusal::MsgHeadParty {
+            role,
+            direction,
+            in_envelope,
+            in_msghead,
+        } => Error::MsgHeadParty {
+            role,
+            direction,
+            in_envelope: in_envelope.get(),
+            in_msghead: if in_msghead.is_empty() {
+                "none".into()
+            } else {
+                in_msghead
+                    .iter()
+                    .map(HerId::to_string)
+                    .collect::<Vec<_>>()
+                    .join("/")
+            },
+        },
+        send::Refusal::SigningNotRegistered { serial, registered } => Error::SigningNotRegistered {
+            her_id: from.get(),
+            serial,
+            registered: joined(registered),
+        },
     }
-    if !names(&head.receiver_her_ids, to) {
-        return Err(mismatch("Receiver", "to", to, &head.receiver_her_ids));
-    }
-    Ok(())
 }
 
 /// This machine's name, for the audit log's actor (read once).

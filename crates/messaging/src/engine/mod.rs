@@ -12,8 +12,10 @@
 
 mod conditions;
 pub mod intake;
+pub mod send;
 
 pub use conditions::Failure;
+pub use send::{classify_send_failure, OutboxPolicy, OutboxStep, SendFailure};
 
 use std::time::Duration;
 
@@ -443,87 +445,6 @@ pub fn on_handler_error(error: &HandlerError, policy: &RetryPolicy, attempt: u32
 /// later (its sender must hear about it), spending an attempt.
 pub fn on_report_send_failure(policy: &RetryPolicy, attempt: u32) -> Decision {
     policy.on_local_failure(attempt)
-}
-
-/// How the outbox retries an entry that could not be sent: each entry on
-/// its own clock, so that one that keeps failing delays only itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutboxPolicy {
-    /// Failed attempts after which an entry is given up (`failed`, with
-    /// the last reason); a broker outage does not count.
-    pub max_attempts: u32,
-    /// Wait after the first failed attempt.
-    pub backoff_min: Duration,
-    /// Cap of the wait (it doubles from `backoff_min`).
-    pub backoff_max: Duration,
-}
-
-impl Default for OutboxPolicy {
-    fn default() -> Self {
-        OutboxPolicy {
-            max_attempts: 20,
-            backoff_min: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(300),
-        }
-    }
-}
-
-/// Whose fault a failed transfer of an outbox entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendFailure {
-    /// The broker cannot be reached or used at all (connection refused,
-    /// unreachable, closed, credentials refused): no entry can be sent
-    /// now, and none is to blame. The pass stops; no attempt is counted.
-    Broker,
-    /// Something about this entry (its queue does not exist, the link to
-    /// it was refused, the message was released or its transfer failed):
-    /// the entry waits its backoff and the others go on.
-    Entry,
-}
-
-/// Classifies a transport failure of one transfer.
-pub fn classify_send_failure(error: &helsemelding_transport::Error) -> SendFailure {
-    use helsemelding_transport::Error as T;
-    match error {
-        T::Connect { .. }
-        | T::AuthenticationFailed { .. }
-        | T::Unavailable { .. }
-        | T::Timeout { .. }
-        | T::Closed
-        | T::Store { .. }
-        | T::Config(_)
-        | T::CaFile { .. } => SendFailure::Broker,
-        _ => SendFailure::Entry,
-    }
-}
-
-/// What becomes of an entry after a failed attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutboxStep {
-    /// Try again after this wait.
-    RetryAfter(Duration),
-    /// Out of attempts: the entry is failed.
-    GiveUp,
-}
-
-impl OutboxPolicy {
-    /// The wait after the `attempts`-th failed attempt (1-based): doubling
-    /// from `backoff_min`, capped at `backoff_max`.
-    pub fn backoff(&self, attempts: u32) -> Duration {
-        let doublings = attempts.saturating_sub(1).min(20);
-        self.backoff_min
-            .saturating_mul(1u32 << doublings)
-            .min(self.backoff_max)
-    }
-
-    /// The step after the `attempts`-th failed attempt of an entry.
-    pub fn after_failed_attempt(&self, attempts: u32) -> OutboxStep {
-        if attempts >= self.max_attempts.max(1) {
-            OutboxStep::GiveUp
-        } else {
-            OutboxStep::RetryAfter(self.backoff(attempts))
-        }
-    }
 }
 
 #[cfg(test)]
