@@ -40,6 +40,7 @@ mod in_flight;
 mod listener;
 mod local_fault;
 mod messenger;
+mod outage;
 pub mod receipts;
 mod receive;
 mod waiters;

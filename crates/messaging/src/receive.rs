@@ -50,6 +50,7 @@ use crate::in_flight::{Claim, InFlight};
 use crate::listener::Listener;
 use crate::local_fault::LocalFault;
 use crate::messenger::Node;
+use crate::outage::OutageLog;
 
 impl Listener {
     /// Starts `options.workers` workers on each distinct async queue of our
@@ -102,6 +103,7 @@ impl Listener {
         let in_flight = Arc::new(InFlight::default());
         let fault = Arc::new(LocalFault::new(options.fault_pause_max));
         let budget = Budget::new(options.max_bytes_in_flight);
+        let outage = Arc::new(OutageLog::default());
         let mut workers = Vec::new();
         for (kind, queue) in queues {
             let kind = *kind;
@@ -118,6 +120,7 @@ impl Listener {
                     shutdown: watching.clone(),
                     in_flight: in_flight.clone(),
                     budget: budget.clone(),
+                    outage: outage.clone(),
                     parked: Vec::new(),
                     max_parked: options.parked_per_worker,
                     fault: fault.clone(),
@@ -168,6 +171,8 @@ struct Worker {
     shutdown: watch::Receiver<bool>,
     in_flight: Arc<InFlight>,
     budget: Budget,
+    /// Receive failures of the listener's workers, said once an outage.
+    outage: Arc<OutageLog>,
     /// Deliveries waiting out a retry backoff, released when due.
     parked: Vec<(Instant, Delivery)>,
     max_parked: usize,
@@ -206,6 +211,7 @@ impl Worker {
             };
             match delivery {
                 Ok(Some(delivery)) => {
+                    self.receive_worked();
                     let Some(_share) = self.share_for(&mut *receiver, &delivery).await else {
                         break;
                     };
@@ -216,9 +222,14 @@ impl Worker {
                         _ => self.process(&mut *receiver, delivery).await,
                     }
                 }
-                Ok(None) => {}
+                Ok(None) => self.receive_worked(),
                 Err(error) => {
-                    tracing::warn!(%error, "receive failed; backing off");
+                    if self.outage.failed(Instant::now()) {
+                        tracing::warn!(
+                            %error,
+                            "receive failed; backing off (further failures are counted, not logged, until a receive works)"
+                        );
+                    }
                     tokio::time::sleep(self.poll).await;
                 }
             }
@@ -228,6 +239,17 @@ impl Worker {
         }
         if let Err(error) = receiver.close().await {
             tracing::warn!(%error, "closing receiver");
+        }
+    }
+
+    /// A receive worked: an outage, if one was on, is over (said once).
+    fn receive_worked(&self) {
+        if let Some(over) = self.outage.worked(Instant::now()) {
+            tracing::warn!(
+                "receiving again after {} s ({} failed receives not logged)",
+                over.lasted.as_secs(),
+                over.failures.saturating_sub(1)
+            );
         }
     }
 
