@@ -29,6 +29,8 @@
 //! full disk) pauses the pipelines instead of spending the message's
 //! delivery attempts.
 
+#![deny(missing_docs)]
+
 mod answer;
 mod api;
 mod budget;
