@@ -500,7 +500,7 @@ impl Node {
     /// accepted it. The protected message is in the outbox before it is
     /// transferred: if the transfer fails after that, the error is
     /// [`Error::InOutbox`] with the message-id, and
-    /// [`Messenger::flush_outbox`] sends it later with the same message-id. A MsgHead that asks for an
+    /// [`Node::flush_outbox`] sends it later with the same message-id. A MsgHead that asks for an
     /// application receipt is tracked until its AppRec comes.
     ///
     /// Before anything leaves, the same checks the receiver will make:
@@ -795,7 +795,7 @@ impl Node {
         self.flush_outbox_older_than(Duration::ZERO).await
     }
 
-    /// Runs [`Messenger::flush_outbox`] every `interval` for entries at
+    /// Runs [`Node::flush_outbox`] every `interval` for entries at
     /// least `interval` old (younger ones are still being sent by `send`),
     /// until the task is aborted.
     pub fn spawn_outbox_pump(&self, interval: Duration) -> tokio::task::JoinHandle<()> {

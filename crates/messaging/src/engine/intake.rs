@@ -19,7 +19,7 @@
 //!    profile);
 //! 8. hand over, remember, settle; or report, or retry, or give up.
 //!
-//! The driver ([`crate::receive`]) only executes; the paths are unit tests
+//! The driver (the receive driver) only executes; the paths are unit tests
 //! here, in the style of quinn-proto's.
 
 use std::collections::BTreeMap;

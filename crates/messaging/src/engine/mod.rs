@@ -1,5 +1,5 @@
 //! The receive engine's decisions, as pure functions: no I/O, no async, no
-//! clock. The driver ([`crate::receive`]) performs each step's I/O
+//! clock. The driver (the receive driver) performs each step's I/O
 //! (store, registry, CMS, callback) and asks this module what the outcome
 //! means for the delivery; every path ends in one [`Decision`], and every
 //! decision settles the delivery.
