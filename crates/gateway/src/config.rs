@@ -32,6 +32,7 @@
 //! revocation_unknown_for_seconds = 3600  # then a message whose revocation stays unknown is dead-lettered
 //! dead_letters = "auto"              # auto | broker | store: where a message given up goes (below)
 //! fault_pause_max_seconds = 30       # a fault of ours (full disk): longest pause between tries
+//! max_mib_in_flight = 256            # message bodies all listening workers process at once; larger ones wait
 //! [send]
 //! async_ttl_seconds = 345600      # optional; none by default, as the reference
 //! payload_metadata = true         # the X-MessageInfo-* keys beside the encrypted body
@@ -92,6 +93,8 @@ struct RawReceive {
     dead_letters: DeadLetterSetting,
     #[serde(default = "default_fault_pause_max_seconds")]
     fault_pause_max_seconds: u64,
+    #[serde(default = "default_max_mib_in_flight")]
+    max_mib_in_flight: usize,
 }
 
 fn default_fault_pause_max_seconds() -> u64 {
@@ -122,6 +125,7 @@ impl Default for RawReceive {
             revocation_unknown_for_seconds: default_revocation_unknown_seconds(),
             dead_letters: DeadLetterSetting::Auto,
             fault_pause_max_seconds: default_fault_pause_max_seconds(),
+            max_mib_in_flight: default_max_mib_in_flight(),
         }
     }
 }
@@ -158,6 +162,12 @@ fn default_true() -> bool {
 }
 fn default_revocation_unknown_seconds() -> u64 {
     3600
+}
+
+const MIB: usize = 1024 * 1024;
+
+fn default_max_mib_in_flight() -> usize {
+    helsemelding_messaging::ListenerOptions::default().max_bytes_in_flight / MIB
 }
 
 #[derive(Deserialize)]
@@ -365,6 +375,8 @@ pub struct Receive {
     pub dead_letters: DeadLetterSetting,
     /// The longest pause between tries while a fault of ours lasts.
     pub fault_pause_max: std::time::Duration,
+    /// The bound on message bodies the listener processes at once.
+    pub max_bytes_in_flight: usize,
 }
 
 /// What every message we send carries (`[send]`).
@@ -703,6 +715,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
     if raw.receive.revocation_unknown_for_seconds == 0 {
         bail!("key receive.revocation_unknown_for_seconds: must be at least 1");
     }
+    let max_bytes_in_flight = bytes_in_flight(raw.receive.max_mib_in_flight)?;
     let resolve = |p: &Path| {
         if p.is_absolute() {
             p.to_path_buf()
@@ -798,8 +811,20 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
             ),
             dead_letters: raw.receive.dead_letters,
             fault_pause_max: std::time::Duration::from_secs(raw.receive.fault_pause_max_seconds),
+            max_bytes_in_flight,
         },
         send,
+    })
+}
+
+/// `[receive] max_mib_in_flight` in bytes. Zero is refused rather than
+/// read as "one message at a time": a budget of nothing is a mistake.
+fn bytes_in_flight(mib: usize) -> Result<usize> {
+    if mib == 0 {
+        bail!("key receive.max_mib_in_flight: must be at least 1");
+    }
+    mib.checked_mul(MIB).ok_or_else(|| {
+        anyhow!("key receive.max_mib_in_flight: {mib} MiB is more than this machine can address")
     })
 }
 

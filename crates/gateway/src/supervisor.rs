@@ -186,6 +186,7 @@ async fn start(
             dead_letters,
             dead_letters_by_queue,
             fault_pause_max: config.receive.fault_pause_max,
+            max_bytes_in_flight: config.receive.max_bytes_in_flight,
             ..ListenerOptions::default()
         },
     )

@@ -22,21 +22,15 @@ use helsemelding_wire::queue::QueueKind;
 use uuid::Uuid;
 
 use crate::api::{Handler, Received};
+use crate::engine::intake::Taken;
 use crate::engine::HandlerError;
 use crate::error::Error;
-use crate::messenger::Messenger;
+use crate::messenger::Node;
 use crate::receipts::{self, Verdict, APPREC_FUNCTION};
 
 /// The waiter key of the communication test whose request had `msg_id`.
 pub(crate) fn commtest_key(msg_id: &str) -> String {
     format!("commtest:{msg_id}")
-}
-
-/// What taking a message came to: the audit outcome, and the answer it got
-/// that a repeat of it gets again (an AppRec).
-pub(crate) struct Taken {
-    pub(crate) outcome: String,
-    pub(crate) answer: Option<Answer>,
 }
 
 impl From<String> for Taken {
@@ -51,7 +45,7 @@ impl From<String> for Taken {
 /// Takes a checked message from queue `kind`; `reply_to` is the request's
 /// reply-to (sync requests).
 pub(crate) async fn take(
-    messenger: &Messenger,
+    messenger: &Node,
     handler: &Arc<dyn Handler>,
     kind: QueueKind,
     received: &Received,
@@ -88,7 +82,7 @@ pub(crate) async fn take(
 /// Sends a repeat of a handed-over message the answer the first copy got
 /// (the first answer may not have reached its sender). A failure is logged:
 /// the answer went through the outbox the first time.
-pub(crate) async fn answer_again(messenger: &Messenger, received: &Received, answer: &Answer) {
+pub(crate) async fn answer_again(messenger: &Node, received: &Received, answer: &Answer) {
     if let Err(error) = messenger
         .send_answer(
             received.to,
@@ -104,7 +98,7 @@ pub(crate) async fn answer_again(messenger: &Messenger, received: &Received, ans
 
 /// A message on our reply queue: to the caller waiting for it, or logged
 /// and dropped (a late reply is never handed to a later caller).
-async fn deliver_reply(messenger: &Messenger, received: &Received) -> String {
+async fn deliver_reply(messenger: &Node, received: &Received) -> String {
     let key = received.correlation_id.clone().unwrap_or_default();
     if messenger.inner.waiters.deliver(&key, received.clone()) {
         return "sync reply delivered".into();
@@ -120,7 +114,7 @@ async fn deliver_reply(messenger: &Messenger, received: &Received) -> String {
 /// Communication tests: a response goes to its waiting caller, a request
 /// is answered without involving the application.
 async fn take_commtest(
-    messenger: &Messenger,
+    messenger: &Node,
     kind: QueueKind,
     received: &Received,
     head: &MsgHead,
@@ -188,7 +182,7 @@ async fn take_commtest(
 /// reply-to; a reply that cannot be sent is reported to the requester's
 /// error queue at once (the caller gives up after 15 s anyway).
 async fn answer_sync_request(
-    messenger: &Messenger,
+    messenger: &Node,
     handler: &Arc<dyn Handler>,
     received: &Received,
     reply_to: Option<&str>,
@@ -216,7 +210,7 @@ fn reply_failed(error: crate::Error) -> HandlerError {
 }
 
 /// Records an incoming AppRec against the message it answers.
-async fn match_receipt(messenger: &Messenger, received: &Received, apprec: &AppRec) {
+async fn match_receipt(messenger: &Node, received: &Received, apprec: &AppRec) {
     let original = apprec.original.id.clone();
     let from = received.from.get();
     let receipt = ReceivedReceipt {
@@ -253,7 +247,7 @@ async fn match_receipt(messenger: &Messenger, received: &Received, apprec: &AppR
 /// application's already, so a failure here is logged and audited, not
 /// retried through the original (that would hand it over twice).
 async fn send_receipt(
-    messenger: &Messenger,
+    messenger: &Node,
     received: &Received,
     head: &MsgHead,
     verdict: &Verdict,

@@ -124,6 +124,17 @@ pub struct ListenerOptions {
     /// The longest pause between tries while a fault of ours lasts (a full
     /// disk: see [`HandlerError::Unavailable`]); pauses double from 1 s.
     pub fault_pause_max: Duration,
+    /// Message bodies, in bytes, that the workers of one listener (all its
+    /// queues) may be processing at once; a delivery waits for its share
+    /// before its checks start and gives it back once it is settled or
+    /// parked. Processing keeps several copies of a body alive (ciphertext,
+    /// decrypted, verified payload), so the memory this bounds is a few
+    /// times the figure. A body larger than the whole budget still goes,
+    /// alone. Bodies held but not in processing are not counted: one per
+    /// worker waiting for its share, the parked ones, and those the broker
+    /// sent ahead within the link credit (1 + `parked_per_worker` per
+    /// worker). Default 256 MiB.
+    pub max_bytes_in_flight: usize,
 }
 
 impl ListenerOptions {
@@ -147,6 +158,7 @@ impl Default for ListenerOptions {
             dead_letters: DeadLetters::Broker,
             dead_letters_by_queue: BTreeMap::new(),
             fault_pause_max: Duration::from_secs(30),
+            max_bytes_in_flight: 256 * 1024 * 1024,
         }
     }
 }

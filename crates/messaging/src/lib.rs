@@ -3,12 +3,19 @@
 //! and what makes every message on our queues either reach the application
 //! or be answered on its sender's error queue, never lost.
 //!
-//! - [`engine`]: the receive decisions as pure functions (unit-tested
-//!   without a broker);
-//! - [`Messenger`]: sending (registry look-up, certificate checks, CMS,
-//!   envelope, durable outbox, send, mark sent) and the outbox pump;
+//! - [`engine`]: the receive pipeline as a pure state machine
+//!   ([`engine::intake::Intake`]), the decisions and the one map from
+//!   failures to error conditions ([`engine::Failure`]), unit-tested without
+//!   a broker or a clock;
+//! - [`Node`]: the shared part (configuration, transport, registry, store,
+//!   waiting callers, sender links) that the sender and every pipeline
+//!   borrow: sending (registry look-up, certificate checks, CMS, envelope,
+//!   durable outbox, send, mark sent) and the outbox pump;
+//! - [`Messenger`]: a node plus the one sync reply consumer it owns (its
+//!   workers borrow the node, so nothing owns what owns it);
 //! - [`Listener`]: the receive pipelines with N workers per queue, driving
-//!   the engine around the transport, store, registry and CMS;
+//!   the engine around the transport, store, registry and CMS, within a
+//!   bound on the payload bytes in flight;
 //! - [`convert`]: the wire envelope to and from the transport's message;
 //! - [`receipts`]: which sent messages wait for an AppRec, and the AppRec
 //!   a received MsgHead is answered with;
@@ -22,8 +29,11 @@
 //! full disk) pauses the pipelines instead of spending the message's
 //! delivery attempts.
 
+#![deny(missing_docs)]
+
 mod answer;
 mod api;
+mod budget;
 mod commtest;
 pub mod convert;
 pub mod engine;
@@ -32,6 +42,7 @@ mod in_flight;
 mod listener;
 mod local_fault;
 mod messenger;
+mod outage;
 pub mod receipts;
 mod receive;
 mod waiters;
@@ -41,4 +52,4 @@ pub use commtest::{CommtestMode, CommtestOutcome};
 pub use engine::{DeadLetters, Decision, HandlerError, OutboxPolicy, ReceivePolicy, RetryPolicy};
 pub use error::{Error, Result};
 pub use listener::Listener;
-pub use messenger::{FlushReport, Messenger, MessengerConfig, SendRequest};
+pub use messenger::{FlushReport, Messenger, MessengerConfig, Node, SendRequest};

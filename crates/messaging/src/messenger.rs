@@ -21,7 +21,6 @@ use helsemelding_store::receipts::{ExpectedReceipt, ReceiptRecord};
 use helsemelding_store::Store;
 use helsemelding_transport::{Message, Outcome, Sender, Transport};
 use helsemelding_wire::envelope::{Outgoing, Routing};
-use helsemelding_wire::msghead::MsgHead;
 use helsemelding_wire::queue::QueueKind;
 use helsemelding_wire::{metadata, HerId};
 use tokio::sync::Mutex;
@@ -29,6 +28,7 @@ use uuid::Uuid;
 
 use crate::api::Received;
 use crate::convert;
+use crate::engine::send;
 use crate::engine::{
     classify_send_failure, OutboxPolicy, OutboxStep, ReceivePolicy, RetryPolicy, SendFailure,
 };
@@ -221,29 +221,33 @@ enum Settled {
     Outage(Error),
 }
 
-/// Sends messages and runs the outbox; cheap to clone (shared state).
+/// The shared part of a messenger that every pipeline borrows: the
+/// configuration, transport, registry, store, the callers waiting for sync
+/// replies and the pool of sender links. Workers hold a `Node`, never the
+/// [`Messenger`] that owns them, so nothing owns what owns it. Every method
+/// of a messenger but the sync calls is here ([`Messenger`] dereferences to
+/// its node).
 #[derive(Clone)]
-pub struct Messenger {
+pub struct Node {
     pub(crate) inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
-    pub(crate) config: MessengerConfig,
-    pub(crate) transport: Arc<dyn Transport>,
-    pub(crate) registry: Arc<dyn Registry>,
-    pub(crate) store: Store,
-    pub(crate) waiters: Waiters,
-    reply_consumer: Mutex<Option<Listener>>,
-    /// Our queues per HER-id, as the registry named them.
-    our_queues: Mutex<HashMap<HerId, QueueAddresses>>,
-    overdue_reported: Mutex<std::collections::HashSet<String>>,
-    /// Idle sender links per queue: a send checks one out (or attaches a
-    /// new one) and gives it back after, so concurrent sends pipeline.
-    senders: Mutex<HashMap<String, Vec<Box<dyn Sender>>>>,
+/// Sends messages and runs the outbox; cheap to clone (shared state).
+#[derive(Clone)]
+pub struct Messenger {
+    node: Node,
+    /// The one consumer of our reply queue, started by the first sync call
+    /// and stopped with the last clone of the messenger (or by
+    /// [`Messenger::close`]). Its workers hold the node, not this.
+    replies: Arc<Mutex<Option<Listener>>>,
 }
 
-/// Idle links kept per queue; links beyond it (after a burst) are closed.
-const IDLE_SENDERS_PER_QUEUE: usize = 16;
+impl std::ops::Deref for Messenger {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
 
 impl Messenger {
     /// A messenger for `config.her_ids` over these transport, registry and
@@ -258,21 +262,125 @@ impl Messenger {
         store: Store,
     ) -> Self {
         assert!(!config.her_ids.is_empty(), "a messenger needs a HER-id");
-        Messenger {
+        let node = Node {
             inner: Arc::new(Inner {
                 config,
                 transport,
                 registry,
                 store,
                 waiters: Waiters::default(),
-                reply_consumer: Mutex::new(None),
                 our_queues: Mutex::new(HashMap::new()),
                 overdue_reported: Mutex::new(Default::default()),
                 senders: Mutex::new(HashMap::new()),
             }),
+        };
+        Messenger {
+            node,
+            replies: Arc::new(Mutex::new(None)),
         }
     }
 
+    /// Sends a synchronous request and waits at most `timeout` for its
+    /// reply (PROFILE.md's call timeout is 15 s), which is decrypted,
+    /// verified and checked like any message. The waiter is registered
+    /// before the request leaves; a reply that comes after `timeout` is
+    /// logged and dropped by the reply consumer. Sync requests skip the
+    /// outbox: nobody waits for them after the timeout.
+    pub async fn send_and_wait(&self, request: SendRequest, timeout: Duration) -> Result<Received> {
+        let to = request.to;
+        let from = self.sender_for(request.from)?;
+        check_payload_parties(&request.payload, from, to)?;
+        let target = self.target(from, to, &request.function).await?;
+        let queue = target.queue(QueueKind::Sync)?;
+        let reply_queue = self.ensure_reply_consumer().await?;
+        let message_id = new_message_id();
+        let now = Utc::now();
+        let message = self
+            .build(
+                &message_id,
+                from,
+                &request.function,
+                request.payload,
+                &target,
+                &queue,
+                Routing::SyncRequest {
+                    reply_to: reply_queue,
+                },
+                now,
+            )
+            .await?;
+        let waiter = self.inner.waiters.register(message_id.clone());
+        let started = std::time::Instant::now();
+        self.send_to_queue(&queue, message).await?;
+        self.audit(AuditEvent {
+            counterpart_her_id: Some(to.get()),
+            message_id: Some(message_id.clone()),
+            function: Some(request.function.clone()),
+            ..AuditEvent::new(AuditKind::Sent, self.actor(), "ok: sync request")
+        })
+        .await;
+        let left = timeout.saturating_sub(started.elapsed());
+        match waiter.wait(left).await {
+            Some(reply) => Ok(reply),
+            None => {
+                self.audit(AuditEvent {
+                    counterpart_her_id: Some(to.get()),
+                    message_id: Some(message_id.clone()),
+                    function: Some(request.function),
+                    reason: Some(format!("no reply within {timeout:?}")),
+                    ..AuditEvent::new(AuditKind::Sent, self.actor(), "sync-timeout")
+                })
+                .await;
+                Err(Error::SyncTimeout {
+                    message_id,
+                    her_id: to.get(),
+                    after: timeout,
+                })
+            }
+        }
+    }
+
+    /// Stops the sync reply consumer, if one runs, and waits for its
+    /// workers to end (dropping the last clone stops it too, without the
+    /// wait).
+    pub async fn close(&self) -> Result<()> {
+        let consumer = self.replies.lock().await.take();
+        match consumer {
+            Some(listener) => listener.stop().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Starts the one reply consumer of this messenger (first sync call);
+    /// returns the reply queue.
+    async fn ensure_reply_consumer(&self) -> Result<String> {
+        let mut consumer = self.replies.lock().await;
+        let queue = self.reply_queue().await?;
+        if consumer.is_none() {
+            *consumer = Some(Listener::start_reply_consumer(&self.node, &queue).await?);
+        }
+        Ok(queue)
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: MessengerConfig,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) registry: Arc<dyn Registry>,
+    pub(crate) store: Store,
+    pub(crate) waiters: Waiters,
+    /// Our queues per HER-id, as the registry named them.
+    our_queues: Mutex<HashMap<HerId, QueueAddresses>>,
+    overdue_reported: Mutex<std::collections::HashSet<String>>,
+    /// Idle sender links per queue: a send checks one out (or attaches a
+    /// new one) and gives it back after, so concurrent sends pipeline.
+    senders: Mutex<HashMap<String, Vec<Box<dyn Sender>>>>,
+}
+
+/// Idle links kept per queue; links beyond it (after a burst) are closed.
+const IDLE_SENDERS_PER_QUEUE: usize = 16;
+
+impl Node {
     /// Our first HER-id: the default sender.
     pub fn her_id(&self) -> HerId {
         self.inner.config.her_ids[0]
@@ -392,7 +500,7 @@ impl Messenger {
     /// accepted it. The protected message is in the outbox before it is
     /// transferred: if the transfer fails after that, the error is
     /// [`Error::InOutbox`] with the message-id, and
-    /// [`Messenger::flush_outbox`] sends it later with the same message-id. A MsgHead that asks for an
+    /// [`Node::flush_outbox`] sends it later with the same message-id. A MsgHead that asks for an
     /// application receipt is tracked until its AppRec comes.
     ///
     /// Before anything leaves, the same checks the receiver will make:
@@ -467,7 +575,7 @@ impl Messenger {
             now,
             &self.inner.config.receipt_deadlines,
         );
-        let message = self
+        let mut message = self
             .build(
                 &message_id,
                 from,
@@ -479,7 +587,7 @@ impl Messenger {
                 now,
             )
             .await?;
-        self.record_in_outbox(&message, to, &queue, now, ttl, answers)
+        self.record_in_outbox(&mut message, to, &queue, now, ttl, answers)
             .await?;
         if let Some(expected) = expects_receipt {
             self.track_receipt(expected).await;
@@ -492,66 +600,6 @@ impl Messenger {
                 source: Box::new(error),
             }),
             Settled::GaveUp(error) => Err(error),
-        }
-    }
-
-    /// Sends a synchronous request and waits at most `timeout` for its
-    /// reply (PROFILE.md's call timeout is 15 s), which is decrypted,
-    /// verified and checked like any message. The waiter is registered
-    /// before the request leaves; a reply that comes after `timeout` is
-    /// logged and dropped by the reply consumer. Sync requests skip the
-    /// outbox: nobody waits for them after the timeout.
-    pub async fn send_and_wait(&self, request: SendRequest, timeout: Duration) -> Result<Received> {
-        let to = request.to;
-        let from = self.sender_for(request.from)?;
-        check_payload_parties(&request.payload, from, to)?;
-        let target = self.target(from, to, &request.function).await?;
-        let queue = target.queue(QueueKind::Sync)?;
-        let reply_queue = self.ensure_reply_consumer().await?;
-        let message_id = new_message_id();
-        let now = Utc::now();
-        let message = self
-            .build(
-                &message_id,
-                from,
-                &request.function,
-                request.payload,
-                &target,
-                &queue,
-                Routing::SyncRequest {
-                    reply_to: reply_queue,
-                },
-                now,
-            )
-            .await?;
-        let waiter = self.inner.waiters.register(message_id.clone());
-        let started = std::time::Instant::now();
-        self.send_to_queue(&queue, message).await?;
-        self.audit(AuditEvent {
-            counterpart_her_id: Some(to.get()),
-            message_id: Some(message_id.clone()),
-            function: Some(request.function.clone()),
-            ..AuditEvent::new(AuditKind::Sent, self.actor(), "ok: sync request")
-        })
-        .await;
-        let left = timeout.saturating_sub(started.elapsed());
-        match waiter.wait(left).await {
-            Some(reply) => Ok(reply),
-            None => {
-                self.audit(AuditEvent {
-                    counterpart_her_id: Some(to.get()),
-                    message_id: Some(message_id.clone()),
-                    function: Some(request.function),
-                    reason: Some(format!("no reply within {timeout:?}")),
-                    ..AuditEvent::new(AuditKind::Sent, self.actor(), "sync-timeout")
-                })
-                .await;
-                Err(Error::SyncTimeout {
-                    message_id,
-                    her_id: to.get(),
-                    after: timeout,
-                })
-            }
         }
     }
 
@@ -598,17 +646,6 @@ impl Messenger {
         Ok(message_id)
     }
 
-    /// Stops the sync reply consumer, if one runs. Call before dropping the
-    /// last clone of a messenger that made sync calls: the consumer holds
-    /// a clone itself.
-    pub async fn close(&self) -> Result<()> {
-        let consumer = self.inner.reply_consumer.lock().await.take();
-        match consumer {
-            Some(listener) => listener.stop().await,
-            None => Ok(()),
-        }
-    }
-
     /// This instance's reply queue: configured, else the syncreply address
     /// of our first HER-id's registry record.
     pub async fn reply_queue(&self) -> Result<String> {
@@ -618,26 +655,10 @@ impl Messenger {
         self.our_queue(self.her_id(), QueueKind::SyncReply).await
     }
 
-    /// Starts the one reply consumer of this messenger (first sync call);
-    /// returns the reply queue.
-    async fn ensure_reply_consumer(&self) -> Result<String> {
-        let mut consumer = self.inner.reply_consumer.lock().await;
-        let queue = self.reply_queue().await?;
-        if consumer.is_none() {
-            *consumer = Some(Listener::start_reply_consumer(self, &queue).await?);
-        }
-        Ok(queue)
-    }
-
     /// Looks the receiver up and checks both certificates; refuses a
     /// disabled transport or a function the profile does not allow.
     async fn target(&self, from: HerId, to: HerId, function: &str) -> Result<Target> {
-        if function.trim().is_empty() {
-            return Err(Error::FunctionNotAllowed {
-                her_id: to.get(),
-                function: String::new(),
-            });
-        }
+        send::check_function(function).map_err(|r| refused(r, from, to))?;
         let target = self.target_unchecked_function(from, to).await?;
         if !target.profile.allows(function, Direction::Send) {
             return Err(Error::FunctionNotAllowed {
@@ -701,18 +722,7 @@ impl Messenger {
                 })
             }
         };
-        if registered.iter().any(|c| c == signing) {
-            return Ok(());
-        }
-        Err(Error::SigningNotRegistered {
-            her_id: from.get(),
-            serial: signing.serial_hex(),
-            registered: registered
-                .iter()
-                .map(Certificate::serial_hex)
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
+        send::check_signing_registered(signing, &registered).map_err(|r| refused(r, from, from))
     }
 
     /// Protects `payload` for the target and wraps it in the envelope the
@@ -785,7 +795,7 @@ impl Messenger {
         self.flush_outbox_older_than(Duration::ZERO).await
     }
 
-    /// Runs [`Messenger::flush_outbox`] every `interval` for entries at
+    /// Runs [`Node::flush_outbox`] every `interval` for entries at
     /// least `interval` old (younger ones are still being sent by `send`),
     /// until the task is aborted.
     pub fn spawn_outbox_pump(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
@@ -859,7 +869,7 @@ impl Messenger {
 
     async fn record_in_outbox(
         &self,
-        message: &Message,
+        message: &mut Message,
         to: HerId,
         queue: &str,
         now: DateTime<Utc>,
@@ -872,23 +882,29 @@ impl Messenger {
             queue: queue.to_owned(),
             function: message.subject.clone().unwrap_or_default(),
             // The body is stored beside the envelope (serde skips it).
-            envelope: serde_json::to_vec(message).expect("a message serialises"),
-            body: message.body.clone(),
+            envelope: serde_json::to_vec(&*message).expect("a message serialises"),
+            // Lent to the store rather than copied for it, then put back.
+            body: std::mem::take(&mut message.body),
             created_at: now,
             expires_at: ttl.and_then(|t| chrono::Duration::from_std(t).ok().map(|t| now + t)),
         };
-        self.with_store(move |s| match &answers {
-            None => s.outbox().enqueue(&entry),
-            Some(of) => {
-                let key = MessageKey {
-                    ours: of.ours.get(),
-                    sender: of.sender.get(),
-                    message_id: &of.message_id,
-                };
-                s.outbox().enqueue_answer(&entry, key, &of.answer)
-            }
-        })
-        .await
+        message.body = self
+            .with_store(move |s| {
+                match &answers {
+                    None => s.outbox().enqueue(&entry)?,
+                    Some(of) => {
+                        let key = MessageKey {
+                            ours: of.ours.get(),
+                            sender: of.sender.get(),
+                            message_id: &of.message_id,
+                        };
+                        s.outbox().enqueue_answer(&entry, key, &of.answer)?
+                    }
+                }
+                Ok(entry.body)
+            })
+            .await?;
+        Ok(())
     }
 
     /// Sends an outbox entry and settles it by the broker's outcome: sent,
@@ -1224,31 +1240,42 @@ impl Messenger {
 /// so that an EHR's mistake is caught here rather than on the receiver's
 /// error queue. Payloads that are not MsgHeads are not checked.
 fn check_payload_parties(payload: &[u8], from: HerId, to: HerId) -> Result<()> {
-    let Ok(head) = MsgHead::parse(payload) else {
-        return Ok(());
-    };
-    let mismatch = |role, direction, in_envelope: HerId, found: &[HerId]| Error::MsgHeadParty {
-        role,
-        direction,
-        in_envelope: in_envelope.get(),
-        in_msghead: if found.is_empty() {
-            "none".into()
-        } else {
-            found
-                .iter()
-                .map(HerId::to_string)
-                .collect::<Vec<_>>()
-                .join("/")
+    send::check_msghead_parties(payload, from, to).map_err(|r| refused(r, from, to))
+}
+
+/// The error for a message the send rules refuse, from `from` to `to`.
+fn refused(refusal: send::Refusal, from: HerId, to: HerId) -> Error {
+    let joined = |ids: Vec<String>| ids.join(", ");
+    match refusal {
+        send::Refusal::EmptyFunction => Error::FunctionNotAllowed {
+            her_id: to.get(),
+            function: String::new(),
         },
-    };
-    let names = |found: &[HerId], her_id: HerId| found.is_empty() || found.contains(&her_id);
-    if !names(&head.sender_her_ids, from) {
-        return Err(mismatch("Sender", "from", from, &head.sender_her_ids));
+        send::Refusal::MsgHeadParty {
+            role,
+            direction,
+            in_envelope,
+            in_msghead,
+        } => Error::MsgHeadParty {
+            role,
+            direction,
+            in_envelope: in_envelope.get(),
+            in_msghead: if in_msghead.is_empty() {
+                "none".into()
+            } else {
+                in_msghead
+                    .iter()
+                    .map(HerId::to_string)
+                    .collect::<Vec<_>>()
+                    .join("/")
+            },
+        },
+        send::Refusal::SigningNotRegistered { serial, registered } => Error::SigningNotRegistered {
+            her_id: from.get(),
+            serial,
+            registered: joined(registered),
+        },
     }
-    if !names(&head.receiver_her_ids, to) {
-        return Err(mismatch("Receiver", "to", to, &head.receiver_her_ids));
-    }
-    Ok(())
 }
 
 /// This machine's name, for the audit log's actor (read once).

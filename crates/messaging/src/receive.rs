@@ -1,12 +1,17 @@
-//! The receive pipelines: N workers per queue, each taking one delivery at
-//! a time through the steps of PROFILE.md "Receiving" (count, header
-//! checks, de-duplication, sender profile, decrypt and verify, certificate,
-//! XML and MsgHead, CPA, hand-over) and settling it by the [`engine`]'s
-//! decision. Messages on our error queue go to the error callback.
+//! The receive driver: N workers per queue, each taking one delivery at a
+//! time through the engine's pipeline ([`Intake`]: the steps and decisions
+//! of PROFILE.md "Receiving"). The driver only executes what the pipeline
+//! asks for (store, registry, CMS, certificate checks, the application,
+//! error reports) and settles the delivery as it says: accept, release
+//! after a backoff (parked meanwhile, never slept on), give up (to the
+//! broker's dead-letter path or our store), or pause on a fault of ours.
+//! Messages on our error queue go to the error callback. A delivery is
+//! processed only once its body fits in the listener's [`budget`] of
+//! payload bytes in flight.
 //!
-//! [`engine`]: crate::engine
+//! [`Intake`]: crate::engine::intake::Intake
+//! [`budget`]: crate::budget
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,33 +21,36 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use helsemelding_protect::{unprotect_detailed, Certificate, UnprotectOptions, Unprotected, Usage};
 use helsemelding_registry::resolve::resolve_by_cpa_id;
-use helsemelding_registry::{resolve, Direction, WorkingProfile};
+use helsemelding_registry::{resolve, Direction};
 use helsemelding_store::audit::{AuditEvent, AuditKind};
-use helsemelding_store::inbox::{Answer, HandOver, MessageKey};
+use helsemelding_store::inbox::{Answer as StoredAnswer, DeliveryCount, HandOver, MessageKey};
 use helsemelding_store::parked::ParkedMessage;
 use helsemelding_transport::{Delivery, Receiver};
-use helsemelding_wire::envelope::{names, Envelope, IncomingHeaders};
+use helsemelding_wire::envelope::{names, Envelope};
 use helsemelding_wire::error_report::{
     build_error_report, report_recipient, ErrorReport, ReceivedErrorReport,
 };
-use helsemelding_wire::msghead::MsgHead;
 use helsemelding_wire::queue::QueueKind;
 use helsemelding_wire::text::for_display;
-use helsemelding_wire::{metadata, HerId};
-use tokio::sync::watch;
+use helsemelding_wire::HerId;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use uuid::Uuid;
 
 use crate::answer;
 use crate::api::{ErrorHandler, Handler, ListenerOptions, Received};
+use crate::budget::Budget;
 use crate::convert;
-use crate::engine::{
-    self, dead_letter_route, DeadLetters, Decision, HandlerError, RegistryFailure, UnprotectFailure,
+use crate::engine::intake::{
+    Action, Answer, AuditNote, DeliveryFacts, Intake, Opened, Rules, SenderProfile, Settlement,
+    Step, Taken,
 };
+use crate::engine::{self, DeadLetters, Decision, HandlerError, RegistryFailure, UnprotectFailure};
 use crate::error::{Error, Result};
 use crate::in_flight::{Claim, InFlight};
 use crate::listener::Listener;
 use crate::local_fault::LocalFault;
-use crate::messenger::Messenger;
+use crate::messenger::Node;
+use crate::outage::OutageLog;
 
 impl Listener {
     /// Starts `options.workers` workers on each distinct async queue of our
@@ -50,7 +58,7 @@ impl Listener {
     /// error queues when `options` say so). Several HER-ids often share one
     /// set of queues: each queue is consumed once.
     pub async fn start(
-        messenger: &Messenger,
+        messenger: &Node,
         handler: Arc<dyn Handler>,
         error_handler: Arc<dyn ErrorHandler>,
         options: ListenerOptions,
@@ -74,10 +82,7 @@ impl Listener {
 
     /// The one consumer of a messenger's sync reply queue: replies go
     /// through the same checks as any message, then to the waiting caller.
-    pub(crate) async fn start_reply_consumer(
-        messenger: &Messenger,
-        queue: &str,
-    ) -> Result<Listener> {
+    pub(crate) async fn start_reply_consumer(messenger: &Node, queue: &str) -> Result<Listener> {
         let nobody = Arc::new(NoApplication);
         let options = ListenerOptions {
             workers: 2,
@@ -88,7 +93,7 @@ impl Listener {
     }
 
     async fn start_on(
-        messenger: &Messenger,
+        messenger: &Node,
         handler: Arc<dyn Handler>,
         error_handler: Arc<dyn ErrorHandler>,
         queues: &[(QueueKind, String)],
@@ -97,6 +102,8 @@ impl Listener {
         let (shutdown, watching) = watch::channel(false);
         let in_flight = Arc::new(InFlight::default());
         let fault = Arc::new(LocalFault::new(options.fault_pause_max));
+        let budget = Budget::new(options.max_bytes_in_flight);
+        let outage = Arc::new(OutageLog::default());
         let mut workers = Vec::new();
         for (kind, queue) in queues {
             let kind = *kind;
@@ -112,6 +119,8 @@ impl Listener {
                     poll: options.poll,
                     shutdown: watching.clone(),
                     in_flight: in_flight.clone(),
+                    budget: budget.clone(),
+                    outage: outage.clone(),
                     parked: Vec::new(),
                     max_parked: options.parked_per_worker,
                     fault: fault.clone(),
@@ -145,18 +154,25 @@ impl ErrorHandler for NoApplication {
 }
 
 /// Whether the broker says this is the message's first delivery.
+fn message_id_of(delivery: &Delivery) -> String {
+    delivery.message.message_id.clone().unwrap_or_default()
+}
+
 fn is_first_delivery(delivery: &Delivery) -> bool {
     delivery.first_acquirer && delivery.delivery_count == 0
 }
 
 struct Worker {
-    messenger: Messenger,
+    messenger: Node,
     handler: Arc<dyn Handler>,
     error_handler: Arc<dyn ErrorHandler>,
     kind: QueueKind,
     poll: Duration,
     shutdown: watch::Receiver<bool>,
     in_flight: Arc<InFlight>,
+    budget: Budget,
+    /// Receive failures of the listener's workers, said once an outage.
+    outage: Arc<OutageLog>,
     /// Deliveries waiting out a retry backoff, released when due.
     parked: Vec<(Instant, Delivery)>,
     max_parked: usize,
@@ -166,19 +182,6 @@ struct Worker {
     fault_pause_max: Duration,
     /// Where a message given up on this worker's queue goes.
     dead_letters: DeadLetters,
-}
-
-/// What the checks left for the settling step.
-struct Judged {
-    decision: Decision,
-    attempt: u32,
-    envelope: Envelope,
-    sender: Option<HerId>,
-    received: Option<Received>,
-    /// Held until the delivery is settled, so no other worker hands over a copy.
-    claim: Option<Claim>,
-    /// The earlier hand-over, when this is a repeat.
-    earlier: Option<HandOver>,
 }
 
 impl Worker {
@@ -207,13 +210,26 @@ impl Worker {
                 _ = self.shutdown.changed() => break,
             };
             match delivery {
-                Ok(Some(delivery)) => match self.kind {
-                    QueueKind::Error => self.process_error_report(&mut *receiver, delivery).await,
-                    _ => self.process(&mut *receiver, delivery).await,
-                },
-                Ok(None) => {}
+                Ok(Some(delivery)) => {
+                    self.receive_worked();
+                    let Some(_share) = self.share_for(&mut *receiver, &delivery).await else {
+                        break;
+                    };
+                    match self.kind {
+                        QueueKind::Error => {
+                            self.process_error_report(&mut *receiver, delivery).await
+                        }
+                        _ => self.process(&mut *receiver, delivery).await,
+                    }
+                }
+                Ok(None) => self.receive_worked(),
                 Err(error) => {
-                    tracing::warn!(%error, "receive failed; backing off");
+                    if self.outage.failed(Instant::now()) {
+                        tracing::warn!(
+                            %error,
+                            "receive failed; backing off (further failures are counted, not logged, until a receive works)"
+                        );
+                    }
                     tokio::time::sleep(self.poll).await;
                 }
             }
@@ -223,6 +239,36 @@ impl Worker {
         }
         if let Err(error) = receiver.close().await {
             tracing::warn!(%error, "closing receiver");
+        }
+    }
+
+    /// A receive worked: an outage, if one was on, is over (said once).
+    fn receive_worked(&self) {
+        if let Some(over) = self.outage.worked(Instant::now()) {
+            tracing::warn!(
+                "receiving again after {} s ({} failed receives not logged)",
+                over.lasted.as_secs(),
+                over.failures.saturating_sub(1)
+            );
+        }
+    }
+
+    /// Waits until the body of `delivery` fits in the listener's budget.
+    /// `None` when a stop comes first: the delivery was never in hand, so
+    /// it goes back to the queue at once rather than delay the drain.
+    async fn share_for(
+        &mut self,
+        receiver: &mut dyn Receiver,
+        delivery: &Delivery,
+    ) -> Option<OwnedSemaphorePermit> {
+        tokio::select! {
+            share = self.budget.acquire(delivery.message.body.len()) => Some(share),
+            _ = self.shutdown.changed() => {
+                if let Err(error) = receiver.release(delivery).await {
+                    tracing::warn!(%error, "release failed; the broker redelivers");
+                }
+                None
+            }
         }
     }
 
@@ -263,10 +309,93 @@ impl Worker {
         self.parked.push((Instant::now() + after, delivery));
     }
 
-    async fn process(&mut self, receiver: &mut dyn Receiver, delivery: Delivery) {
-        let judged = self.judge(&delivery).await;
-        if let Some(after) = self.settle(receiver, &delivery, judged).await {
-            self.park(receiver, delivery, after).await;
+    /// Runs the engine's pipeline for one delivery ([`Intake`]): each step
+    /// it asks for is done here, its outcome handed back, until it says
+    /// how to settle.
+    async fn process(&mut self, receiver: &mut dyn Receiver, mut delivery: Delivery) {
+        let mut intake = Intake::new(self.facts(&delivery), self.rules());
+        // Held until the delivery is settled, so no other worker hands over a copy.
+        let mut _claim: Option<Claim> = None;
+        loop {
+            let answer = match intake.next_step() {
+                Step::Settle(settlement) => {
+                    return self.settle(receiver, delivery, &intake, settlement).await
+                }
+                Step::CountDelivery => Answer::Counted(self.count(&delivery).await),
+                Step::Claim { sender, message_id } => {
+                    _claim = self.in_flight.claim(sender.get(), &message_id);
+                    Answer::Claimed(_claim.is_some())
+                }
+                Step::EarlierHandOver {
+                    ours,
+                    sender,
+                    message_id,
+                } => Answer::Earlier(self.earlier(ours, sender, message_id).await),
+                Step::SenderProfile {
+                    ours,
+                    sender,
+                    cpa_id,
+                    fresh,
+                } => {
+                    let function = delivery.message.subject.clone().unwrap_or_default();
+                    Answer::Profile(
+                        self.sender_profile(ours, sender, cpa_id, fresh, &function)
+                            .await,
+                    )
+                }
+                Step::Open { protected, signers } => {
+                    Answer::Opened(self.open(&mut delivery, protected, &signers).await)
+                }
+                Step::JudgeSigner { signer, embedded } => Answer::Judged(
+                    self.messenger
+                        .judge_with(&signer, Usage::Signing, Utc::now(), &embedded)
+                        .await,
+                ),
+                Step::RevocationUnknownSince => {
+                    Answer::UnknownSince(self.revocation_unknown_since(&delivery).await)
+                }
+                Step::HandOver => Answer::Taken(self.hand_over(&mut intake, &delivery).await),
+                Step::Remember { answer } => {
+                    if let Some(received) = intake.received() {
+                        self.remember(received, answer.as_ref()).await;
+                    }
+                    Answer::Done
+                }
+                Step::AnswerAgain { answer } => {
+                    if let Some(received) = intake.received() {
+                        answer::answer_again(&self.messenger, received, &answer).await;
+                    }
+                    Answer::Done
+                }
+                Step::Report(report) => {
+                    let sent = self.report_error(intake.envelope(), &report).await;
+                    Answer::Reported(sent.map_err(|error| {
+                        tracing::warn!(%error, "error report not sent; retrying the original");
+                        error.to_string()
+                    }))
+                }
+            };
+            intake.answer(answer);
+        }
+    }
+
+    fn facts(&self, delivery: &Delivery) -> DeliveryFacts {
+        DeliveryFacts {
+            queue: delivery.queue.clone(),
+            kind: self.kind,
+            first_delivery: is_first_delivery(delivery),
+            broker_count: delivery.delivery_count,
+            envelope: convert::to_envelope(&delivery.message),
+            now: Utc::now(),
+        }
+    }
+
+    fn rules(&self) -> Rules {
+        Rules {
+            ours: self.messenger.her_ids().to_vec(),
+            retry: self.policy(),
+            receive: self.messenger.inner.config.receive,
+            dead_letters: self.dead_letters,
         }
     }
 
@@ -274,266 +403,96 @@ impl Worker {
         self.messenger.inner.config.retry
     }
 
-    /// Runs the checks of PROFILE.md "Receiving" and decides.
-    async fn judge(&self, delivery: &Delivery) -> Judged {
-        let envelope = convert::to_envelope(&delivery.message);
-        let ours = self.messenger.her_ids();
+    /// Counts a redelivery (first deliveries are not written down: the
+    /// common path then costs no store writes for counting).
+    async fn count(&self, delivery: &Delivery) -> std::result::Result<DeliveryCount, String> {
+        let (queue, id) = (delivery.queue.clone(), message_id_of(delivery));
         let now = Utc::now();
-        let message_id = delivery.message.message_id.clone().unwrap_or_default();
-        let mut judged = Judged {
-            decision: Decision::HandOver,
-            attempt: 1,
-            sender: envelope.her_id(names::FROM_HER_ID).ok(),
-            envelope,
-            received: None,
-            claim: None,
-            earlier: None,
-        };
-        judged.attempt = match self.attempt(delivery, &message_id, now).await {
-            Ok(attempt) => attempt,
-            Err(error) => {
-                judged.decision = engine::on_store_failure(&error.to_string());
-                return judged;
-            }
-        };
-        if let Some(decision) = self.policy().on_delivery(judged.attempt) {
-            judged.decision = decision;
-            return judged;
-        }
-        let headers = match judged.envelope.check_incoming(ours) {
-            Ok(headers) => headers,
-            Err(error) => {
-                judged.decision = engine::on_header_error(&error, judged.sender.is_some());
-                return judged;
-            }
-        };
-        judged.claim = self
-            .in_flight
-            .claim(headers.from.get(), &headers.message_id);
-        if judged.claim.is_none() {
-            // Another worker has a copy: see again once it is settled.
-            judged.decision = self.policy().on_outage(judged.attempt);
-            return judged;
-        }
-        let (to, from, id) = (
-            headers.to.get(),
-            headers.from.get(),
-            headers.message_id.clone(),
-        );
-        match self
-            .messenger
+        self.messenger
+            .with_store(move |s| s.inbox().count_delivery(&queue, &id, now))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn earlier(
+        &self,
+        ours: HerId,
+        sender: HerId,
+        message_id: String,
+    ) -> std::result::Result<Option<HandOver>, String> {
+        self.messenger
             .with_store(move |s| {
                 s.inbox().hand_over(MessageKey {
-                    ours: to,
-                    sender: from,
-                    message_id: &id,
+                    ours: ours.get(),
+                    sender: sender.get(),
+                    message_id: &message_id,
                 })
             })
             .await
-        {
-            Ok(Some(earlier)) => {
-                judged.decision = Decision::AcceptDuplicate;
-                judged.earlier = Some(earlier);
-                judged.received = Some(self.unchecked_received(delivery, &headers, now));
-                return judged;
-            }
-            Ok(None) => {}
-            Err(error) => {
-                judged.decision = engine::on_store_failure(&error.to_string());
-                return judged;
-            }
-        }
-        match self
-            .check_message(delivery, &headers, judged.attempt, now)
-            .await
-        {
-            Ok(received) => judged.received = Some(received),
-            Err(decision) => judged.decision = decision,
-        }
-        judged
+            .map_err(|e| e.to_string())
     }
 
-    async fn check_message(
+    /// Opens the body: decrypts and verifies it when it is protected, else
+    /// takes it as it is (`allow_unprotected`).
+    async fn open(
         &self,
-        delivery: &Delivery,
-        headers: &IncomingHeaders,
-        attempt: u32,
-        now: DateTime<Utc>,
-    ) -> std::result::Result<Received, Decision> {
-        let receive = self.messenger.inner.config.receive;
-        let profile = self.sender_profile(headers, attempt).await?;
-        let payload = if headers.protected {
-            self.verified_payload(delivery, headers, &profile, attempt, now)
-                .await?
-        } else if let Some(refused) =
-            engine::on_unprotected(headers.content_type.as_deref(), &receive)
-        {
-            return Err(refused);
-        } else {
-            // allow_unprotected (test environments): nothing to decrypt or verify.
-            delivery.message.body.clone()
-        };
-        let metadata = metadata::extract(&payload).map_err(|e| engine::on_payload_error(&e))?;
-        if !receive.allow_party_mismatch {
-            match MsgHead::parse(&payload) {
-                Ok(head) => head
-                    .check_parties(headers.from, headers.to)
-                    .map_err(|e| engine::on_payload_error(&e))?,
-                // Not every payload is a MsgHead (an AppRec, say): nothing to compare.
-                Err(helsemelding_wire::Error::UnexpectedDocument { .. }) => {}
-                Err(error) => return Err(engine::on_payload_error(&error)),
-            }
+        delivery: &mut Delivery,
+        protected: bool,
+        signers: &[Certificate],
+    ) -> std::result::Result<Opened, UnprotectFailure> {
+        if !protected {
+            return Ok(Opened {
+                payload: delivery.message.body.clone(),
+                signer: None,
+                embedded: Vec::new(),
+            });
         }
-        // A sync reply answers our own request: the request was the check.
-        if self.kind != QueueKind::SyncReply
-            && !profile.allows(&headers.function, Direction::Receive)
-        {
-            if let Some(refused) =
-                engine::on_function_outside_profile(&headers.function, headers.from.get(), &receive)
-            {
-                return Err(refused);
-            }
-            self.audit_function_outside_profile(headers, &profile).await;
-        }
-        let mut received = self.unchecked_received(delivery, headers, now);
-        received.payload = payload;
-        received.metadata = metadata;
-        Ok(received)
-    }
-
-    /// The fields of a message as its header gives them, before any check
-    /// of the payload (which stays empty).
-    fn unchecked_received(
-        &self,
-        delivery: &Delivery,
-        headers: &IncomingHeaders,
-        now: DateTime<Utc>,
-    ) -> Received {
-        Received {
-            from: headers.from,
-            to: headers.to,
-            function: headers.function.clone(),
-            message_id: headers.message_id.clone(),
-            correlation_id: headers.correlation_id.clone(),
-            cpa_id: headers.cpa_id,
-            payload: Vec::new(),
-            metadata: BTreeMap::new(),
-            application_time: headers.application_time,
-            enqueued_time: headers.enqueued_time,
-            received_at: now,
-            queue: delivery.queue.clone(),
-        }
-    }
-
-    /// Decrypts, verifies the signer against the sender's profile and
-    /// judges the signer's certificate.
-    async fn verified_payload(
-        &self,
-        delivery: &Delivery,
-        headers: &IncomingHeaders,
-        profile: &WorkingProfile,
-        attempt: u32,
-        now: DateTime<Utc>,
-    ) -> std::result::Result<Vec<u8>, Decision> {
-        let policy = self.policy();
-        if profile.signing_certificates.is_empty() {
-            return Err(engine::on_no_signing_certificate(headers.from.get()));
-        }
+        // Lent to the decryption (no copy per attempt), then put back: the
+        // body may still be parked in the store or released.
+        let body = Arc::new(std::mem::take(&mut delivery.message.body));
+        let opened = self.decrypt_and_verify(&body, signers).await;
+        delivery.message.body = Arc::try_unwrap(body).unwrap_or_else(|body| body.to_vec());
         let Unprotected {
             payload,
             signer,
             embedded,
             ..
-        } = self
-            .verify_with_fresh_look_up(&delivery.message.body, headers, profile, attempt)
-            .await?;
-        // Intermediates the sender embedded help build its chain; they are
-        // not trusted themselves (the anchors are).
-        let report = self
-            .messenger
-            .judge_with(&signer, Usage::Signing, now, &embedded)
-            .await;
-        if report.only_revocation_unknown() {
-            return Err(self
-                .revocation_unknown(delivery, headers, attempt, now)
-                .await);
-        }
-        if let Some(decision) = engine::on_certificate_check(
-            &report,
-            &signer.subject(),
-            &signer.thumbprint_sha1(),
-            &policy,
-            attempt,
-        ) {
-            return Err(decision);
-        }
-        Ok(payload)
+        } = opened?;
+        Ok(Opened {
+            payload,
+            signer: Some(signer),
+            embedded,
+        })
     }
 
-    /// The sender's revocation status could not be learnt: retried without
-    /// spending attempts for `revocation_unknown_for`, then dead-lettered.
-    async fn revocation_unknown(
-        &self,
-        delivery: &Delivery,
-        headers: &IncomingHeaders,
-        attempt: u32,
-        now: DateTime<Utc>,
-    ) -> Decision {
-        let (queue, id) = (delivery.queue.clone(), headers.message_id.clone());
-        let since = self
-            .messenger
+    async fn revocation_unknown_since(&self, delivery: &Delivery) -> DateTime<Utc> {
+        let (queue, id) = (delivery.queue.clone(), message_id_of(delivery));
+        let now = Utc::now();
+        self.messenger
             .with_store(move |s| s.inbox().revocation_unknown_since(&queue, &id, now))
             .await
-            .unwrap_or(now);
-        let unknown_for = (now - since).to_std().unwrap_or_default();
-        engine::on_revocation_unknown(
-            unknown_for,
-            &self.messenger.inner.config.receive,
-            &self.policy(),
-            attempt,
-        )
-    }
-
-    async fn audit_function_outside_profile(
-        &self,
-        headers: &IncomingHeaders,
-        profile: &WorkingProfile,
-    ) {
-        tracing::info!(
-            function = headers.function,
-            from = headers.from.get(),
-            source = ?profile.source,
-            "message function outside the sender's collaboration profile: handed over (strict_message_functions is off)"
-        );
-        self.messenger
-            .audit(AuditEvent {
-                counterpart_her_id: Some(headers.from.get()),
-                message_id: Some(headers.message_id.clone()),
-                function: Some(headers.function.clone()),
-                reason: Some(format!(
-                    "not in the sender's {:?} profile; handed over",
-                    profile.source
-                )),
-                ..AuditEvent::new(
-                    AuditKind::FunctionOutsideProfile,
-                    self.messenger.actor(),
-                    "handed-over",
-                )
-            })
-            .await;
+            .unwrap_or(now)
     }
 
     /// The sender's working profile: the CPA the message names, else the
-    /// CPA for the pair, the CPP or the address record.
+    /// CPA for the pair, the CPP or the address record; `fresh`: the
+    /// sender's record is fetched again first, past the cache.
     async fn sender_profile(
         &self,
-        headers: &IncomingHeaders,
-        attempt: u32,
-    ) -> std::result::Result<WorkingProfile, Decision> {
+        ours: HerId,
+        sender: HerId,
+        cpa_id: Option<Uuid>,
+        fresh: bool,
+        function: &str,
+    ) -> std::result::Result<SenderProfile, (RegistryFailure, String)> {
         let registry = self.messenger.inner.registry.clone();
-        let ours = headers.to.get();
-        let theirs = headers.from.get();
-        let named_cpa = match headers.cpa_id {
+        let (ours, theirs) = (ours.get(), sender.get());
+        if fresh {
+            if let Err(error) = registry.refresh_party(theirs).await {
+                tracing::warn!(%error, sender = theirs, "refreshing the sender's record past the cache failed");
+            }
+        }
+        let named_cpa = match cpa_id {
             Some(cpa_id) => {
                 let cpa_id = cpa_id.hyphenated().to_string();
                 match resolve_by_cpa_id(&*registry, &cpa_id, ours, theirs).await {
@@ -548,11 +507,11 @@ impl Worker {
             }
             None => None,
         };
-        let result = match named_cpa {
+        let profile = match named_cpa {
             Some(profile) => Ok(profile),
             None => resolve(&*registry, ours, theirs).await,
         };
-        result.map_err(|error| {
+        let profile = profile.map_err(|error| {
             use helsemelding_registry::Error as R;
             let failure = match &error {
                 R::NotFound { .. } | R::EmptyDocument { .. } => RegistryFailure::NotFound,
@@ -560,7 +519,12 @@ impl Worker {
                 _ => RegistryFailure::Broken,
             };
             tracing::warn!(%error, sender = theirs, "sender profile look-up failed");
-            engine::on_registry_failure(failure, &error.to_string(), &self.policy(), attempt)
+            (failure, error.to_string())
+        })?;
+        Ok(SenderProfile {
+            allows_function: profile.allows(function, Direction::Receive),
+            source: format!("{:?}", profile.source),
+            signing_certificates: profile.signing_certificates,
         })
     }
 
@@ -568,7 +532,7 @@ impl Worker {
     /// signature by each accepted signer certificate in turn.
     async fn decrypt_and_verify(
         &self,
-        body: &[u8],
+        body: &Arc<Vec<u8>>,
         signers: &[Certificate],
     ) -> std::result::Result<Unprotected, UnprotectFailure> {
         let config = &self.messenger.inner.config;
@@ -576,7 +540,7 @@ impl Worker {
         let options = UnprotectOptions {
             allow_3des: config.receive.allow_3des,
         };
-        let (body, signers) = (body.to_vec(), signers.to_vec());
+        let (body, signers) = (body.clone(), signers.to_vec());
         let outcome = tokio::task::spawn_blocking(move || {
             unprotect_detailed(&body, &decryption, legacy.as_ref(), &signers, &options).map_err(
                 |error| match error {
@@ -594,164 +558,80 @@ impl Worker {
         outcome.unwrap_or_else(|e| Err(UnprotectFailure::Invalid(e.to_string())))
     }
 
-    /// Decrypts and verifies against the sender's known signing
-    /// certificates; a signer that is none of them makes us fetch the
-    /// sender's record once more past the cache (a rotation the cache has
-    /// not seen must not be called an attack) before it is spoofing.
-    async fn verify_with_fresh_look_up(
+    /// Hands the checked message over; the pending audit notes are written
+    /// meanwhile (the application need not wait for the audit log's commit).
+    async fn hand_over(
         &self,
-        body: &[u8],
-        headers: &IncomingHeaders,
-        profile: &WorkingProfile,
-        attempt: u32,
-    ) -> std::result::Result<Unprotected, Decision> {
-        let sender = headers.from.get();
-        match self
-            .decrypt_and_verify(body, &profile.signing_certificates)
-            .await
-        {
-            Err(UnprotectFailure::WrongSigner { .. }) => {}
-            other => return other.map_err(|f| engine::on_unprotect_failure(&f, sender)),
-        }
-        if let Err(error) = self.messenger.inner.registry.refresh_party(sender).await {
-            tracing::warn!(%error, sender, "refreshing the sender's record past the cache failed");
-        }
-        let fresh = self.sender_profile(headers, attempt).await?;
-        self.decrypt_and_verify(body, &fresh.signing_certificates)
-            .await
-            .map_err(|failure| engine::on_unprotect_failure(&failure, sender))
+        intake: &mut Intake,
+        delivery: &Delivery,
+    ) -> std::result::Result<Taken, HandlerError> {
+        let notes = intake.take_audit();
+        let Some(received) = intake.received() else {
+            return Err(HandlerError::Retry {
+                reason: "nothing to hand over".into(),
+            });
+        };
+        let reply_to = intake.envelope().properties.reply_to.clone();
+        let (_, taken) = tokio::join!(
+            self.write_audit(delivery, intake.sender(), notes),
+            answer::take(
+                &self.messenger,
+                &self.handler,
+                self.kind,
+                received,
+                reply_to.as_deref(),
+            )
+        );
+        taken
     }
 
-    /// Carries out a decision; every path settles the delivery, or returns
-    /// how long to park it before it is released for a retry.
+    /// Carries out the engine's settlement.
     async fn settle(
         &mut self,
         receiver: &mut dyn Receiver,
-        delivery: &Delivery,
-        judged: Judged,
-    ) -> Option<Duration> {
-        let Judged {
-            mut decision,
-            attempt,
-            envelope,
-            sender,
-            received,
-            claim: _claim,
-            earlier,
-        } = judged;
-        let message_id = delivery.message.message_id.clone().unwrap_or_default();
-        let function = delivery.message.subject.clone();
-        let event = |kind, outcome: &str, reason: Option<String>| AuditEvent {
-            counterpart_her_id: sender.map(HerId::get),
-            message_id: Some(message_id.clone()),
-            function: function.clone(),
-            reason,
-            ..AuditEvent::new(kind, self.messenger.actor(), outcome)
-        };
-        let audit_received = self
-            .messenger
-            .audit(event(AuditKind::Received, "received", None));
-        let taken = if let (Decision::HandOver, Some(received)) = (&decision, &received) {
-            let reply_to = envelope.properties.reply_to.clone();
-            // The application need not wait for the audit log's commit.
-            let ((), taken) = tokio::join!(
-                audit_received,
-                answer::take(
-                    &self.messenger,
-                    &self.handler,
-                    self.kind,
-                    received,
-                    reply_to.as_deref(),
-                )
-            );
-            Some(taken)
-        } else {
-            audit_received.await;
-            None
-        };
-        if let Some(taken) = taken {
-            decision = match taken {
-                Ok(taken) => {
-                    if let Some(received) = &received {
-                        self.remember(received, taken.answer.as_ref()).await;
-                    }
-                    self.accept(receiver, delivery).await;
-                    self.messenger
-                        .audit(event(AuditKind::Accepted, &taken.outcome, None))
-                        .await;
-                    self.went_through().await;
-                    return None;
-                }
-                Err(error) => engine::on_handler_error(&error, &self.policy(), attempt),
-            };
-        }
-        if let Decision::ReportError(report) = &decision {
-            match self.report_error(&envelope, report).await {
-                Ok(()) => {
-                    // Not remembered: a repeat is judged afresh (the sender
-                    // may have fixed its certificate).
-                    self.accept(receiver, delivery).await;
-                    self.messenger
-                        .audit(event(
-                            AuditKind::ErrorReported,
-                            report.condition.as_str(),
-                            Some(report.description.clone()),
-                        ))
-                        .await;
-                    return None;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, message_id, "error report not sent; retrying the original");
-                    decision = engine::on_report_send_failure(&self.policy(), attempt);
-                }
-            }
-        }
-        match decision {
-            Decision::AcceptDuplicate => {
-                // A redelivery of what we took is our own repeat (a crash
-                // or a lost accept): its answer is in the outbox already.
-                // A first delivery is the sender's repeat: answered again.
-                let answer = earlier
-                    .and_then(|e| e.answer)
-                    .filter(|_| is_first_delivery(delivery));
-                if let (Some(answer), Some(received)) = (&answer, &received) {
-                    answer::answer_again(&self.messenger, received, answer).await;
-                }
-                self.accept(receiver, delivery).await;
-                let outcome = if answer.is_some() {
-                    "duplicate; answered again"
-                } else {
-                    "duplicate"
-                };
-                self.messenger
-                    .audit(event(AuditKind::Accepted, outcome, None))
-                    .await;
-            }
-            Decision::Retry {
-                after,
-                spend_attempt,
-            } => {
-                if !spend_attempt {
-                    let (queue, id) = (delivery.queue.clone(), message_id.clone());
+        delivery: Delivery,
+        intake: &Intake,
+        settlement: Settlement,
+    ) {
+        let sender = intake.sender();
+        match settlement.action {
+            Action::Accept => self.accept(receiver, &delivery).await,
+            Action::Release { after, free } => {
+                if free {
+                    let (queue, id) = (delivery.queue.clone(), message_id_of(&delivery));
                     let _ = self
                         .messenger
                         .with_store(move |s| s.inbox().uncount_delivery(&queue, &id))
                         .await;
                 }
-                return Some(after);
+                self.write_audit(&delivery, sender, settlement.audit).await;
+                return self.park(receiver, delivery, after).await;
             }
-            Decision::DeadLetter { reason } => {
-                let route = dead_letter_route(self.dead_letters, sender.is_some());
-                self.give_up(receiver, delivery, sender, route, reason)
-                    .await;
+            Action::GiveUp { route, reason } => {
+                self.give_up(receiver, &delivery, sender, route, reason)
+                    .await
             }
-            Decision::Pause { reason } => self.pause(receiver, delivery, &reason).await,
-            Decision::HandOver | Decision::ReportError(_) => {
-                // Handled above; unreachable unless a hand-over had no message.
-                let _ = receiver.release(delivery).await;
-            }
+            Action::Pause { reason } => self.pause(receiver, &delivery, &reason).await,
         }
-        None
+        self.write_audit(&delivery, sender, settlement.audit).await;
+        if settlement.went_through {
+            self.went_through().await;
+        }
+    }
+
+    /// Writes the engine's audit notes about `delivery`.
+    async fn write_audit(&self, delivery: &Delivery, sender: Option<HerId>, notes: Vec<AuditNote>) {
+        for note in notes {
+            self.messenger
+                .audit(AuditEvent {
+                    counterpart_her_id: sender.map(HerId::get),
+                    message_id: delivery.message.message_id.clone(),
+                    function: delivery.message.subject.clone(),
+                    reason: note.reason,
+                    ..AuditEvent::new(note.kind, self.messenger.actor(), &note.outcome)
+                })
+                .await;
+        }
     }
 
     /// A fault of ours: the delivery goes back at once without spending an
@@ -892,27 +772,6 @@ impl Worker {
         self.forget(delivery, &message_id).await;
     }
 
-    /// The delivery's attempt number, 1 for the first. Only redeliveries
-    /// are written down (brokers that do not count deliveries, such as
-    /// RabbitMQ 3.10, still say when one may have been delivered before):
-    /// the common path then costs no store writes for counting.
-    async fn attempt(
-        &self,
-        delivery: &Delivery,
-        message_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<u32> {
-        if is_first_delivery(delivery) {
-            return Ok(1);
-        }
-        let (queue, id) = (delivery.queue.clone(), message_id.to_owned());
-        let count = self
-            .messenger
-            .with_store(move |s| s.inbox().count_delivery(&queue, &id, now))
-            .await?;
-        Ok(count.attempt(delivery.delivery_count))
-    }
-
     /// The delivery's attempt number on our error queue, by our own count.
     async fn error_report_attempt(
         &self,
@@ -947,7 +806,7 @@ impl Worker {
 
     /// Remembers a message the application took (with the answer it got),
     /// so that a repeat is not handed over again.
-    async fn remember(&self, received: &Received, answer: Option<&Answer>) {
+    async fn remember(&self, received: &Received, answer: Option<&StoredAnswer>) {
         let (to, from, id) = (
             received.to.get(),
             received.from.get(),

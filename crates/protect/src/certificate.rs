@@ -19,14 +19,26 @@ pub struct Certificate {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum KeyUsage {
+    /// `digitalSignature`: verifying signatures other than on certificates
+    /// and CRLs.
     DigitalSignature,
+    /// `nonRepudiation` (`contentCommitment` in later editions): signatures
+    /// that bind the signer to the content.
     NonRepudiation,
+    /// `keyEncipherment`: encrypting keys for transport, as CMS key
+    /// transport does.
     KeyEncipherment,
+    /// `dataEncipherment`: encrypting data directly with the public key.
     DataEncipherment,
+    /// `keyAgreement`: key agreement, e.g. Diffie-Hellman.
     KeyAgreement,
+    /// `keyCertSign`: signing certificates (CA certificates).
     KeyCertSign,
+    /// `cRLSign`: signing CRLs.
     CrlSign,
+    /// `encipherOnly`: with `keyAgreement`, the agreed key only encrypts.
     EncipherOnly,
+    /// `decipherOnly`: with `keyAgreement`, the agreed key only decrypts.
     DecipherOnly,
 }
 

@@ -10,6 +10,7 @@
 //! without a network and judges any instant (`--at`) the same way.
 
 use chrono::{DateTime, Utc};
+use helsemelding_wire::error_report::ErrorCondition;
 use openssl::error::ErrorStack;
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
@@ -73,12 +74,12 @@ impl Problem {
     }
 
     /// The profile's error condition for this problem alone.
-    pub fn error_condition(self) -> &'static str {
+    pub fn error_condition(self) -> ErrorCondition {
         match self {
-            Problem::NotYetValid | Problem::Expired => conditions::EXPIRED_CERTIFICATE,
-            Problem::WrongUsage => conditions::INVALID_CERTIFICATE,
-            Problem::Untrusted => conditions::UNVERIFIED_CERTIFICATE,
-            Problem::Revoked | Problem::RevocationUnknown => conditions::REVOKED_CERTIFICATE,
+            Problem::NotYetValid | Problem::Expired => ErrorCondition::ExpiredCertificate,
+            Problem::WrongUsage => ErrorCondition::InvalidCertificate,
+            Problem::Untrusted => ErrorCondition::UnverifiedCertificate,
+            Problem::Revoked | Problem::RevocationUnknown => ErrorCondition::RevokedCertificate,
         }
     }
 }
@@ -87,26 +88,6 @@ impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// The profile's error conditions for certificate problems (PROFILE.md,
-/// "Error conditions").
-///
-/// Kept here as strings until the `wire` crate's error-condition type lands;
-/// then these become conversions to it.
-pub mod conditions {
-    /// Wrong key usage, or several certificate problems at once.
-    pub const INVALID_CERTIFICATE: &str = "transport:invalid-certificate";
-    /// Not yet valid or expired.
-    pub const EXPIRED_CERTIFICATE: &str = "transport:expired-certificate";
-    /// Revoked, or revocation status unknown.
-    pub const REVOKED_CERTIFICATE: &str = "transport:revoked-certificate";
-    /// The revocation service was unreachable. Normally retried rather than
-    /// reported; the judge cannot tell an outage from missing data, so the
-    /// caller that knows picks this one.
-    pub const REVOKED_CERTIFICATE_OFFLINE: &str = "transport:revoked-certificate-offline";
-    /// The certificate could not be verified (no trusted chain).
-    pub const UNVERIFIED_CERTIFICATE: &str = "transport:unverified-certificate";
 }
 
 /// How to treat a certificate whose revocation status cannot be established.
@@ -189,11 +170,11 @@ impl CheckReport {
     /// The error condition to report to a sender, `None` when there are no
     /// errors. Several errors map to `transport:invalid-certificate`, as the
     /// reference library does.
-    pub fn error_condition(&self) -> Option<&'static str> {
+    pub fn error_condition(&self) -> Option<ErrorCondition> {
         match self.errors.as_slice() {
             [] => None,
             [only] => Some(only.error_condition()),
-            _ => Some(conditions::INVALID_CERTIFICATE),
+            _ => Some(ErrorCondition::InvalidCertificate),
         }
     }
 

@@ -9,48 +9,92 @@
 pub enum Error {
     /// The bytes are neither a PEM nor a DER X.509 certificate.
     #[error("not an X.509 certificate (PEM or DER): {reason}")]
-    CertificateParse { reason: String },
+    CertificateParse {
+        /// Why, as the parser said it.
+        reason: String,
+    },
     /// The bytes are neither a PEM nor a DER X.509 CRL.
     #[error("not an X.509 CRL (PEM or DER): {reason}")]
-    CrlParse { reason: String },
+    CrlParse {
+        /// Why, as the parser said it.
+        reason: String,
+    },
     /// A CRL file given by the operator could not be read.
     #[error("cannot read CRL file {path}: {reason}")]
     CrlFile {
+        /// The CRL file that could not be read.
         path: std::path::PathBuf,
+        /// Why, as the operating system or the parser said it.
         reason: String,
     },
     /// The HTTP client or runtime for fetching CRLs could not be set up.
     #[error("cannot set up CRL fetching: {reason}")]
-    CrlFetcherSetup { reason: String },
+    CrlFetcherSetup {
+        /// Why, as the HTTP client or runtime said it.
+        reason: String,
+    },
 
     /// A file could not be read.
     #[error("cannot read {path}: {reason}")]
-    FileRead { path: String, reason: String },
+    FileRead {
+        /// The file that could not be read.
+        path: String,
+        /// Why, as the operating system said it.
+        reason: String,
+    },
 
     /// A certificate file could not be parsed.
     #[error("certificate file {path}: {reason}")]
-    CertificateFile { path: String, reason: String },
+    CertificateFile {
+        /// The certificate file.
+        path: String,
+        /// Why its contents are not certificates.
+        reason: String,
+    },
 
     /// A private key file could not be read or does not fit its certificate.
     #[error("private key file {path}: {reason}")]
-    KeyLoad { path: String, reason: String },
+    KeyLoad {
+        /// The private key file.
+        path: String,
+        /// Why it was refused: unreadable, or not the certificate's key.
+        reason: String,
+    },
 
     /// A private key does not belong to the certificate it was paired with.
     #[error("the private key does not belong to certificate serial {serial}")]
-    KeyMismatch { serial: String },
+    KeyMismatch {
+        /// The certificate's serial, lowercase hex.
+        serial: String,
+    },
 
     /// A PKCS#12 bundle could not be opened.
     #[error("PKCS#12 bundle {path}: {reason}")]
-    P12 { path: String, reason: String },
+    P12 {
+        /// The bundle's file, or `<memory>` for bytes given directly.
+        path: String,
+        /// Why, as the library said it.
+        reason: String,
+    },
 
     /// Building the protected message failed.
     #[error("cannot protect the message ({step}): {reason}")]
-    Protect { step: &'static str, reason: String },
+    Protect {
+        /// The step that failed: `sign` or `encrypt`.
+        step: &'static str,
+        /// Why, as the library said it.
+        reason: String,
+    },
 
     /// The bytes are not the expected CMS structure (`layer` says which:
     /// the outer EnvelopedData or the inner SignedData).
     #[error("not a CMS {layer}: {reason}")]
-    NotCms { layer: &'static str, reason: String },
+    NotCms {
+        /// The structure expected: `EnvelopedData` or `SignedData`.
+        layer: &'static str,
+        /// Why the bytes are not that structure.
+        reason: String,
+    },
 
     /// None of our decryption certificates is among the envelope's recipients.
     #[error(
@@ -59,31 +103,46 @@ pub enum Error {
         if .found_serials.is_empty() { "no key-transport recipient".to_string() } else { .found_serials.join(", ") }
     )]
     NotForUs {
+        /// The serials of our decryption certificates, lowercase hex.
         expected_serials: Vec<String>,
+        /// The envelope's recipients: serial in lowercase hex, else the key
+        /// identifier; empty when it has no key-transport recipient.
         found_serials: Vec<String>,
     },
 
     /// The content-encryption algorithm is refused (DES always, 3DES when configured).
     #[error("refused content-encryption algorithm {algorithm}")]
-    RefusedCipher { algorithm: String },
+    RefusedCipher {
+        /// The algorithm's name and OID, e.g. `DES-CBC (1.3.14.3.2.7)`.
+        algorithm: String,
+    },
 
     /// Decrypting with our key failed (wrong key, damaged or tampered envelope).
     #[error("decryption with certificate serial {recipient_serial} failed: {reason}")]
     DecryptFailed {
+        /// The serial of the certificate whose key was tried last, lowercase hex.
         recipient_serial: String,
+        /// Why, as the library said it.
         reason: String,
     },
 
     /// The signed content must carry exactly one signature.
     #[error("expected exactly one signer, found {count}")]
-    SignerCount { count: usize },
+    SignerCount {
+        /// How many signers the SignedData carries.
+        count: usize,
+    },
 
     /// The message was signed by another certificate than the expected sender's.
     #[error(
         "message signed by certificate serial {actual_serial}, expected sender certificate serial {expected_serial}"
     )]
     WrongSigner {
+        /// The accepted serials, lowercase hex, joined by ` or `; `(none)`
+        /// when no signer was accepted.
         expected_serial: String,
+        /// The signer the message names: serial in lowercase hex, else the
+        /// key identifier.
         actual_serial: String,
     },
 
@@ -91,7 +150,9 @@ pub enum Error {
     /// signed attributes altered, or a broken signature).
     #[error("signature by certificate serial {signer_serial} does not verify: {reason}")]
     BadSignature {
+        /// The signing certificate's serial, lowercase hex.
         signer_serial: String,
+        /// Why, as the library said it.
         reason: String,
     },
 }

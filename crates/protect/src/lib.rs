@@ -12,6 +12,8 @@
 //! assert!(Certificate::from_pem_or_der(b"not a certificate").is_err());
 //! ```
 
+#![deny(missing_docs)]
+
 mod certificate;
 pub mod check;
 mod cms;

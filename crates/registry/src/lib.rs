@@ -9,12 +9,14 @@
 //!   file-backed implementation ([`FileRegistry`], the embedded default), an
 //!   HTTP client for NHN's services ([`HttpRegistry`]) and a cache in front
 //!   of either ([`CachingRegistry`]).
-//! - [`resolve`]: the working profile for a counterpart: CPA, else CPP,
+//! - [`resolve`](mod@resolve): the working profile for a counterpart: CPA, else CPP,
 //!   else the address record.
 //!
 //! Every parser takes bytes from the network: XML is read with a bounded
 //! reader that refuses DOCTYPEs and entity declarations, caps size, depth
 //! and element count, and never panics on malformed input.
+
+#![deny(missing_docs)]
 
 pub mod cache;
 pub mod certificates;

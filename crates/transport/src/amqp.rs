@@ -1070,7 +1070,16 @@ fn from_amqp(amqp: AmqpMessage<Body<AmqpValue>>) -> Message {
         message.application_properties.insert(name, value);
     }
     message.body = match amqp.body {
-        Body::Data(sections) => sections.into_iter().flat_map(|d| d.0.into_vec()).collect(),
+        // The usual one section becomes the body as it is: a large message
+        // is not copied byte by byte on the way in.
+        Body::Data(sections) => sections
+            .into_iter()
+            .map(|d| d.0.into_vec())
+            .reduce(|mut body, more| {
+                body.extend(more);
+                body
+            })
+            .unwrap_or_default(),
         Body::Value(v) => match v.0 {
             AmqpValue::Binary(b) => b.into_vec(),
             AmqpValue::String(s) => s.into_bytes(),
@@ -1211,5 +1220,20 @@ mod tests {
             footer: None,
         };
         assert_eq!(from_amqp(back), message);
+    }
+
+    #[test]
+    fn several_data_sections_make_one_body() {
+        let section = |bytes: &[u8]| Data(Binary::from(bytes.to_vec()));
+        let amqp = AmqpMessage {
+            header: None,
+            delivery_annotations: None,
+            message_annotations: None,
+            properties: None,
+            application_properties: None,
+            body: Body::Data(vec![section(b"pay"), section(b""), section(b"load")].into()),
+            footer: None,
+        };
+        assert_eq!(from_amqp(amqp).body, b"payload");
     }
 }

@@ -19,6 +19,8 @@
 //! Every refusal is an [`Error`]; [`Error::condition`] says which error
 //! condition the sender of a refused message is told.
 
+#![deny(missing_docs)]
+
 pub mod apprec;
 mod condition;
 pub mod dialog;

@@ -99,6 +99,7 @@ fn summarise(config: &Config) -> Value {
             "revocation_unknown_for_seconds": config.receive.revocation_unknown_for.as_secs(),
             "dead_letters": format!("{:?}", config.receive.dead_letters).to_lowercase(),
             "fault_pause_max_seconds": config.receive.fault_pause_max.as_secs(),
+            "max_mib_in_flight": config.receive.max_bytes_in_flight / (1024 * 1024),
         },
         "send": {
             "async_ttl_seconds": config.send.async_ttl.map(|t| t.as_secs()),

@@ -372,6 +372,35 @@ fn several_her_ids_and_the_receive_and_send_switches() {
 }
 
 #[test]
+fn the_bound_on_bytes_in_flight_is_in_mib_and_at_least_one() {
+    let setup = Setup::new();
+    let config = setup.load(FULL, &[]).unwrap();
+    assert_eq!(config.receive.max_bytes_in_flight, 256 * 1024 * 1024);
+    let bounded = FULL.to_string() + "[receive]\nmax_mib_in_flight = 64\n";
+    let config = setup.load(&bounded, &[]).unwrap();
+    assert_eq!(config.receive.max_bytes_in_flight, 64 * 1024 * 1024);
+    let config = setup
+        .load(FULL, &[("HELSEMELDING_RECEIVE_MAX_MIB_IN_FLIGHT", "1")])
+        .unwrap();
+    assert_eq!(config.receive.max_bytes_in_flight, 1024 * 1024);
+
+    let nothing = FULL.to_string() + "[receive]\nmax_mib_in_flight = 0\n";
+    let error = setup.error(&nothing, &[]);
+    assert!(
+        error.contains("key receive.max_mib_in_flight") && error.contains("at least 1"),
+        "{error}"
+    );
+    let error = setup.error(FULL, &[("HELSEMELDING_RECEIVE_MAX_MIB_IN_FLIGHT", "0")]);
+    assert!(error.contains("receive.max_mib_in_flight"), "{error}");
+    let negative = FULL.to_string() + "[receive]\nmax_mib_in_flight = -5\n";
+    let error = setup.error(&negative, &[]);
+    assert!(error.contains("max_mib_in_flight"), "{error}");
+    let beyond = format!("{FULL}[receive]\nmax_mib_in_flight = {}\n", u64::MAX >> 1);
+    let error = setup.error(&beyond, &[]);
+    assert!(error.contains("receive.max_mib_in_flight"), "{error}");
+}
+
+#[test]
 fn a_registry_dir_that_does_not_exist_or_is_a_file_is_refused_naming_key_and_path() {
     let setup = Setup::new();
     let missing = setup.dir.path().join("nowhere");

@@ -4,6 +4,8 @@
 //! that counts hand-overs by message id.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod local;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

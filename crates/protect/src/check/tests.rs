@@ -89,7 +89,7 @@ fn every_problem_is_reported_not_only_the_first() {
     );
     assert_eq!(
         report.error_condition(),
-        Some(conditions::INVALID_CERTIFICATE)
+        Some(ErrorCondition::InvalidCertificate)
     );
 
     let with_own_ca = judge(
@@ -126,7 +126,7 @@ fn validity_window_is_judged_at_the_given_instant() {
     assert_eq!(today.errors, vec![Problem::NotYetValid]);
     assert_eq!(
         today.error_condition(),
-        Some(conditions::EXPIRED_CERTIFICATE)
+        Some(ErrorCondition::ExpiredCertificate)
     );
     let inside = now + Duration::days(15);
     assert!(judge(&certificate, Usage::Signing, inside, &trust, &[], off).is_ok());
@@ -154,7 +154,7 @@ fn wrong_or_missing_key_usage_is_wrong_usage() {
         assert_eq!(report.errors, vec![Problem::WrongUsage], "{issued_as:?}");
         assert_eq!(
             report.error_condition(),
-            Some(conditions::INVALID_CERTIFICATE)
+            Some(ErrorCondition::InvalidCertificate)
         );
     }
     let both = pki.issue("both", pki::Usage::Both);
@@ -174,7 +174,7 @@ fn without_anchors_or_from_another_ca_the_certificate_is_untrusted() {
         assert_eq!(report.errors, vec![Problem::Untrusted]);
         assert_eq!(
             report.error_condition(),
-            Some(conditions::UNVERIFIED_CERTIFICATE)
+            Some(ErrorCondition::UnverifiedCertificate)
         );
     }
 }
@@ -213,7 +213,7 @@ fn revoked_is_an_error_under_require_and_warn() {
         assert_eq!(report.errors, vec![Problem::Revoked], "{policy:?}");
         assert_eq!(
             report.error_condition(),
-            Some(conditions::REVOKED_CERTIFICATE)
+            Some(ErrorCondition::RevokedCertificate)
         );
     }
     let off = judge(
@@ -245,7 +245,7 @@ fn unknown_revocation_follows_the_policy() {
     assert!(require.only_revocation_unknown());
     assert_eq!(
         require.error_condition(),
-        Some(conditions::REVOKED_CERTIFICATE)
+        Some(ErrorCondition::RevokedCertificate)
     );
     let warn = judge(
         &cert(&signer),

@@ -1,5 +1,5 @@
 //! The receive engine's decisions, as pure functions: no I/O, no async, no
-//! clock. The driver ([`crate::receive`]) performs each step's I/O
+//! clock. The driver (the receive driver) performs each step's I/O
 //! (store, registry, CMS, callback) and asks this module what the outcome
 //! means for the delivery; every path ends in one [`Decision`], and every
 //! decision settles the delivery.
@@ -9,6 +9,13 @@
 //! accepted; outages (registry, revocation service) are retried without
 //! spending delivery attempts; other failures are retried until the
 //! delivery limit and then dead-lettered.
+
+mod conditions;
+pub mod intake;
+pub mod send;
+
+pub use conditions::Failure;
+pub use send::{classify_send_failure, OutboxPolicy, OutboxStep, SendFailure};
 
 use std::time::Duration;
 
@@ -184,11 +191,10 @@ pub fn on_unprotected(content_type: Option<&str>, policy: &ReceivePolicy) -> Opt
     if policy.allow_unprotected {
         return None;
     }
-    Some(Decision::ReportError(ErrorReport {
-        condition: ErrorCondition::UnsupportedMessage,
-        description: "unprotected messages are not accepted (allow_unprotected is off)".into(),
-        data: vec![content_type.unwrap_or_default().to_string()],
-    }))
+    report(Failure::Unprotected.report(
+        "unprotected messages are not accepted (allow_unprotected is off)",
+        vec![content_type.unwrap_or_default().to_string()],
+    ))
 }
 
 /// The sender's revocation status is still unknown after `unknown_for`
@@ -255,11 +261,9 @@ pub fn on_registry_failure(
     attempt: u32,
 ) -> Decision {
     match failure {
-        RegistryFailure::NotFound => Decision::ReportError(ErrorReport {
-            condition: ErrorCondition::MissingCertificate,
-            description: description.to_string(),
-            data: Vec::new(),
-        }),
+        RegistryFailure::NotFound => {
+            report(Failure::UnknownSender.report(description, Vec::new())).expect("a report")
+        }
         RegistryFailure::Unreachable => policy.on_outage(attempt),
         RegistryFailure::Broken => policy.on_local_failure(attempt),
     }
@@ -267,11 +271,11 @@ pub fn on_registry_failure(
 
 /// The profile has no signing certificate for the sender.
 pub fn on_no_signing_certificate(sender: u32) -> Decision {
-    Decision::ReportError(ErrorReport {
-        condition: ErrorCondition::MissingCertificate,
-        description: format!("no signing certificate is registered for HER-id {sender}"),
-        data: Vec::new(),
-    })
+    report(Failure::UnknownSender.report(
+        format!("no signing certificate is registered for HER-id {sender}"),
+        Vec::new(),
+    ))
+    .expect("a report")
 }
 
 /// Why unprotecting failed, as far as the decision needs to know.
@@ -290,26 +294,20 @@ pub enum UnprotectFailure {
 
 /// Unprotecting failed with every accepted signer certificate.
 pub fn on_unprotect_failure(failure: &UnprotectFailure, claimed_sender: u32) -> Decision {
-    let report = match failure {
-        UnprotectFailure::WrongSigner { actual_serial } => ErrorReport {
-            condition: ErrorCondition::SpoofingAttack,
-            description: format!(
+    let reported = match failure {
+        UnprotectFailure::WrongSigner { actual_serial } => Failure::WrongSigner.report(
+            format!(
                 "the message claims HER-id {claimed_sender} but was signed by certificate serial {actual_serial}, which is not one of that party's"
             ),
-            data: vec![claimed_sender.to_string(), actual_serial.clone()],
-        },
-        UnprotectFailure::RefusedCipher(algorithm) => ErrorReport {
-            condition: ErrorCondition::UnsupportedMessage,
-            description: format!("refused content-encryption algorithm {algorithm}"),
-            data: Vec::new(),
-        },
-        UnprotectFailure::Invalid(reason) => ErrorReport {
-            condition: ErrorCondition::InvalidCertificate,
-            description: reason.clone(),
-            data: Vec::new(),
-        },
+            vec![claimed_sender.to_string(), actual_serial.clone()],
+        ),
+        UnprotectFailure::RefusedCipher(algorithm) => Failure::RefusedCipher.report(
+            format!("refused content-encryption algorithm {algorithm}"),
+            Vec::new(),
+        ),
+        UnprotectFailure::Invalid(reason) => Failure::Unopenable.report(reason.clone(), Vec::new()),
     };
-    Decision::ReportError(report)
+    report(reported).expect("a report")
 }
 
 /// The sender's signing certificate was judged: `None` when it may be used.
@@ -329,7 +327,7 @@ pub fn on_certificate_check(
     if report.only_revocation_unknown() {
         return Some(policy.on_outage(attempt));
     }
-    let condition = condition_of(report.error_condition()?);
+    let condition = Failure::Certificate(&report.errors).condition()?;
     let problems: Vec<&str> = report.errors.iter().map(|p| Problem::as_str(*p)).collect();
     Some(Decision::ReportError(ErrorReport::certificate(
         condition,
@@ -342,8 +340,9 @@ pub fn on_certificate_check(
     )))
 }
 
-fn condition_of(text: &str) -> ErrorCondition {
-    text.parse().unwrap_or(ErrorCondition::InvalidCertificate)
+/// A decision to report, or none when there is nobody to tell.
+fn report(report: Option<ErrorReport>) -> Option<Decision> {
+    report.map(Decision::ReportError)
 }
 
 /// The payload failed the XML or MsgHead checks.
@@ -358,13 +357,13 @@ pub fn on_payload_error(error: &helsemelding_wire::Error) -> Decision {
 
 /// The CPA (or CPP) does not allow the message function from this sender.
 pub fn on_function_not_allowed(function: &str, sender: u32) -> Decision {
-    Decision::ReportError(ErrorReport {
-        condition: ErrorCondition::UnsupportedMessage,
-        description: format!(
+    report(Failure::FunctionNotAllowed.report(
+        format!(
             "message function {function} from HER-id {sender} is not in the collaboration profile"
         ),
-        data: vec![function.to_string()],
-    })
+        vec![function.to_string()],
+    ))
+    .expect("a report")
 }
 
 /// What the application callback said.
@@ -432,16 +431,13 @@ pub fn on_handler_error(error: &HandlerError, policy: &RetryPolicy, attempt: u32
         HandlerError::Reject {
             condition,
             description,
-        } => Decision::ReportError(ErrorReport {
-            condition: *condition,
-            description: description.clone(),
-            data: Vec::new(),
-        }),
-        HandlerError::RejectContent { errors } => Decision::ReportError(ErrorReport {
-            condition: ErrorCondition::InternalError,
-            description: format!("the receiver rejected the content: {error}"),
-            data: errors.iter().map(|code| code.v.clone()).collect(),
-        }),
+        } => report(Failure::Application(*condition).report(description.clone(), Vec::new()))
+            .expect("a report"),
+        HandlerError::RejectContent { errors } => report(Failure::ContentRejected.report(
+            format!("the receiver rejected the content: {error}"),
+            errors.iter().map(|code| code.v.clone()).collect(),
+        ))
+        .expect("a report"),
     }
 }
 
@@ -449,87 +445,6 @@ pub fn on_handler_error(error: &HandlerError, policy: &RetryPolicy, attempt: u32
 /// later (its sender must hear about it), spending an attempt.
 pub fn on_report_send_failure(policy: &RetryPolicy, attempt: u32) -> Decision {
     policy.on_local_failure(attempt)
-}
-
-/// How the outbox retries an entry that could not be sent: each entry on
-/// its own clock, so that one that keeps failing delays only itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutboxPolicy {
-    /// Failed attempts after which an entry is given up (`failed`, with
-    /// the last reason); a broker outage does not count.
-    pub max_attempts: u32,
-    /// Wait after the first failed attempt.
-    pub backoff_min: Duration,
-    /// Cap of the wait (it doubles from `backoff_min`).
-    pub backoff_max: Duration,
-}
-
-impl Default for OutboxPolicy {
-    fn default() -> Self {
-        OutboxPolicy {
-            max_attempts: 20,
-            backoff_min: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(300),
-        }
-    }
-}
-
-/// Whose fault a failed transfer of an outbox entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendFailure {
-    /// The broker cannot be reached or used at all (connection refused,
-    /// unreachable, closed, credentials refused): no entry can be sent
-    /// now, and none is to blame. The pass stops; no attempt is counted.
-    Broker,
-    /// Something about this entry (its queue does not exist, the link to
-    /// it was refused, the message was released or its transfer failed):
-    /// the entry waits its backoff and the others go on.
-    Entry,
-}
-
-/// Classifies a transport failure of one transfer.
-pub fn classify_send_failure(error: &helsemelding_transport::Error) -> SendFailure {
-    use helsemelding_transport::Error as T;
-    match error {
-        T::Connect { .. }
-        | T::AuthenticationFailed { .. }
-        | T::Unavailable { .. }
-        | T::Timeout { .. }
-        | T::Closed
-        | T::Store { .. }
-        | T::Config(_)
-        | T::CaFile { .. } => SendFailure::Broker,
-        _ => SendFailure::Entry,
-    }
-}
-
-/// What becomes of an entry after a failed attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutboxStep {
-    /// Try again after this wait.
-    RetryAfter(Duration),
-    /// Out of attempts: the entry is failed.
-    GiveUp,
-}
-
-impl OutboxPolicy {
-    /// The wait after the `attempts`-th failed attempt (1-based): doubling
-    /// from `backoff_min`, capped at `backoff_max`.
-    pub fn backoff(&self, attempts: u32) -> Duration {
-        let doublings = attempts.saturating_sub(1).min(20);
-        self.backoff_min
-            .saturating_mul(1u32 << doublings)
-            .min(self.backoff_max)
-    }
-
-    /// The step after the `attempts`-th failed attempt of an entry.
-    pub fn after_failed_attempt(&self, attempts: u32) -> OutboxStep {
-        if attempts >= self.max_attempts.max(1) {
-            OutboxStep::GiveUp
-        } else {
-            OutboxStep::RetryAfter(self.backoff(attempts))
-        }
-    }
 }
 
 #[cfg(test)]
