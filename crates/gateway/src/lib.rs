@@ -6,11 +6,11 @@
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
-//! use helsemelding_gateway::{Config, Node};
+//! use helsemelding_gateway::{assembly, Config};
 //!
 //! let config = Config::load("gateway.toml".as_ref())?;
-//! let node = Node::open(&config).await?;
-//! let flushed = node.messenger().flush_outbox().await?;
+//! let messenger = assembly::open(&config).await?;
+//! let flushed = messenger.flush_outbox().await?;
 //! println!("{} sent from the outbox", flushed.sent);
 //! # Ok(())
 //! # }
@@ -23,12 +23,13 @@
 //!   into a validated [`Config`] at start-up with errors that name the key;
 //!   nothing later re-checks it.
 //!
-//! * `node`: the one assembly, from a validated configuration to a
-//!   running [`Node`]: identities, registry, transport and store, and the
-//!   [`Messenger`](helsemelding_messaging::Messenger) over them. The only
-//!   place that picks backends; every command, the supervisor, the demo
-//!   and the benchmarks get their messenger here (the demo and the
-//!   benchmarks bring their own [`Parts`](node::Parts)).
+//! * `assembly`: the one assembly, from a validated configuration to a
+//!   running [`Messenger`](helsemelding_messaging::Messenger) over the
+//!   identities, registry, transport and store it names
+//!   ([`assembly::open`]). The only place that picks backends; every
+//!   command, the supervisor, the demo and the benchmarks get their
+//!   messenger here (the demo and the benchmarks bring their own
+//!   [`Parts`](assembly::Parts)).
 //!
 //! * `supervisor`: what runs around the listener for as long as a gateway
 //!   listens (`listen` today, a daemon later): start-up (dead-letter
@@ -51,13 +52,12 @@
 
 #![deny(missing_docs)]
 
+pub mod assembly;
 pub mod cmd;
 pub mod config;
 pub mod devpki;
-pub mod node;
 mod queues;
 pub mod sink;
 pub mod supervisor;
 
 pub use config::Config;
-pub use node::Node;

@@ -10,8 +10,8 @@ use anyhow::{Context as _, Result};
 use helsemelding_wire::queue::QueueKind;
 use helsemelding_wire::HerId;
 
+use crate::assembly;
 use crate::config::{BrokerEndpoint, Config};
-use crate::node;
 
 /// Largest management API answer read for one queue.
 const MAX_MANAGEMENT_ANSWER: usize = 1024 * 1024;
@@ -23,7 +23,7 @@ const MANAGEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// queue, and the dead-letter queue beside the async one (`<prefix>_dl`,
 /// NHN's policy; the registry does not name it).
 pub(crate) async fn our_queues(config: &Config) -> Result<Vec<(String, &'static str)>> {
-    let registry = node::open_registry(&config.registry)?;
+    let registry = assembly::open_registry(&config.registry)?;
     let mut queues: Vec<(String, &'static str)> = Vec::new();
     let mut add = |name: Option<String>, kind: QueueKind| {
         if let Some(name) = name.filter(|n| !n.is_empty()) {

@@ -1,10 +1,10 @@
 //! The supervisor: what runs around a [`Listener`] for as long as a
 //! gateway listens (`listen` today, the `serve` daemon later). [`run`]
-//! opens the [`Node`] the configuration names, decides where messages given
-//! up go (`[receive] dead_letters`, checked against the broker at start),
-//! resends what the outbox holds and starts the listener; then it pumps the
-//! outbox, says which application receipts became overdue, and stops on
-//! the caller's word or on a stop signal.
+//! opens the messenger the configuration names ([`assembly::open`]),
+//! decides where messages given up go (`[receive] dead_letters`, checked
+//! against the broker at start), resends what the outbox holds and starts
+//! the listener; then it pumps the outbox, says which application receipts
+//! became overdue, and stops on the caller's word or on a stop signal.
 //!
 //! SIGTERM and SIGINT stop it gracefully: no new deliveries are taken, the
 //! hand-overs in hand finish (at most 10 s, or until a second signal),
@@ -22,8 +22,8 @@ use helsemelding_messaging::{
 };
 use helsemelding_store::audit::{AuditEvent, AuditKind};
 
+use crate::assembly;
 use crate::config::{Config, DeadLetterSetting};
-use crate::node::Node;
 use crate::queues::{self, QueuePath};
 
 /// Says which sent messages' AppRecs became overdue (each once a run).
@@ -164,12 +164,12 @@ async fn start(
     workers: usize,
     handler: Arc<dyn Handler>,
     error_handler: Arc<dyn ErrorHandler>,
-) -> Result<(Node, Listener)> {
-    let node = Node::open(config).await?;
+) -> Result<(Messenger, Listener)> {
+    let messenger = assembly::open(config).await?;
     let (dead_letters, dead_letters_by_queue) = dead_letter_routes(config).await;
     // Whatever the outbox holds goes first; an entry that cannot be sent
     // (or a broker outage) never keeps the listener from starting.
-    match node.messenger().flush_outbox().await {
+    match messenger.flush_outbox().await {
         Ok(report) => {
             if let Some(outage) = report.outage {
                 tracing::warn!(outage, "outbox: the broker is unavailable, sending later");
@@ -178,7 +178,7 @@ async fn start(
         Err(error) => tracing::warn!(%error, "outbox: not flushed on start, the pump tries again"),
     }
     let listener = Listener::start(
-        node.messenger(),
+        &messenger,
         handler,
         error_handler,
         ListenerOptions {
@@ -191,14 +191,15 @@ async fn start(
         },
     )
     .await?;
-    Ok((node, listener))
+    Ok((messenger, listener))
 }
 
-/// Runs the receive pipelines of the node `config` names with `workers`
-/// workers per queue, handing what they accept to `handler` and the error
-/// reports about our messages to `error_handler`, until `finished` says so
-/// (asked ten times a second) or a stop signal comes; then drains and
-/// closes (see the [module](self) docs). Returns when it has stopped.
+/// Runs the receive pipelines of the messenger `config` names with
+/// `workers` workers per queue, handing what they accept to `handler` and
+/// the error reports about our messages to `error_handler`, until
+/// `finished` says so (asked ten times a second) or a stop signal comes;
+/// then drains and closes (see the [module](self) docs). Returns when it
+/// has stopped.
 ///
 /// Call it in a Tokio runtime; from the call on, SIGTERM and SIGINT no
 /// longer end the process at once.
@@ -215,14 +216,14 @@ pub async fn run(
     let mut stop = StopSignals::install()?;
     // Nothing is taken before the listener runs: a stop signal during
     // start-up (a broker slow to answer) ends it at once.
-    let (node, listener) = tokio::select! {
+    let (messenger, listener) = tokio::select! {
         started = start(config, workers, handler, error_handler) => started?,
         signal = stop.next() => {
             eprintln!("{signal} during start-up: stopping before taking any message");
             return Ok(());
         }
     };
-    let messenger = node.messenger();
+    let messenger = &messenger;
     let started = AuditEvent::new(AuditKind::Start, messenger.actor(), "listening");
     messenger.audit(started).await;
     // AppRecs and communication-test answers go through the outbox:

@@ -24,7 +24,7 @@ use helsemelding_wire::HerId;
 use serde_json::json;
 
 use super::send::seconds;
-use crate::node::Node;
+use crate::assembly;
 
 /// Run a communication test against a party.
 #[derive(clap::Args)]
@@ -86,8 +86,7 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {
-        let node = Node::open(&super::load_config(config)?).await?;
-        let messenger = node.messenger();
+        let messenger = &assembly::open(&super::load_config(config)?).await?;
         let listener = match mode {
             CommtestMode::Sync => None,
             CommtestMode::Async => Some(

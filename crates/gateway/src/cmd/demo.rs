@@ -49,8 +49,8 @@ use helsemelding_wire::queue::{queue_name, QueueKind};
 use helsemelding_wire::{metadata, msghead, HerId};
 use uuid::Uuid;
 
+use crate::assembly::{self, Parts};
 use crate::devpki::{DevParty, DevPki};
-use crate::node::{self, Node, Parts};
 use inbox::Inbox;
 use payloads::{party, DIALOGUE_FUNCTION, STATISTICS_FUNCTION};
 use report::{short_id, Actor, Line, Reporter};
@@ -287,15 +287,14 @@ impl World {
         registry: &Arc<FileRegistry>,
         dir: &Path,
     ) -> Result<Participant> {
-        let store = node::open_store(&dir.join(format!("{}.sqlite", party.her_id)))?;
-        let messenger = Node::assemble(Parts {
+        let store = assembly::open_store(&dir.join(format!("{}.sqlite", party.her_id)))?;
+        let messenger = Parts {
             messenger: pki.messenger_config(&party),
             transport: transport.clone(),
             registry: registry.clone(),
             store,
-        })
-        .messenger()
-        .clone();
+        }
+        .assemble();
         let inbox = Arc::new(Inbox::default());
         let listener = Listener::start(
             &messenger,
@@ -845,7 +844,7 @@ async fn open_transport(args: &Args, dir: &Path) -> Result<Arc<dyn Transport>> {
             (url.clone(), options)
         }
     };
-    node::open_transport(&url, options).await
+    assembly::open_transport(&url, options).await
 }
 
 /// On a broker, every queue the demo uses must exist: say which do not.

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use helsemelding_protect::{Certificate, Identity, KeyUsage, Usage};
 use helsemelding_wire::text::for_display;
 
-use crate::node::P12_PASSWORD_ENV;
+use crate::assembly::P12_PASSWORD_ENV;
 
 /// Loads the identity given either as `cert` + `key` or as `p12`; `role`
 /// names it in errors (e.g. "signing"). `None` when none of them is given.

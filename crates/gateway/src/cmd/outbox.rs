@@ -15,7 +15,7 @@ use helsemelding_store::Store;
 use serde_json::json;
 
 use super::store_args::StoreArgs;
-use crate::node::Node;
+use crate::assembly;
 
 /// See, send, retry and drop what the outbox holds.
 #[derive(clap::Args)]
@@ -151,9 +151,9 @@ fn to_json(entry: &OutboxEntry) -> serde_json::Value {
 fn flush(config: Option<&Path>) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let node = Node::open(&super::load_config(config)?).await?;
-        let report = node.messenger().flush_outbox().await?;
-        let left = node.messenger().store().outbox().pending_count()?;
+        let messenger = assembly::open(&super::load_config(config)?).await?;
+        let report = messenger.flush_outbox().await?;
+        let left = messenger.store().outbox().pending_count()?;
         let mut said = format!("sent {}; {left} pending", report.sent);
         if report.retrying > 0 {
             said += &format!(

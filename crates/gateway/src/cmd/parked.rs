@@ -18,7 +18,7 @@ use helsemelding_wire::text::for_display;
 use serde_json::json;
 
 use super::store_args::StoreArgs;
-use crate::node::Node;
+use crate::assembly;
 
 /// See, put back and drop the messages kept instead of dead-lettered.
 #[derive(clap::Args)]
@@ -106,8 +106,8 @@ fn to_json(message: &ParkedSummary) -> serde_json::Value {
 fn requeue(config: Option<&Path>, id: i64) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let node = Node::open(&super::load_config(config)?).await?;
-        let store = node.messenger().store().clone();
+        let messenger = assembly::open(&super::load_config(config)?).await?;
+        let store = messenger.store().clone();
         let (summary, body) = store
             .parked()
             .get(id)?
@@ -115,7 +115,7 @@ fn requeue(config: Option<&Path>, id: i64) -> Result<ExitCode> {
         let mut message: Message = serde_json::from_slice(&summary.envelope)
             .with_context(|| format!("parked requeue {id}: its stored header is unreadable"))?;
         message.body = body;
-        node.messenger()
+        messenger
             .put_back(&summary.queue, message)
             .await
             .with_context(|| format!("parked requeue {id}"))?;

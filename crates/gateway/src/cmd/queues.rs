@@ -12,8 +12,8 @@ use anyhow::{Context as _, Result};
 use helsemelding_transport::local::LocalTransport;
 use serde::Serialize;
 
+use crate::assembly::{self, transport_endpoint};
 use crate::config::{BrokerEndpoint, Config};
-use crate::node::{self, transport_endpoint};
 use crate::queues::{
     management_client, management_queue, our_queues, parse_queue_info, percent_decode,
 };
@@ -123,7 +123,7 @@ async fn amqp_existence(
     queues: Vec<(String, &'static str)>,
 ) -> Result<Vec<QueueStatus>> {
     let (url, options) = transport_endpoint(config);
-    let transport = node::open_transport(&url, options).await?;
+    let transport = assembly::open_transport(&url, options).await?;
     let mut statuses = Vec::new();
     for (name, kind) in queues {
         let exists = match transport.check_queue(&name).await {

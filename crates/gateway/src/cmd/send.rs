@@ -16,8 +16,8 @@ use helsemelding_messaging::SendRequest;
 use helsemelding_wire::text::for_display;
 use helsemelding_wire::HerId;
 
+use crate::assembly;
 use crate::config::{BrokerEndpoint, Config};
-use crate::node::Node;
 
 /// Send one message.
 #[derive(clap::Args)]
@@ -65,9 +65,8 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let config = super::load_config(config)?;
-        let node = Node::open_for_one_send(&config).await?;
+        let messenger = &assembly::open_for_one_send(&config).await?;
         let broker = broker_address(&config);
-        let messenger = node.messenger();
         let mut request = SendRequest::new(to, function.clone(), payload);
         request.from = from;
         if args.sync {

@@ -29,6 +29,6 @@ impl StoreArgs {
         if !path.is_file() {
             anyhow::bail!("store {} does not exist", path.display());
         }
-        crate::node::open_store(&path)
+        crate::assembly::open_store(&path)
     }
 }

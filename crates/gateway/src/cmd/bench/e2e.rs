@@ -42,8 +42,8 @@ use helsemelding_wire::{Code, HerId};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::assembly::{self, cached_file_registry, Parts};
 use crate::devpki::{DevParty, DevPki};
-use crate::node::{self, cached_file_registry, Node, Parts};
 
 /// The sending party's HER-id unless `--her-ids` says otherwise.
 pub const DEFAULT_SENDER: u32 = 8_990_001;
@@ -140,7 +140,7 @@ async fn measure(args: &E2eArgs) -> Result<E2eReport> {
         ),
         Some(url) => (url.clone(), broker_options(url)?, "amqp"),
     };
-    let transport = node::open_transport(&url, options).await?;
+    let transport = assembly::open_transport(&url, options).await?;
     let queue = queue_name(receiver_id, QueueKind::Async);
     transport
         .check_queue(&queue)
@@ -307,14 +307,14 @@ async fn e2e_throughput(
     let cached = cached_file_registry(&registry_dir);
     let messenger = |party: &DevParty| -> Result<Messenger> {
         party.register(&registry, None)?;
-        let store = node::open_store(&dir.join(format!("{}.db", party.her_id)))?;
-        let node = Node::assemble(Parts {
+        let store = assembly::open_store(&dir.join(format!("{}.db", party.her_id)))?;
+        Ok(Parts {
             messenger: pki.messenger_config(party),
             transport: transport.clone(),
             registry: cached.clone(),
             store,
-        });
-        Ok(node.messenger().clone())
+        }
+        .assemble())
     };
     let (sender, receiver) = (messenger(&parties[0])?, messenger(&parties[1])?);
     let (progress, mut seen) = watch::channel(0usize);

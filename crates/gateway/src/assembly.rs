@@ -1,13 +1,14 @@
-//! The one assembly: from a validated [`Config`] to a running [`Node`], the
-//! identities, registry, transport and store it names with a [`Messenger`]
-//! over them. It is the only place that picks backends by configuration;
-//! every command that sends or receives, the [`supervisor`](crate::supervisor)
-//! of `listen`, the demo and the benchmarks get their messenger here.
+//! The one assembly: from a validated [`Config`] to a running
+//! [`Messenger`] over the identities, registry, transport and store the
+//! configuration names ([`open`]). It is the only place that picks
+//! backends by configuration; every command that sends or receives, the
+//! [`supervisor`](crate::supervisor) of `listen`, the demo and the
+//! benchmarks get their messenger here.
 //!
 //! The demo and the benchmarks bring their own [`Parts`] (a development
 //! PKI's identities, one transport shared by several parties) and have
-//! them assembled by [`Node::assemble`], as [`Node::open`] assembles what
-//! the configuration names.
+//! them assembled by [`Parts::assemble`], as [`open`] assembles what the
+//! configuration names.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ use crate::config::{self, BrokerEndpoint, Config, KeyPair, RegistryAuth};
 /// Environment variable holding the PKCS#12 password (empty when unset).
 pub(crate) const P12_PASSWORD_ENV: &str = "HELSEMELDING_P12_PASSWORD";
 
-/// What a node is assembled from.
+/// What a messenger is assembled from.
 pub struct Parts {
     /// Our HER-ids, identities, trust and the policies of sending and
     /// receiving.
@@ -47,45 +48,27 @@ pub struct Parts {
     pub store: Store,
 }
 
-/// A messenger over its transport, registry and store.
-pub struct Node {
-    messenger: Messenger,
+/// Opens everything `config` names: the messenger over it.
+pub async fn open(config: &Config) -> Result<Messenger> {
+    Ok(Parts::open(config, false).await?.assemble())
 }
 
-impl Node {
-    /// Opens everything `config` names.
-    pub async fn open(config: &Config) -> Result<Node> {
-        Ok(Node::assemble(Parts::open(config, false).await?))
-    }
-
-    /// As [`Node::open`], for one `send` whose message the outbox keeps:
-    /// an unreachable broker is given up after `broker.connect_timeout_ms`
-    /// instead of being waited through.
-    pub async fn open_for_one_send(config: &Config) -> Result<Node> {
-        Ok(Node::assemble(Parts::open(config, true).await?))
-    }
-
-    /// A node of these parts.
-    ///
-    /// # Panics
-    /// When `parts.messenger.her_ids` is empty.
-    pub fn assemble(parts: Parts) -> Node {
-        let messenger = Messenger::new(
-            parts.messenger,
-            parts.transport,
-            parts.registry,
-            parts.store,
-        );
-        Node { messenger }
-    }
-
-    /// The node's messenger (cheap to clone).
-    pub fn messenger(&self) -> &Messenger {
-        &self.messenger
-    }
+/// As [`open`], for one `send` whose message the outbox keeps: an
+/// unreachable broker is given up after `broker.connect_timeout_ms`
+/// instead of being waited through.
+pub async fn open_for_one_send(config: &Config) -> Result<Messenger> {
+    Ok(Parts::open(config, true).await?.assemble())
 }
 
 impl Parts {
+    /// The messenger over these parts.
+    ///
+    /// # Panics
+    /// When `self.messenger.her_ids` is empty.
+    pub fn assemble(self) -> Messenger {
+        Messenger::new(self.messenger, self.transport, self.registry, self.store)
+    }
+
     /// Opens what `config` names: identities, registry, transport, store.
     async fn open(config: &Config, one_send: bool) -> Result<Parts> {
         let her_ids = config
