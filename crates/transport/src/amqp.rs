@@ -798,10 +798,10 @@ impl AmqpReceiver {
 
     /// Settles `delivery` on the link it came on.
     async fn settle(&mut self, delivery: &Delivery, how: Settle<'_>) -> Result<(), Error> {
-        let DeliveryToken::Amqp {
+        let Some(AmqpToken {
             link_generation,
             info,
-        } = &delivery.token
+        }) = delivery.token().downcast_ref()
         else {
             return Err(Error::Receive {
                 queue: self.queue.clone(),
@@ -854,6 +854,19 @@ impl AmqpReceiver {
                 Err(timeout)
             }
         }
+    }
+}
+
+/// What settles an AMQP delivery: the link it came on and fe2o3's handle.
+struct AmqpToken {
+    link_generation: u64,
+    info: DeliveryInfo,
+}
+
+impl std::fmt::Debug for AmqpToken {
+    // fe2o3's DeliveryInfo has no Debug; the link is what matters when debugging.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "amqp link {}", self.link_generation)
     }
 }
 
@@ -949,16 +962,16 @@ impl AmqpReceiver {
             // No header: AMQP's defaults (first-acquirer false), so the
             // layers above count the delivery rather than assume it is new.
             .unwrap_or((0, false));
-        Delivery {
-            message: from_amqp(amqp),
+        Delivery::new(
+            from_amqp(amqp),
             delivery_count,
             first_acquirer,
-            queue: self.queue.clone(),
-            token: DeliveryToken::Amqp {
+            self.queue.clone(),
+            DeliveryToken::new(AmqpToken {
                 link_generation: self.link_id,
                 info,
-            },
-        }
+            }),
+        )
     }
 }
 

@@ -14,6 +14,8 @@
 //! [`Receiver::reject`] (dead-lettered by the broker's policy).
 
 pub mod amqp;
+mod capabilities;
+mod delivery;
 mod error;
 pub mod local;
 mod message;
@@ -22,6 +24,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use capabilities::Capabilities;
+pub use delivery::{Delivery, DeliveryToken};
 pub use error::Error;
 pub use message::{Message, Outcome, Value};
 
@@ -44,6 +48,12 @@ pub trait Transport: Send + Sync {
 
     /// A receiver on `queue` that holds at most `credit` unsettled deliveries.
     async fn receiver(&self, queue: &str, credit: u32) -> Result<Box<dyn Receiver>, Error>;
+
+    /// What every queue of this transport promises; one receiver may
+    /// promise more ([`Receiver::capabilities`]). The default promises nothing.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
 
     /// Closes the connection (or store) after the links are gone. Deliveries
     /// not settled by then go back to their queue.
@@ -77,49 +87,13 @@ pub trait Receiver: Send {
     /// Never: the message goes to the queue's dead-letter path.
     async fn reject(&mut self, delivery: &Delivery, reason: &str) -> Result<(), Error>;
 
+    /// What this receiver's queue promises. The default promises nothing.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
     /// Detaches the link; unsettled deliveries go back to the queue.
     async fn close(self: Box<Self>) -> Result<(), Error>;
-}
-
-/// One received message and what the transport knows of its history.
-#[derive(Debug)]
-pub struct Delivery {
-    /// The message.
-    pub message: Message,
-    /// Earlier deliveries that were not accepted, as far as the broker counts
-    /// them (RabbitMQ 3.10 classic queues always say 0).
-    pub delivery_count: u32,
-    /// False when the message may have been delivered before (the reliable
-    /// redelivery signal on RabbitMQ).
-    pub first_acquirer: bool,
-    /// The queue it came from.
-    pub queue: String,
-    token: DeliveryToken,
-}
-
-/// What the implementation needs to settle a delivery.
-#[derive(Clone)]
-enum DeliveryToken {
-    Amqp {
-        link_generation: u64,
-        info: fe2o3_amqp::link::delivery::DeliveryInfo,
-    },
-    Local {
-        row_id: i64,
-        lease: u64,
-    },
-}
-
-impl std::fmt::Debug for DeliveryToken {
-    // fe2o3's DeliveryInfo has no Debug; the link is what matters when debugging.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DeliveryToken::Amqp {
-                link_generation, ..
-            } => write!(f, "amqp link {link_generation}"),
-            DeliveryToken::Local { row_id, .. } => write!(f, "local row {row_id}"),
-        }
-    }
 }
 
 /// Opens the transport a URL names: `amqp://…`, `amqps://…` or `local:PATH`.
