@@ -177,7 +177,7 @@ impl crate::Transport for LocalTransport {
     }
 
     fn capabilities(&self) -> Capabilities {
-        local_capabilities()
+        LOCAL_CAPABILITIES
     }
 
     async fn close(&self) -> Result<(), Error> {
@@ -243,14 +243,11 @@ impl std::fmt::Debug for LocalToken {
 
 /// What the embedded store promises on every queue: it counts every
 /// acquisition and reject moves the row to the dead-letter queue itself.
-fn local_capabilities() -> Capabilities {
-    let mut promised = Capabilities::default();
-    promised.counts_deliveries = true;
-    promised.marks_redeliveries = true;
-    promised.releases = true;
-    promised.rejects_to_dead_letter = true;
-    promised
-}
+const LOCAL_CAPABILITIES: Capabilities = Capabilities::NONE
+    .with_delivery_counts()
+    .with_redelivery_marks()
+    .with_release()
+    .with_dead_letter_on_reject();
 
 /// A row taken from the queue under a fresh lease.
 struct Acquired {
@@ -409,7 +406,7 @@ impl crate::Receiver for LocalReceiver {
     }
 
     fn capabilities(&self) -> Capabilities {
-        local_capabilities()
+        LOCAL_CAPABILITIES
     }
 
     async fn close(mut self: Box<Self>) -> Result<(), Error> {

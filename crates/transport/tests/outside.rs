@@ -58,9 +58,7 @@ impl Transport for Memory {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let mut promised = Capabilities::default();
-        promised.releases = true;
-        promised
+        Capabilities::NONE.with_release()
     }
 
     async fn close(&self) -> Result<(), Error> {
