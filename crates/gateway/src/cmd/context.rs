@@ -17,7 +17,7 @@ use helsemelding_registry::{
     Registry,
 };
 use helsemelding_store::Store;
-use helsemelding_transport::amqp::{AmqpOptions, Dialect};
+use helsemelding_transport_amqp::{AmqpOptions, Dialect};
 use helsemelding_wire::HerId;
 
 use super::identity_args::P12_PASSWORD_ENV;
@@ -95,7 +95,7 @@ impl Context {
         if one_send {
             options.send_retry_for = config.broker.connect_timeout;
         }
-        let transport = helsemelding_transport::open(&url, options)
+        let transport = helsemelding_transport_amqp::open(&url, options)
             .await
             .context("opening the broker")?;
         let store = Store::open(&config.store_path)

@@ -40,8 +40,8 @@ use helsemelding_protect::{protect, ProtectOptions};
 use helsemelding_registry::FileRegistry;
 use helsemelding_store::audit::{AuditFilter, AuditKind, AuditRecord};
 use helsemelding_store::Store;
-use helsemelding_transport::amqp::AmqpOptions;
 use helsemelding_transport::{Outcome, Transport};
+use helsemelding_transport_amqp::AmqpOptions;
 use helsemelding_wire::apprec::{AppRec, Status};
 use helsemelding_wire::envelope::{Outgoing, Routing};
 use helsemelding_wire::error_report::ErrorCondition;
@@ -840,7 +840,7 @@ async fn open_transport(args: &Args, dir: &Path) -> Result<Arc<dyn Transport>> {
             (url.clone(), options)
         }
     };
-    let transport = helsemelding_transport::open(&url, options)
+    let transport = helsemelding_transport_amqp::open(&url, options)
         .await
         .context("opening the transport")?;
     Ok(Arc::from(transport))

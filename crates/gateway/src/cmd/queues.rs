@@ -175,7 +175,7 @@ async fn amqp_existence(
     queues: Vec<(String, &'static str)>,
 ) -> Result<Vec<QueueStatus>> {
     let (url, options) = transport_endpoint(config);
-    let transport = helsemelding_transport::open(&url, options)
+    let transport = helsemelding_transport_amqp::open(&url, options)
         .await
         .context("opening the broker")?;
     let mut statuses = Vec::new();

@@ -33,8 +33,8 @@ use helsemelding_messaging::{
 use helsemelding_protect::{protect, unprotect, Identity, ProtectOptions, UnprotectOptions};
 use helsemelding_registry::FileRegistry;
 use helsemelding_store::Store;
-use helsemelding_transport::amqp::AmqpOptions;
 use helsemelding_transport::{Message, Outcome, Transport};
+use helsemelding_transport_amqp::AmqpOptions;
 use helsemelding_wire::dialog::dialog_note;
 use helsemelding_wire::error_report::ReceivedErrorReport;
 use helsemelding_wire::msghead::{NewMsgHead, Party};
@@ -142,7 +142,7 @@ async fn measure(args: &E2eArgs) -> Result<E2eReport> {
         Some(url) => (url.clone(), broker_options(url)?, "amqp"),
     };
     let transport: Arc<dyn Transport> = Arc::from(
-        helsemelding_transport::open(&url, options)
+        helsemelding_transport_amqp::open(&url, options)
             .await
             .context("opening the broker")?,
     );
