@@ -339,24 +339,39 @@ pub struct Config {
     pub her_id: u32,
     /// Every HER-id this installation serves (`her_id` first).
     pub her_ids: Vec<u32>,
+    /// `[broker]`: where messages travel.
     pub broker: Broker,
+    /// `[identity]`: our certificates and keys.
     pub identity: Identity,
+    /// `[registry]`: where parties and their agreements come from.
     pub registry: Registry,
+    /// `[trust]`: how certificates are judged.
     pub trust: Trust,
+    /// `store.path`: the SQLite store (outbox, de-duplication, audit log).
     pub store_path: PathBuf,
+    /// `[receipts]`: when an AppRec is overdue.
     pub receipts: Receipts,
+    /// `audit.retention_days`: how long `audit prune` keeps events.
     pub audit_retention_days: i64,
+    /// `[receive]`: how strictly received messages are judged.
     pub receive: Receive,
+    /// `[send]`: what every message we send carries.
     pub send: Send,
 }
 
 /// How strictly received messages are judged (`[receive]`).
 #[derive(Debug, Clone)]
 pub struct Receive {
+    /// Refuse message functions outside the CPA.
     pub strict_message_functions: bool,
+    /// Skip the check of MsgHead Sender/Receiver against the header.
     pub allow_party_mismatch: bool,
+    /// Take unprotected (text/plain) messages.
     pub allow_unprotected: bool,
+    /// How long a message whose signer's revocation stays unknown waits
+    /// before it is dead-lettered.
     pub revocation_unknown_for: std::time::Duration,
+    /// Where a message that is given up goes.
     pub dead_letters: DeadLetterSetting,
     /// The longest pause between tries while a fault of ours lasts.
     pub fault_pause_max: std::time::Duration,
@@ -367,8 +382,11 @@ pub struct Receive {
 /// What every message we send carries (`[send]`).
 #[derive(Debug, Clone)]
 pub struct Send {
+    /// The time-to-live of async messages; `None`: none.
     pub async_ttl: Option<std::time::Duration>,
+    /// Whether the X-MessageInfo-* keys go beside the encrypted body.
     pub payload_metadata: bool,
+    /// Application properties added to every message.
     pub extra_properties: Vec<(String, String)>,
     /// Failed attempts after which an outbox entry is given up.
     pub outbox_max_attempts: u32,
@@ -377,8 +395,11 @@ pub struct Send {
 /// Where messages travel.
 #[derive(Debug, Clone)]
 pub struct Broker {
+    /// `broker.url`: the broker, or the embedded local queue.
     pub endpoint: BrokerEndpoint,
+    /// Which address forms the broker understands.
     pub dialect: Dialect,
+    /// An extra CA certificate (PEM) to trust for an `amqps://` broker.
     pub ca_file: Option<PathBuf>,
     /// Configured; `None`: the registry's syncreply queue of our first HER-id.
     pub reply_queue: Option<String>,
@@ -394,12 +415,18 @@ pub struct Broker {
 pub enum BrokerEndpoint {
     /// An AMQP 1.0 broker. The password never appears in `Debug` output.
     Amqp {
+        /// The broker's URL (user, host, port; no password).
         url: url::Url,
+        /// `HELSEMELDING_BROKER_PASSWORD`.
         password: Option<String>,
+        /// The exchange of the RabbitMQ dialect.
         exchange: Option<String>,
     },
     /// The embedded queue store in a local SQLite file.
-    Local { path: PathBuf },
+    Local {
+        /// The SQLite file.
+        path: PathBuf,
+    },
 }
 
 impl std::fmt::Debug for BrokerEndpoint {
@@ -426,15 +453,29 @@ impl std::fmt::Debug for BrokerEndpoint {
 /// A certificate and its key, from separate files or one PKCS#12 bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyPair {
-    Files { cert: PathBuf, key: PathBuf },
-    Pkcs12 { bundle: PathBuf },
+    /// A certificate file and a key file (PEM or DER).
+    Files {
+        /// The certificate.
+        cert: PathBuf,
+        /// Its private key.
+        key: PathBuf,
+    },
+    /// A PKCS#12 bundle (password from `HELSEMELDING_P12_PASSWORD`).
+    Pkcs12 {
+        /// The bundle.
+        bundle: PathBuf,
+    },
 }
 
 /// Our own certificates.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// What we sign with.
     pub signing: Option<KeyPair>,
+    /// What we decrypt with.
     pub decryption: Option<KeyPair>,
+    /// The previous decryption identity, still tried while senders use
+    /// its certificate.
     pub legacy_decryption: Option<KeyPair>,
 }
 
@@ -445,11 +486,16 @@ pub enum Registry {
     Dir(PathBuf),
     /// NHN's REST services.
     Http {
+        /// The address registry (communication parties).
         address_url: url::Url,
+        /// The CPP/CPA service.
         cppa_url: url::Url,
+        /// How long answers are kept (and served stale while the services
+        /// fail).
         cache_seconds: u64,
         /// Timeout of one request.
         timeout_ms: u64,
+        /// How requests authenticate.
         auth: RegistryAuth,
     },
 }
@@ -478,16 +524,22 @@ impl std::fmt::Debug for RegistryAuth {
 /// How certificates are judged.
 #[derive(Debug, Clone)]
 pub struct Trust {
+    /// The CA certificates that certificates must chain to.
     pub anchors: Vec<PathBuf>,
+    /// What to do when revocation status cannot be learned.
     pub revocation: Revocation,
+    /// How long a CRL fetch may take.
     pub crl_timeout_ms: u64,
+    /// Accept 3DES-encrypted messages.
     pub allow_3des: bool,
 }
 
 /// When an application receipt is overdue.
 #[derive(Debug, Clone)]
 pub struct Receipts {
+    /// Hours after sending when an AppRec is overdue.
     pub deadline_hours: u32,
+    /// The same, per message function.
     pub deadline_hours_by_function: BTreeMap<String, u32>,
 }
 

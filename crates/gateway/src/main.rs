@@ -1,19 +1,23 @@
 //! `helsemelding`: the gateway binary and the operators' CLI.
 //!
-//! Each subcommand lives in its own module under `cmd/` and exposes an
-//! `Args` struct (clap) and a `run` function. Failures print one line on
-//! stderr that names the cause and exit non-zero; nothing here ever prints
-//! key material or payload bytes to the log.
+//! This file parses the command line and hands each subcommand to the
+//! library ([`helsemelding_gateway::cmd`]: an `Args` struct (clap) and a
+//! `run` function per subcommand). What belongs to the process stays here:
+//! the tracing subscriber, the end on a closed pipe, and the exit status.
+//! Failures print one line on stderr that names the cause and exit
+//! non-zero; nothing here ever prints key material or payload bytes to the
+//! log.
+
+// The doc comments here are clap's help texts, not HTML: `<KEY>` is no tag.
+#![allow(rustdoc::invalid_html_tags)]
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-mod cmd;
-mod config;
-mod devpki;
+use helsemelding_gateway::cmd;
+use helsemelding_gateway::cmd::CHECK_CREDENTIALS;
 
 /// Signed and encrypted health messages over Norsk Helsenett's service bus.
 #[derive(Parser)]
@@ -87,9 +91,6 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// What to do when the broker refuses our user or password.
-pub const CHECK_CREDENTIALS: &str = "check HELSEMELDING_BROKER_PASSWORD and the user in broker.url";
 
 /// What to do about an error whose causes do not say it: the transport
 /// knows that the broker refused the user, the gateway knows where the

@@ -55,6 +55,8 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("not an RFC 3339 time ({e})"))
 }
 
+/// Runs `audit`: verifies, lists or prunes the audit log of the store
+/// that `--store` or the configuration `config` names.
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let store = args.store.open(config)?;
     let audit = store.audit();

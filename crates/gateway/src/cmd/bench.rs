@@ -14,7 +14,7 @@
 //! possible at all.
 //!
 //! `bench e2e` measures messages through the whole stack against the raw
-//! broker throughput and the crypto bound of the same run (see [`e2e`]).
+//! broker throughput and the crypto bound of the same run (see `bench/e2e.rs`).
 //!
 //! Time is the thread's CPU time (where the platform has it), in slices that
 //! alternate between the operations: other processes on a shared machine
@@ -98,6 +98,7 @@ const GOAL: f64 = 0.8;
 /// hits all of them alike.
 const SLICE: Duration = Duration::from_millis(50);
 
+/// Runs `bench protect` or `bench e2e` and prints its figures.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         BenchCommand::Protect(args) => bench_protect(&args),

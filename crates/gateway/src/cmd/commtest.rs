@@ -23,8 +23,8 @@ use helsemelding_wire::text::for_display;
 use helsemelding_wire::HerId;
 use serde_json::json;
 
-use super::context::Context;
 use super::send::seconds;
+use crate::node::Node;
 
 /// Run a communication test against a party.
 #[derive(clap::Args)]
@@ -73,6 +73,8 @@ impl ErrorHandler for NotNow {
     }
 }
 
+/// Runs `commtest` with the configuration at `config`: one communication
+/// test, reported; the exit status says whether it answered within the limit.
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let to = HerId::new(args.to).context("--to is not a valid HER-id")?;
     let timeout = seconds("--timeout", args.timeout)?;
@@ -84,8 +86,8 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {
-        let context = Context::open(config).await?;
-        let messenger = &context.messenger;
+        let node = Node::open(&super::load_config(config)?).await?;
+        let messenger = node.messenger();
         let listener = match mode {
             CommtestMode::Sync => None,
             CommtestMode::Async => Some(

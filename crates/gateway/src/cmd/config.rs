@@ -18,6 +18,8 @@ pub struct Args {
     json: bool,
 }
 
+/// Runs `config`: loads and validates the configuration at `config_path`
+/// and prints the effective values.
 pub fn run(config_path: Option<&Path>, args: Args) -> Result<ExitCode> {
     let path = config_path.context("no configuration: give --config FILE")?;
     let config = Config::load(path)?;

@@ -50,6 +50,7 @@ use helsemelding_wire::{metadata, msghead, HerId};
 use uuid::Uuid;
 
 use crate::devpki::{DevParty, DevPki};
+use crate::node::{self, Node, Parts};
 use inbox::Inbox;
 use payloads::{party, DIALOGUE_FUNCTION, STATISTICS_FUNCTION};
 use report::{short_id, Actor, Line, Reporter};
@@ -77,6 +78,8 @@ pub struct Args {
     /// HELSEMELDING_BROKER_PASSWORD. The queues <her-id>_async, _sync,
     /// _error and _syncreply of the municipality, the directorate and the GP
     /// office must exist on the broker, bound to the exchange.
+    // The help text, not HTML: `<her-id>` is no tag.
+    #[allow(rustdoc::invalid_html_tags)]
     #[arg(long, value_name = "URL")]
     broker: Option<String>,
     /// An extra CA certificate (PEM) to trust for an amqps:// broker.
@@ -99,6 +102,8 @@ pub struct Args {
     step_timeout: u64,
 }
 
+/// Runs the demo; the exit status says whether every step had its
+/// expected outcome.
 pub fn run(args: Args) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(run_demo(args))
@@ -282,15 +287,15 @@ impl World {
         registry: &Arc<FileRegistry>,
         dir: &Path,
     ) -> Result<Participant> {
-        let store_path = dir.join(format!("{}.sqlite", party.her_id));
-        let store = Store::open(&store_path)
-            .with_context(|| format!("opening the store {}", store_path.display()))?;
-        let messenger = Messenger::new(
-            pki.messenger_config(&party),
-            transport.clone(),
-            registry.clone(),
+        let store = node::open_store(&dir.join(format!("{}.sqlite", party.her_id)))?;
+        let messenger = Node::assemble(Parts {
+            messenger: pki.messenger_config(&party),
+            transport: transport.clone(),
+            registry: registry.clone(),
             store,
-        );
+        })
+        .messenger()
+        .clone();
         let inbox = Arc::new(Inbox::default());
         let listener = Listener::start(
             &messenger,
@@ -840,10 +845,7 @@ async fn open_transport(args: &Args, dir: &Path) -> Result<Arc<dyn Transport>> {
             (url.clone(), options)
         }
     };
-    let transport = helsemelding_transport_amqp::open(&url, options)
-        .await
-        .context("opening the transport")?;
-    Ok(Arc::from(transport))
+    node::open_transport(&url, options).await
 }
 
 /// On a broker, every queue the demo uses must exist: say which do not.

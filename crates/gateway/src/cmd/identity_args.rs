@@ -11,8 +11,7 @@ use chrono::{DateTime, Utc};
 use helsemelding_protect::{Certificate, Identity, KeyUsage, Usage};
 use helsemelding_wire::text::for_display;
 
-/// Environment variable holding the PKCS#12 password (empty when unset).
-pub const P12_PASSWORD_ENV: &str = "HELSEMELDING_P12_PASSWORD";
+use crate::node::P12_PASSWORD_ENV;
 
 /// Loads the identity given either as `cert` + `key` or as `p12`; `role`
 /// names it in errors (e.g. "signing"). `None` when none of them is given.

@@ -19,6 +19,7 @@ pub struct Args {
     json: bool,
 }
 
+/// Runs `metadata`: prints the payload metadata of a MsgHead or AppRec file.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let payload =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;

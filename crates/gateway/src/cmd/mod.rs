@@ -1,4 +1,5 @@
-//! One module per subcommand.
+//! The subcommands of `helsemelding`: one module per subcommand, each with
+//! an `Args` struct (clap) and a `run` function that the binary calls.
 pub mod config;
 pub mod metadata;
 
@@ -6,7 +7,6 @@ pub mod audit;
 pub mod bench;
 pub mod cert;
 pub mod commtest;
-mod context;
 pub mod demo;
 mod identity_args;
 pub mod listen;
@@ -19,6 +19,23 @@ pub mod registry;
 pub mod send;
 mod store_args;
 pub mod unprotect;
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+
+use crate::config::Config;
+
+/// What to do when the broker refuses our user or password.
+pub const CHECK_CREDENTIALS: &str = "check HELSEMELDING_BROKER_PASSWORD and the user in broker.url";
+
+/// The configuration of a command that needs one.
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    let Some(path) = path else {
+        bail!("this command needs --config FILE");
+    };
+    Config::load(path)
+}
 
 /// Who an operator's command acts as, for the audit log.
 fn operator() -> String {

@@ -14,8 +14,8 @@ use helsemelding_store::outbox::{OutboxEntry, OutboxState};
 use helsemelding_store::Store;
 use serde_json::json;
 
-use super::context::Context;
 use super::store_args::StoreArgs;
+use crate::node::Node;
 
 /// See, send, retry and drop what the outbox holds.
 #[derive(clap::Args)]
@@ -59,6 +59,8 @@ enum Action {
     },
 }
 
+/// Runs `outbox list|flush|retry|drop` with the configuration at `config`
+/// (or the store `--store` names, where no broker is needed).
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     match args.action {
         Action::List { limit, json, store } => list(&store.open(config)?, limit, json),
@@ -149,9 +151,9 @@ fn to_json(entry: &OutboxEntry) -> serde_json::Value {
 fn flush(config: Option<&Path>) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let context = Context::open(config).await?;
-        let report = context.messenger.flush_outbox().await?;
-        let left = context.messenger.store().outbox().pending_count()?;
+        let node = Node::open(&super::load_config(config)?).await?;
+        let report = node.messenger().flush_outbox().await?;
+        let left = node.messenger().store().outbox().pending_count()?;
         let mut said = format!("sent {}; {left} pending", report.sent);
         if report.retrying > 0 {
             said += &format!(

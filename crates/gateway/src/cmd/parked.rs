@@ -17,8 +17,8 @@ use helsemelding_transport::Message;
 use helsemelding_wire::text::for_display;
 use serde_json::json;
 
-use super::context::Context;
 use super::store_args::StoreArgs;
+use crate::node::Node;
 
 /// See, put back and drop the messages kept instead of dead-lettered.
 #[derive(clap::Args)]
@@ -55,6 +55,8 @@ enum Action {
     },
 }
 
+/// Runs `parked list|requeue|drop` with the configuration at `config` (or
+/// the store `--store` names, where no broker is needed).
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     match args.action {
         Action::List { limit, json, store } => list(&store.open(config)?, limit, json),
@@ -104,8 +106,8 @@ fn to_json(message: &ParkedSummary) -> serde_json::Value {
 fn requeue(config: Option<&Path>, id: i64) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let context = Context::open(config).await?;
-        let store = context.messenger.store().clone();
+        let node = Node::open(&super::load_config(config)?).await?;
+        let store = node.messenger().store().clone();
         let (summary, body) = store
             .parked()
             .get(id)?
@@ -113,8 +115,7 @@ fn requeue(config: Option<&Path>, id: i64) -> Result<ExitCode> {
         let mut message: Message = serde_json::from_slice(&summary.envelope)
             .with_context(|| format!("parked requeue {id}: its stored header is unreadable"))?;
         message.body = body;
-        context
-            .messenger
+        node.messenger()
             .put_back(&summary.queue, message)
             .await
             .with_context(|| format!("parked requeue {id}"))?;

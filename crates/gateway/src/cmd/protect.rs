@@ -39,6 +39,7 @@ pub struct Args {
     force: bool,
 }
 
+/// Runs `protect`: signs and encrypts one payload.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let signer = load_identity(
         "signing",

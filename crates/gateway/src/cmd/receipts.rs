@@ -25,6 +25,8 @@ pub struct Args {
     store: StoreArgs,
 }
 
+/// Runs `receipts`: lists sent messages and their AppRecs from the store
+/// that `--store` or the configuration `config` names.
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let store = args.store.open(config)?;
     let now = Utc::now();

@@ -16,8 +16,8 @@ use helsemelding_messaging::SendRequest;
 use helsemelding_wire::text::for_display;
 use helsemelding_wire::HerId;
 
-use super::context::Context;
 use crate::config::{BrokerEndpoint, Config};
+use crate::node::Node;
 
 /// Send one message.
 #[derive(clap::Args)]
@@ -50,6 +50,9 @@ pub struct Args {
 /// message again, `listen` or `outbox flush` will.
 pub const EXIT_IN_OUTBOX: u8 = 75;
 
+/// Runs `send` with the configuration at `config`: one message sent (or
+/// kept in the outbox, exit status [`EXIT_IN_OUTBOX`]), or one sync request
+/// answered.
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let payload = read_payload(&args.file)?;
     let to = HerId::new(args.to).context("--to is not a valid HER-id")?;
@@ -61,9 +64,10 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let timeout = seconds("--timeout", args.timeout)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let (context, config) = Context::open_for_one_send(config).await?;
+        let config = super::load_config(config)?;
+        let node = Node::open_for_one_send(&config).await?;
         let broker = broker_address(&config);
-        let messenger = &context.messenger;
+        let messenger = node.messenger();
         let mut request = SendRequest::new(to, function.clone(), payload);
         request.from = from;
         if args.sync {
@@ -186,7 +190,7 @@ fn in_outbox_report(message_id: &str, error: anyhow::Error, broker: &str) -> Str
         return format!(
             "{refusal}: {}; the message is recorded in the outbox as {message_id} and will be sent by \
              `listen` or `outbox flush` once the credentials are right",
-            crate::CHECK_CREDENTIALS
+            super::CHECK_CREDENTIALS
         );
     }
     match temporary_failure(&error) {
@@ -216,7 +220,7 @@ fn refused_credentials(error: &anyhow::Error) -> Option<&helsemelding_transport:
 }
 
 /// A positive, finite number of seconds from the command line.
-pub fn seconds(flag: &str, value: f64) -> Result<Duration> {
+pub(crate) fn seconds(flag: &str, value: f64) -> Result<Duration> {
     if !(value.is_finite() && value > 0.0 && value <= 3600.0) {
         anyhow::bail!("{flag} must be between 0 and 3600 seconds, not {value}");
     }

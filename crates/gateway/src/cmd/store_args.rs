@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use helsemelding_store::Store;
 
 use crate::config::Config;
@@ -29,6 +29,6 @@ impl StoreArgs {
         if !path.is_file() {
             anyhow::bail!("store {} does not exist", path.display());
         }
-        Store::open(&path).with_context(|| format!("store {}", path.display()))
+        crate::node::open_store(&path)
     }
 }

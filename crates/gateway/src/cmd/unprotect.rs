@@ -55,6 +55,7 @@ pub struct Args {
     force: bool,
 }
 
+/// Runs `unprotect`: decrypts one message and verifies its signer.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (decryption, legacy) = decryption_identities(&args)?;
     let sender = load_certificate("sender", &args.sender_cert)?;

@@ -32,7 +32,6 @@ use helsemelding_messaging::{
 };
 use helsemelding_protect::{protect, unprotect, Identity, ProtectOptions, UnprotectOptions};
 use helsemelding_registry::FileRegistry;
-use helsemelding_store::Store;
 use helsemelding_transport::{Message, Outcome, Transport};
 use helsemelding_transport_amqp::AmqpOptions;
 use helsemelding_wire::dialog::dialog_note;
@@ -43,8 +42,8 @@ use helsemelding_wire::{Code, HerId};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::cmd::context::cached_file_registry;
 use crate::devpki::{DevParty, DevPki};
+use crate::node::{self, cached_file_registry, Node, Parts};
 
 /// The sending party's HER-id unless `--her-ids` says otherwise.
 pub const DEFAULT_SENDER: u32 = 8_990_001;
@@ -141,11 +140,7 @@ async fn measure(args: &E2eArgs) -> Result<E2eReport> {
         ),
         Some(url) => (url.clone(), broker_options(url)?, "amqp"),
     };
-    let transport: Arc<dyn Transport> = Arc::from(
-        helsemelding_transport_amqp::open(&url, options)
-            .await
-            .context("opening the broker")?,
-    );
+    let transport = node::open_transport(&url, options).await?;
     let queue = queue_name(receiver_id, QueueKind::Async);
     transport
         .check_queue(&queue)
@@ -312,15 +307,14 @@ async fn e2e_throughput(
     let cached = cached_file_registry(&registry_dir);
     let messenger = |party: &DevParty| -> Result<Messenger> {
         party.register(&registry, None)?;
-        let store_path = dir.join(format!("{}.db", party.her_id));
-        let store =
-            Store::open(&store_path).with_context(|| format!("store {}", store_path.display()))?;
-        Ok(Messenger::new(
-            pki.messenger_config(party),
-            transport.clone(),
-            cached.clone(),
+        let store = node::open_store(&dir.join(format!("{}.db", party.her_id)))?;
+        let node = Node::assemble(Parts {
+            messenger: pki.messenger_config(party),
+            transport: transport.clone(),
+            registry: cached.clone(),
             store,
-        ))
+        });
+        Ok(node.messenger().clone())
     };
     let (sender, receiver) = (messenger(&parties[0])?, messenger(&parties[1])?);
     let (progress, mut seen) = watch::channel(0usize);

@@ -1,5 +1,13 @@
-//! The running parts the messaging commands share, built from a validated
-//! configuration: identities, registry, transport, store and a [`Messenger`].
+//! The one assembly: from a validated [`Config`] to a running [`Node`], the
+//! identities, registry, transport and store it names with a [`Messenger`]
+//! over them. It is the only place that picks backends by configuration;
+//! every command that sends or receives, the [`supervisor`](crate::supervisor)
+//! of `listen`, the demo and the benchmarks get their messenger here.
+//!
+//! The demo and the benchmarks bring their own [`Parts`] (a development
+//! PKI's identities, one transport shared by several parties) and have
+//! them assembled by [`Node::assemble`], as [`Node::open`] assembles what
+//! the configuration names.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,50 +25,69 @@ use helsemelding_registry::{
     Registry,
 };
 use helsemelding_store::Store;
+use helsemelding_transport::Transport;
 use helsemelding_transport_amqp::{AmqpOptions, Dialect};
 use helsemelding_wire::HerId;
 
-use super::identity_args::P12_PASSWORD_ENV;
 use crate::config::{self, BrokerEndpoint, Config, KeyPair, RegistryAuth};
 
-/// A messenger over the configured broker, registry and store.
-pub struct Context {
-    pub messenger: Messenger,
+/// Environment variable holding the PKCS#12 password (empty when unset).
+pub(crate) const P12_PASSWORD_ENV: &str = "HELSEMELDING_P12_PASSWORD";
+
+/// What a node is assembled from.
+pub struct Parts {
+    /// Our HER-ids, identities, trust and the policies of sending and
+    /// receiving.
+    pub messenger: MessengerConfig,
+    /// Where messages travel.
+    pub transport: Arc<dyn Transport>,
+    /// Where parties, their certificates and their agreements come from.
+    pub registry: Arc<dyn Registry>,
+    /// Outbox, de-duplication, receipts and the audit log.
+    pub store: Store,
 }
 
-impl Context {
-    /// Loads the configuration at `path` and opens everything it names.
-    pub async fn open(path: Option<&Path>) -> Result<Context> {
-        let Some(path) = path else {
-            bail!("this command needs --config FILE");
-        };
-        let config = Config::load(path)?;
-        Self::from_config(&config, false).await
+/// A messenger over its transport, registry and store.
+pub struct Node {
+    messenger: Messenger,
+}
+
+impl Node {
+    /// Opens everything `config` names.
+    pub async fn open(config: &Config) -> Result<Node> {
+        Ok(Node::assemble(Parts::open(config, false).await?))
     }
 
-    /// As [`Context::open`], with the configuration it was opened from.
-    pub async fn open_with_config(path: Option<&Path>) -> Result<(Context, Config)> {
-        let Some(path) = path else {
-            bail!("this command needs --config FILE");
-        };
-        let config = Config::load(path)?;
-        let context = Self::from_config(&config, false).await?;
-        Ok((context, config))
-    }
-
-    /// As [`Context::open`], for one `send` whose message the outbox keeps:
+    /// As [`Node::open`], for one `send` whose message the outbox keeps:
     /// an unreachable broker is given up after `broker.connect_timeout_ms`
     /// instead of being waited through.
-    pub async fn open_for_one_send(path: Option<&Path>) -> Result<(Context, Config)> {
-        let Some(path) = path else {
-            bail!("this command needs --config FILE");
-        };
-        let config = Config::load(path)?;
-        let context = Self::from_config(&config, true).await?;
-        Ok((context, config))
+    pub async fn open_for_one_send(config: &Config) -> Result<Node> {
+        Ok(Node::assemble(Parts::open(config, true).await?))
     }
 
-    async fn from_config(config: &Config, one_send: bool) -> Result<Context> {
+    /// A node of these parts.
+    ///
+    /// # Panics
+    /// When `parts.messenger.her_ids` is empty.
+    pub fn assemble(parts: Parts) -> Node {
+        let messenger = Messenger::new(
+            parts.messenger,
+            parts.transport,
+            parts.registry,
+            parts.store,
+        );
+        Node { messenger }
+    }
+
+    /// The node's messenger (cheap to clone).
+    pub fn messenger(&self) -> &Messenger {
+        &self.messenger
+    }
+}
+
+impl Parts {
+    /// Opens what `config` names: identities, registry, transport, store.
+    async fn open(config: &Config, one_send: bool) -> Result<Parts> {
         let her_ids = config
             .her_ids
             .iter()
@@ -95,11 +122,8 @@ impl Context {
         if one_send {
             options.send_retry_for = config.broker.connect_timeout;
         }
-        let transport = helsemelding_transport_amqp::open(&url, options)
-            .await
-            .context("opening the broker")?;
-        let store = Store::open(&config.store_path)
-            .with_context(|| format!("store {}", config.store_path.display()))?;
+        let transport = open_transport(&url, options).await?;
+        let store = open_store(&config.store_path)?;
         let mut messenger_config = MessengerConfig::new(
             her_ids[0],
             signing,
@@ -123,11 +147,27 @@ impl Context {
             allow_3des: config.trust.allow_3des,
             revocation_unknown_for: config.receive.revocation_unknown_for,
         };
-        let messenger = Messenger::new(messenger_config, Arc::from(transport), registry, store);
-        Ok(Context { messenger })
+        Ok(Parts {
+            messenger: messenger_config,
+            transport,
+            registry,
+            store,
+        })
     }
 }
 
+/// The transport at `url` (`local:PATH` or an AMQP URL) with `options`.
+pub(crate) async fn open_transport(url: &str, options: AmqpOptions) -> Result<Arc<dyn Transport>> {
+    let transport = helsemelding_transport_amqp::open(url, options)
+        .await
+        .context("opening the broker")?;
+    Ok(Arc::from(transport))
+}
+
+/// The SQLite store at `path`, created if missing.
+pub(crate) fn open_store(path: &Path) -> Result<Store> {
+    Store::open(path).with_context(|| format!("store {}", path.display()))
+}
 /// The transport URL and options the broker configuration names.
 pub(crate) fn transport_endpoint(config: &Config) -> (String, AmqpOptions) {
     match &config.broker.endpoint {

@@ -1,0 +1,63 @@
+//! The helsemelding gateway: signed and encrypted health messages over
+//! Norsk Helsenett's service bus, for a system that should not have to
+//! touch AMQP, CMS or the registries itself. The `helsemelding` binary
+//! (`src/main.rs`) parses its command line and calls this library; a
+//! daemon or an embedder uses the same parts:
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use helsemelding_gateway::{Config, Node};
+//!
+//! let config = Config::load("gateway.toml".as_ref())?;
+//! let node = Node::open(&config).await?;
+//! let flushed = node.messenger().flush_outbox().await?;
+//! println!("{} sent from the outbox", flushed.sent);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! * `config`: the configuration, one TOML file whose keys environment
+//!   variables `HELSEMELDING_<SECTION>_<KEY>` override, read raw and turned
+//!   into a validated [`Config`] at start-up with errors that name the key;
+//!   nothing later re-checks it.
+//!
+//! * `node`: the one assembly, from a validated configuration to a
+//!   running [`Node`]: identities, registry, transport and store, and the
+//!   [`Messenger`](helsemelding_messaging::Messenger) over them. The only
+//!   place that picks backends; every command, the supervisor, the demo
+//!   and the benchmarks get their messenger here (the demo and the
+//!   benchmarks bring their own [`Parts`](node::Parts)).
+//!
+//! * `supervisor`: what runs around the listener for as long as a gateway
+//!   listens (`listen` today, a daemon later): start-up (dead-letter
+//!   routes checked, the outbox resent), the outbox pump, overdue receipts,
+//!   and the stop on SIGTERM or SIGINT with a bounded drain.
+//!
+//! * `sink`: where `listen` puts what it accepts: the out-dir writer
+//!   [`ToDirectory`](sink::ToDirectory) (atomic writes, a redelivery not
+//!   written twice), and which failures of the directory are ours (the
+//!   listener pauses) rather than the message's.
+//!
+//! * `queues` (internal): our queues as the registry names them, and what
+//!   RabbitMQ's management API says of them (counts, dead-letter paths).
+//!
+//! * `devpki`: a throw-away certificate authority and its parties, for
+//!   the demo, the benchmarks and local experiments.
+//!
+//! * `cmd`: the subcommands of `helsemelding`, each an `Args` struct
+//!   (clap) and a `run` function that the binary calls.
+
+#![deny(missing_docs)]
+
+pub mod cmd;
+pub mod config;
+pub mod devpki;
+pub mod node;
+mod queues;
+pub mod sink;
+pub mod supervisor;
+
+pub use config::Config;
+pub use node::Node;

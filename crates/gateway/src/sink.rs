@@ -1,0 +1,290 @@
+//! Where `listen` puts what it accepts: [`ToDirectory`] writes each
+//! accepted message as `<dir>/<message-id>.xml` (payload bytes exactly) and
+//! `<dir>/<message-id>.json` (who, what, when), atomically and before the
+//! message is accepted. A redelivered message whose `.xml` file is there
+//! with the same bytes is not written again; with other bytes the file is
+//! kept and the message waits (the error names the file). A failure of the
+//! directory itself (a full disk, a folder not writable) is ours, not the
+//! message's: the listener pauses and spends no attempts.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use helsemelding_messaging::{ErrorHandler, Handler, HandlerError, Received};
+use helsemelding_wire::error_report::ReceivedErrorReport;
+use helsemelding_wire::text::{for_display, for_display_or};
+use serde_json::json;
+
+/// The out-dir writer: the handler and error handler of `listen`.
+pub struct ToDirectory {
+    dir: PathBuf,
+    accepted: AtomicU64,
+    last: std::sync::Mutex<Instant>,
+}
+
+/// What writing a message into the out dir came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Written {
+    /// Its files were written.
+    New,
+    /// `<id>.xml` was there already with the same bytes: an earlier run
+    /// wrote it and stopped before the delivery was settled. Nothing is
+    /// rewritten.
+    AlreadyThere,
+}
+
+impl ToDirectory {
+    /// A writer into `dir`, which must exist.
+    pub fn new(dir: impl Into<PathBuf>) -> ToDirectory {
+        ToDirectory {
+            dir: dir.into(),
+            accepted: AtomicU64::new(0),
+            last: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    /// How many messages it has taken (written, or found already there).
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// How long since it was made or last given a message or an error
+    /// report.
+    pub fn idle(&self) -> Duration {
+        self.last.lock().unwrap().elapsed()
+    }
+
+    /// Writes `<id>.json`, then `<id>.xml`, each atomically: an `.xml`
+    /// file is there only when both are complete. A message whose `.xml`
+    /// file exists with the same bytes is not written again; with other
+    /// bytes it is an error that names the file, which is kept.
+    fn write(&self, message: &Received) -> std::io::Result<Written> {
+        // The message id names files: keep only what is safe in a file name.
+        let stem: String = message
+            .message_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let xml = self.dir.join(format!("{stem}.xml"));
+        let json = self.dir.join(format!("{stem}.json"));
+        match std::fs::read(&xml) {
+            Ok(existing) if existing == message.payload => {
+                if !json.exists() {
+                    // Written by hand or by an older version: complete it.
+                    write_atomic(&json, &meta_json(message)?)?;
+                }
+                return Ok(Written::AlreadyThere);
+            }
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{} already exists with other content than message {} from {}; \
+                         it is not overwritten: move it away to take this message",
+                        xml.display(),
+                        for_display(&message.message_id, ID_CHARS),
+                        message.from
+                    ),
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("reading {}: {e}", xml.display()),
+                ))
+            }
+        }
+        write_atomic(&json, &meta_json(message)?)?;
+        if let Err(error) = write_atomic(&xml, &message.payload) {
+            // No `.json` without its `.xml`: on a full disk it only takes room.
+            let _ = std::fs::remove_file(&json);
+            return Err(error);
+        }
+        // The renames are durable only once the directory is.
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        Ok(Written::New)
+    }
+}
+
+/// Why the out dir did not take a message. A file already there with
+/// other bytes is about this message: it waits, spending attempts. Any
+/// other failure (a full disk, a folder not writable) is ours, not the
+/// message's: the listener pauses and says so, and spends no attempts.
+fn refusal(error: std::io::Error) -> HandlerError {
+    if error.kind() == std::io::ErrorKind::AlreadyExists {
+        eprintln!("not taken: {error}");
+        return HandlerError::Retry {
+            reason: error.to_string(),
+        };
+    }
+    HandlerError::Unavailable {
+        reason: error.to_string(),
+    }
+}
+
+/// Who, what, when: the `<id>.json` beside the payload (never the payload).
+fn meta_json(message: &Received) -> std::io::Result<Vec<u8>> {
+    let meta = json!({
+        "message_id": message.message_id,
+        "from_her_id": message.from.get(),
+        "to_her_id": message.to.get(),
+        "function": message.function,
+        "cpa_id": message.cpa_id.map(|c| c.to_string()),
+        "correlation_id": message.correlation_id,
+        "application_time": message.application_time.to_rfc3339(),
+        "enqueued_time": message.enqueued_time.map(|t| t.to_rfc3339()),
+        "received_at": message.received_at.to_rfc3339(),
+        "metadata": message.metadata,
+    });
+    Ok(serde_json::to_string_pretty(&meta)?.into_bytes())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let temp = path.with_extension("part");
+    let written = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        // Never leave a half-written file behind.
+        let _ = std::fs::remove_file(&temp);
+    }
+    written.map_err(|e| std::io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))
+}
+
+#[async_trait]
+impl Handler for ToDirectory {
+    async fn handle(&self, message: &Received) -> Result<(), HandlerError> {
+        let written = tokio::task::block_in_place(|| self.write(message));
+        let written = written.map_err(refusal)?;
+        *self.last.lock().unwrap() = Instant::now();
+        let n = self.accepted.fetch_add(1, Ordering::SeqCst) + 1;
+        // The message-id is the peer's text: shown escaped and bounded.
+        let (id, from) = (for_display(&message.message_id, ID_CHARS), message.from);
+        match written {
+            Written::New => eprintln!("received {id} from {from} ({n})"),
+            Written::AlreadyThere => {
+                eprintln!("already in the out dir: {id} from {from} ({n}); not written again")
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ErrorHandler for ToDirectory {
+    async fn handle_error(&self, report: &ReceivedErrorReport) -> Result<(), HandlerError> {
+        *self.last.lock().unwrap() = Instant::now();
+        eprintln!("{}", error_report_line(report));
+        Ok(())
+    }
+}
+
+/// How much of a peer's message-id or condition is shown.
+const ID_CHARS: usize = 100;
+/// How much of a peer's error description is shown.
+const DESCRIPTION_CHARS: usize = 200;
+
+/// One line about a received error report. Every field but the HER-id is
+/// the peer's text, shown escaped and bounded: a description cannot forge
+/// lines of our output, move the cursor or fill the log.
+fn error_report_line(report: &ReceivedErrorReport) -> String {
+    let from = report
+        .from
+        .map_or_else(|| "unknown".to_owned(), |h| h.to_string());
+    let about = for_display_or(
+        report.original_message_id.as_deref(),
+        ID_CHARS,
+        "an unknown message",
+    );
+    let condition = for_display_or(report.condition_text.as_deref(), ID_CHARS, "no condition");
+    let mut line = format!("error report from {from} about {about}: {condition}");
+    if let Some(description) = report.description.as_deref() {
+        line.push_str(" (");
+        line.push_str(&for_display(description, DESCRIPTION_CHARS));
+        line.push(')');
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use helsemelding_wire::HerId;
+
+    fn sink(dir: &Path) -> ToDirectory {
+        ToDirectory {
+            dir: dir.to_path_buf(),
+            accepted: AtomicU64::new(0),
+            last: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    fn message(payload: &[u8]) -> Received {
+        let now = chrono::Utc::now();
+        Received {
+            from: HerId::new(8_142_001).unwrap(),
+            to: HerId::new(8_142_002).unwrap(),
+            function: "DIALOG_INNBYGGER_TEST".into(),
+            message_id: "4f0c3c1e-id".into(),
+            correlation_id: None,
+            cpa_id: None,
+            payload: payload.to_vec(),
+            metadata: Default::default(),
+            application_time: now,
+            enqueued_time: None,
+            received_at: now,
+            queue: "8142002_async".into(),
+        }
+    }
+
+    #[test]
+    fn a_message_whose_file_is_there_with_the_same_bytes_is_not_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = sink(dir.path());
+        let first = message(b"<MsgHead/>");
+        assert_eq!(sink.write(&first).unwrap(), Written::New);
+        let json = dir.path().join("4f0c3c1e-id.json");
+        let meta = std::fs::read(&json).unwrap();
+        let mut again = message(b"<MsgHead/>");
+        again.received_at += chrono::Duration::seconds(5);
+        assert_eq!(sink.write(&again).unwrap(), Written::AlreadyThere);
+        assert_eq!(std::fs::read(&json).unwrap(), meta, "rewritten");
+        // A .json lost beside a complete .xml is written again.
+        std::fs::remove_file(&json).unwrap();
+        assert_eq!(sink.write(&again).unwrap(), Written::AlreadyThere);
+        assert!(json.exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(!names.iter().any(|n| n.ends_with(".part")), "{names:?}");
+    }
+
+    #[test]
+    fn a_message_whose_file_is_there_with_other_bytes_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = sink(dir.path());
+        let xml = dir.path().join("4f0c3c1e-id.xml");
+        std::fs::write(&xml, b"<other/>").unwrap();
+        let error = sink.write(&message(b"<MsgHead/>")).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::AlreadyExists);
+        let text = error.to_string();
+        assert!(text.contains(&xml.display().to_string()), "{text}");
+        assert!(text.contains("move it away"), "{text}");
+        assert!(!text.contains("MsgHead"), "payload in the error: {text}");
+        assert_eq!(std::fs::read(&xml).unwrap(), b"<other/>");
+    }
+}
