@@ -13,6 +13,7 @@ use rusqlite::{params, params_from_iter, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::error::Inner;
 use crate::time::{from_ms, to_ms};
 use crate::{Error, Result, Store};
 
@@ -238,7 +239,7 @@ impl<'a> AuditLog<'a> {
 
     /// Appends an event at `at` and returns the stored row.
     pub fn append(&self, at: DateTime<Utc>, event: &AuditEvent) -> Result<AuditRecord> {
-        self.store.write(|connection| {
+        self.store.write("audit append", |connection| {
         // The batch began IMMEDIATE: two processes on one database cannot
         // both extend the same head.
         let tx = connection.savepoint()?;
@@ -298,30 +299,32 @@ impl<'a> AuditLog<'a> {
         if let Some(limit) = filter.limit {
             sql.push_str(&format!(" LIMIT {limit}"));
         }
-        let connection = self.store.lock();
-        let mut statement = connection.prepare(&sql)?;
-        let rows = statement.query_map(params_from_iter(values), record_from_row)?;
-        let mut records = Vec::new();
-        for row in rows {
-            // A row of unknown kind is reported by `verify`; listing skips it.
-            if let Ok(record) = row? {
-                records.push(record);
+        self.store.read("audit list", |connection| {
+            let mut statement = connection.prepare(&sql)?;
+            let rows = statement.query_map(params_from_iter(values), record_from_row)?;
+            let mut records = Vec::new();
+            for row in rows {
+                // A row of unknown kind is reported by `verify`; listing skips it.
+                if let Ok(record) = row? {
+                    records.push(record);
+                }
             }
-        }
-        Ok(records)
+            Ok(records)
+        })
     }
 
     /// Walks the whole chain and reports every break found.
     pub fn verify(&self) -> Result<VerifyReport> {
-        let connection = self.store.lock();
-        let anchor = read_anchor(&connection)?;
-        let mut statement = connection.prepare(&format!("{SELECT} ORDER BY seq"))?;
-        let mut rows = statement.query([])?;
-        let mut walk = ChainWalk::new(&anchor);
-        while let Some(row) = rows.next()? {
-            walk.step(record_from_row(row)?);
-        }
-        Ok(walk.finish(&anchor))
+        self.store.read("audit verify", |connection| {
+            let anchor = read_anchor(&connection)?;
+            let mut statement = connection.prepare(&format!("{SELECT} ORDER BY seq"))?;
+            let mut rows = statement.query([])?;
+            let mut walk = ChainWalk::new(&anchor);
+            while let Some(row) = rows.next()? {
+                walk.step(record_from_row(row)?);
+            }
+            Ok(walk.finish(&anchor))
+        })
     }
 
     /// Removes the rows older than `before`, which must lie outside the
@@ -346,7 +349,7 @@ impl<'a> AuditLog<'a> {
                 retention_days,
             });
         }
-        self.store.write(|connection| {
+        self.store.write("audit prune", |connection| {
             let tx = connection.savepoint()?;
             // Only a prefix of the chain can go, or it would have a hole.
             let first_kept: Option<i64> = tx.query_row(
@@ -485,7 +488,7 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<std::result::Result<AuditR
     }))
 }
 
-fn read_anchor(connection: &rusqlite::Connection) -> Result<Anchor> {
+fn read_anchor(connection: &rusqlite::Connection) -> Inner<Anchor> {
     let anchor = connection
         .query_row(
             "SELECT start_seq, start_hash, head_seq, head_hash FROM audit_anchor WHERE id = 1",

@@ -10,6 +10,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::error::Inner;
 use crate::time::{from_ms, to_ms};
 use crate::{Result, Store};
 
@@ -69,7 +70,7 @@ pub(crate) fn insert_hand_over(
     at: DateTime<Utc>,
     outcome: &str,
     answer: Option<&Answer>,
-) -> Result<bool> {
+) -> Inner<bool> {
     let inserted = connection.execute(
         "INSERT INTO inbox_handed_over
          (our_her_id, sender_her_id, message_id, at_ms, outcome, answer_function, answer_payload)
@@ -109,44 +110,47 @@ impl<'a> Inbox<'a> {
         outcome: &str,
         answer: Option<&Answer>,
     ) -> Result<bool> {
-        self.store
-            .write(|connection| insert_hand_over(connection, key, at, outcome, answer))
+        self.store.write("inbox record hand over", |connection| {
+            insert_hand_over(connection, key, at, outcome, answer)
+        })
     }
 
     /// The earlier hand-over of this message, if any (rows migrated from a
     /// store without our HER-id count for any of ours).
     pub fn hand_over(&self, key: MessageKey<'_>) -> Result<Option<HandOver>> {
-        let connection = self.store.lock();
-        Ok(connection
-            .query_row(
-                "SELECT at_ms, outcome, answer_function, answer_payload FROM inbox_handed_over
+        self.store.read("inbox hand over", |connection| {
+            Ok(connection
+                .query_row(
+                    "SELECT at_ms, outcome, answer_function, answer_payload FROM inbox_handed_over
                  WHERE our_her_id IN (?1, 0) AND sender_her_id = ?2 AND message_id = ?3
                  ORDER BY our_her_id DESC LIMIT 1",
-                params![key.ours, key.sender, key.message_id],
-                |row| {
-                    let function: Option<String> = row.get(2)?;
-                    let payload: Option<Vec<u8>> = row.get(3)?;
-                    Ok(HandOver {
-                        at: from_ms(row.get(0)?),
-                        outcome: row.get(1)?,
-                        answer: function
-                            .zip(payload)
-                            .map(|(function, payload)| Answer { function, payload }),
-                    })
-                },
-            )
-            .optional()?)
+                    params![key.ours, key.sender, key.message_id],
+                    |row| {
+                        let function: Option<String> = row.get(2)?;
+                        let payload: Option<Vec<u8>> = row.get(3)?;
+                        Ok(HandOver {
+                            at: from_ms(row.get(0)?),
+                            outcome: row.get(1)?,
+                            answer: function
+                                .zip(payload)
+                                .map(|(function, payload)| Answer { function, payload }),
+                        })
+                    },
+                )
+                .optional()?)
+        })
     }
 
     /// Forgets hand-overs older than `before` (the de-duplication window has
     /// passed); returns how many were removed.
     pub fn forget_hand_overs_before(&self, before: DateTime<Utc>) -> Result<usize> {
-        self.store.write(|connection| {
-            Ok(connection.execute(
-                "DELETE FROM inbox_handed_over WHERE at_ms < ?1",
-                [to_ms(before)],
-            )?)
-        })
+        self.store
+            .write("inbox forget hand overs before", |connection| {
+                Ok(connection.execute(
+                    "DELETE FROM inbox_handed_over WHERE at_ms < ?1",
+                    [to_ms(before)],
+                )?)
+            })
     }
 
     /// Since when the revocation status of this message's sender has been
@@ -157,30 +161,32 @@ impl<'a> Inbox<'a> {
         message_id: &str,
         now: DateTime<Utc>,
     ) -> Result<DateTime<Utc>> {
-        self.store.write(|connection| {
-            connection.execute(
+        self.store
+            .write("inbox revocation unknown since", |connection| {
+                connection.execute(
                 "INSERT INTO revocation_unknown (queue, message_id, since_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT DO NOTHING",
                 params![queue, message_id, to_ms(now)],
             )?;
-            Ok(from_ms(connection.query_row(
-                "SELECT since_ms FROM revocation_unknown WHERE queue = ?1 AND message_id = ?2",
-                params![queue, message_id],
-                |row| row.get(0),
-            )?))
-        })
+                Ok(from_ms(connection.query_row(
+                    "SELECT since_ms FROM revocation_unknown WHERE queue = ?1 AND message_id = ?2",
+                    params![queue, message_id],
+                    |row| row.get(0),
+                )?))
+            })
     }
 
     /// Forgets that a message's revocation status was unknown (it was
     /// settled, or the status became known).
     pub fn forget_revocation_unknown(&self, queue: &str, message_id: &str) -> Result<()> {
-        self.store.write(|connection| {
-            connection.execute(
-                "DELETE FROM revocation_unknown WHERE queue = ?1 AND message_id = ?2",
-                params![queue, message_id],
-            )?;
-            Ok(())
-        })
+        self.store
+            .write("inbox forget revocation unknown", |connection| {
+                connection.execute(
+                    "DELETE FROM revocation_unknown WHERE queue = ?1 AND message_id = ?2",
+                    params![queue, message_id],
+                )?;
+                Ok(())
+            })
     }
 
     /// Counts one more redelivery of `message_id` from `queue`; returns the
@@ -192,7 +198,7 @@ impl<'a> Inbox<'a> {
         message_id: &str,
         at: DateTime<Utc>,
     ) -> Result<DeliveryCount> {
-        self.store.write(|connection| {
+        self.store.write("inbox count delivery", |connection| {
             Ok(connection.query_row(
                 "INSERT INTO delivery_attempts (queue, message_id, attempts, last_ms) VALUES (?1, ?2, 1, ?3)
                  ON CONFLICT(queue, message_id) DO UPDATE SET attempts = attempts + 1, last_ms = ?3
@@ -213,7 +219,7 @@ impl<'a> Inbox<'a> {
     /// not spend the message's delivery attempts. Brokers that count
     /// deliveries count it all the same; this count is subtracted.
     pub fn uncount_delivery(&self, queue: &str, message_id: &str) -> Result<()> {
-        self.store.write(|connection| {
+        self.store.write("inbox uncount delivery", |connection| {
             connection.execute(
                 "INSERT INTO delivery_attempts (queue, message_id, attempts, last_ms, free)
                  VALUES (?1, ?2, 0, 0, 1)
@@ -226,7 +232,7 @@ impl<'a> Inbox<'a> {
 
     /// Forgets the attempt count of a message that was settled for good.
     pub fn forget_deliveries(&self, queue: &str, message_id: &str) -> Result<()> {
-        self.store.write(|connection| {
+        self.store.write("inbox forget deliveries", |connection| {
             connection.execute(
                 "DELETE FROM delivery_attempts WHERE queue = ?1 AND message_id = ?2",
                 params![queue, message_id],

@@ -45,6 +45,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 pub use error::Error;
+use error::{Fault, Inner};
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -101,7 +102,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self> {
         let connection = Connection::open(path).map_err(|source| Error::Open {
             path: path.display().to_string(),
-            source,
+            reason: source.to_string(),
         })?;
         Self::init(connection)
     }
@@ -110,12 +111,12 @@ impl Store {
     pub fn open_in_memory() -> Result<Self> {
         Self::init(Connection::open_in_memory().map_err(|source| Error::Open {
             path: ":memory:".into(),
-            source,
+            reason: source.to_string(),
         })?)
     }
 
     fn init(connection: Connection) -> Result<Self> {
-        schema::prepare(&connection)?;
+        schema::prepare(&connection).map_err(|fault| fault.during("prepare the schema"))?;
         Ok(Store {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -162,6 +163,16 @@ impl Store {
         Locked(self.lock_state())
     }
 
+    /// Runs the read `operation` on the connection.
+    pub(crate) fn read<T>(
+        &self,
+        operation: &'static str,
+        read: impl FnOnce(&Connection) -> Inner<T>,
+    ) -> Result<T> {
+        let connection = self.lock();
+        read(&connection).map_err(|fault| fault.during(operation))
+    }
+
     fn lock_state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave SQLite inconsistent
         // (every write is a savepoint of a transaction), so a poisoned lock
@@ -171,14 +182,22 @@ impl Store {
 
     /// Runs `write` atomically (a savepoint: on `Err` its changes are rolled
     /// back) in the current batch, and returns once the batch is committed.
-    pub(crate) fn write<T>(&self, write: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+    /// A SQLite failure is reported as [`Error::Backend`] of `operation`.
+    pub(crate) fn write<T>(
+        &self,
+        operation: &'static str,
+        write: impl FnOnce(&mut Connection) -> Inner<T>,
+    ) -> Result<T> {
         self.shared.arriving.fetch_add(1, Ordering::SeqCst);
         let mut state = self.lock_state();
         self.shared.arriving.fetch_sub(1, Ordering::SeqCst);
         let batch = match state.open_batch {
             Some(batch) => batch,
             None => {
-                state.connection.execute_batch("BEGIN IMMEDIATE")?;
+                state
+                    .connection
+                    .execute_batch("BEGIN IMMEDIATE")
+                    .map_err(|error| Fault::from(error).during(operation))?;
                 let batch = state.next_batch;
                 state.next_batch += 1;
                 state.open_batch = Some(batch);
@@ -211,7 +230,7 @@ impl Store {
         }
         drop(state);
         match outcome {
-            Ok(result) => result,
+            Ok(result) => result.map_err(|fault| fault.during(operation)),
             Err(panic) => resume_unwind(panic),
         }
     }
@@ -236,8 +255,8 @@ impl Store {
 /// Runs `write` in a savepoint, rolled back if it fails.
 fn in_savepoint<T>(
     connection: &mut Connection,
-    write: impl FnOnce(&mut Connection) -> Result<T>,
-) -> Result<T> {
+    write: impl FnOnce(&mut Connection) -> Inner<T>,
+) -> Inner<T> {
     connection.execute_batch("SAVEPOINT write")?;
     let result = write(connection);
     let end = if result.is_ok() {
