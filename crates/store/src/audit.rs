@@ -9,7 +9,7 @@
 //! (two years at least) can never be pruned; the database refuses it too.
 
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{params, params_from_iter, OptionalExtension, Row};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -240,42 +240,7 @@ impl<'a> AuditLog<'a> {
     /// Appends an event at `at` and returns the stored row.
     pub fn append(&self, at: DateTime<Utc>, event: &AuditEvent) -> Result<AuditRecord> {
         self.store.write("audit append", |connection| {
-        // The batch began IMMEDIATE: two processes on one database cannot
-        // both extend the same head.
-        let tx = connection.savepoint()?;
-        let anchor = read_anchor(&tx)?;
-        let seq = anchor.head_seq + 1;
-        let at = from_ms(to_ms(at));
-        let hash = chain_hash(&anchor.head_hash, seq, at, event);
-        tx.execute(
-            "INSERT INTO audit (seq, at_ms, kind, actor, counterpart, message_id, function, outcome, reason, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                seq,
-                to_ms(at),
-                event.kind.as_str(),
-                event.actor,
-                event.counterpart_her_id,
-                event.message_id,
-                event.function,
-                event.outcome,
-                event.reason,
-                anchor.head_hash,
-                hash
-            ],
-        )?;
-        tx.execute(
-            "UPDATE audit_anchor SET head_seq = ?1, head_hash = ?2 WHERE id = 1",
-            params![seq, hash],
-        )?;
-        tx.commit()?;
-        Ok(AuditRecord {
-            seq,
-            at,
-            event: event.clone(),
-            prev_hash: anchor.head_hash,
-            hash,
-        })
+            insert_audit(connection, at, event)
         })
     }
 
@@ -465,6 +430,52 @@ impl ChainWalk {
 const SELECT: &str = "SELECT seq, at_ms, kind, actor, counterpart, message_id, function, outcome, reason, prev_hash, hash FROM audit";
 
 /// A row, or its sequence number when its kind is unknown.
+/// Appends an event at `at` to the chain, in the caller's transaction (a
+/// unit of work writes it beside the change it records).
+pub(crate) fn insert_audit(
+    connection: &mut Connection,
+    at: DateTime<Utc>,
+    event: &AuditEvent,
+) -> Inner<AuditRecord> {
+    // The batch began IMMEDIATE: two processes on one database cannot
+    // both extend the same head.
+    let tx = connection.savepoint()?;
+    let anchor = read_anchor(&tx)?;
+    let seq = anchor.head_seq + 1;
+    let at = from_ms(to_ms(at));
+    let hash = chain_hash(&anchor.head_hash, seq, at, event);
+    tx.execute(
+        "INSERT INTO audit (seq, at_ms, kind, actor, counterpart, message_id, function, outcome,
+                            reason, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            seq,
+            to_ms(at),
+            event.kind.as_str(),
+            event.actor,
+            event.counterpart_her_id,
+            event.message_id,
+            event.function,
+            event.outcome,
+            event.reason,
+            anchor.head_hash,
+            hash
+        ],
+    )?;
+    tx.execute(
+        "UPDATE audit_anchor SET head_seq = ?1, head_hash = ?2 WHERE id = 1",
+        params![seq, hash],
+    )?;
+    tx.commit()?;
+    Ok(AuditRecord {
+        seq,
+        at,
+        event: event.clone(),
+        prev_hash: anchor.head_hash,
+        hash,
+    })
+}
+
 fn record_from_row(row: &Row<'_>) -> rusqlite::Result<std::result::Result<AuditRecord, i64>> {
     let seq: i64 = row.get(0)?;
     let kind: String = row.get(2)?;

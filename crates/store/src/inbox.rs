@@ -10,6 +10,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::audit::{insert_audit, AuditEvent};
 use crate::error::Inner;
 use crate::time::{from_ms, to_ms};
 use crate::{Result, Store};
@@ -63,6 +64,30 @@ pub struct MessageKey<'a> {
     pub message_id: &'a str,
 }
 
+/// A delivery as the store counts it: the queue it came from and its
+/// message id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeliveryKey<'a> {
+    pub queue: &'a str,
+    pub message_id: &'a str,
+}
+
+/// A hand-over to record as one unit of work
+/// ([`Inbox::record_hand_over_audited`]).
+#[derive(Clone, Copy, Debug)]
+pub struct HandOverRecord<'a> {
+    pub key: MessageKey<'a>,
+    pub at: DateTime<Utc>,
+    /// What was done with it, e.g. `accepted`.
+    pub outcome: &'a str,
+    pub answer: Option<&'a Answer>,
+    /// The delivery whose count (and unknown-revocation mark) is forgotten,
+    /// if it was written down (first deliveries are not).
+    pub delivery: Option<DeliveryKey<'a>>,
+    /// Its audit row, appended at `at`.
+    pub audit: &'a AuditEvent,
+}
+
 /// Records a hand-over unless one is on record; `true` when it was new.
 pub(crate) fn insert_hand_over(
     connection: &Connection,
@@ -113,6 +138,32 @@ impl<'a> Inbox<'a> {
         self.store.write("inbox record hand over", |connection| {
             insert_hand_over(connection, key, at, outcome, answer)
         })
+    }
+
+    /// One unit of work: records the hand-over (as
+    /// [`Inbox::record_hand_over`]), appends its audit row and forgets the
+    /// delivery's count and unknown-revocation mark (as
+    /// [`Inbox::forget_deliveries`] and [`Inbox::forget_revocation_unknown`]).
+    /// All of it happens or none does. Returns `false` when the hand-over
+    /// was already recorded (the audit row and the forgetting happen all
+    /// the same).
+    pub fn record_hand_over_audited(&self, record: &HandOverRecord<'_>) -> Result<bool> {
+        self.store
+            .write("inbox record hand over audited", |connection| {
+                let new = insert_hand_over(
+                    connection,
+                    record.key,
+                    record.at,
+                    record.outcome,
+                    record.answer,
+                )?;
+                if let Some(delivery) = record.delivery {
+                    delete_deliveries(connection, delivery)?;
+                    delete_revocation_unknown(connection, delivery)?;
+                }
+                insert_audit(connection, record.at, record.audit)?;
+                Ok(new)
+            })
     }
 
     /// The earlier hand-over of this message, if any (rows migrated from a
@@ -181,11 +232,7 @@ impl<'a> Inbox<'a> {
     pub fn forget_revocation_unknown(&self, queue: &str, message_id: &str) -> Result<()> {
         self.store
             .write("inbox forget revocation unknown", |connection| {
-                connection.execute(
-                    "DELETE FROM revocation_unknown WHERE queue = ?1 AND message_id = ?2",
-                    params![queue, message_id],
-                )?;
-                Ok(())
+                delete_revocation_unknown(connection, DeliveryKey { queue, message_id })
             })
     }
 
@@ -233,13 +280,25 @@ impl<'a> Inbox<'a> {
     /// Forgets the attempt count of a message that was settled for good.
     pub fn forget_deliveries(&self, queue: &str, message_id: &str) -> Result<()> {
         self.store.write("inbox forget deliveries", |connection| {
-            connection.execute(
-                "DELETE FROM delivery_attempts WHERE queue = ?1 AND message_id = ?2",
-                params![queue, message_id],
-            )?;
-            Ok(())
+            delete_deliveries(connection, DeliveryKey { queue, message_id })
         })
     }
+}
+
+fn delete_deliveries(connection: &Connection, delivery: DeliveryKey<'_>) -> Inner<()> {
+    connection.execute(
+        "DELETE FROM delivery_attempts WHERE queue = ?1 AND message_id = ?2",
+        params![delivery.queue, delivery.message_id],
+    )?;
+    Ok(())
+}
+
+fn delete_revocation_unknown(connection: &Connection, delivery: DeliveryKey<'_>) -> Inner<()> {
+    connection.execute(
+        "DELETE FROM revocation_unknown WHERE queue = ?1 AND message_id = ?2",
+        params![delivery.queue, delivery.message_id],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

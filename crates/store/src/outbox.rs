@@ -18,6 +18,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::audit::{insert_audit, AuditEvent, AuditRecord};
 use crate::error::{Fault, Inner};
 use crate::inbox::{Answer, MessageKey};
 use crate::time::{from_ms, to_ms};
@@ -165,6 +166,20 @@ impl<'a> Outbox<'a> {
     pub fn enqueue(&self, message: &OutgoingMessage) -> Result<()> {
         self.store.write("outbox enqueue", |connection| {
             insert_pending(connection, message)
+        })
+    }
+
+    /// One unit of work: records a message as pending, as
+    /// [`Outbox::enqueue`], and appends `audit` at the message's creation
+    /// time. Both happen or neither does.
+    pub fn enqueue_audited(
+        &self,
+        message: &OutgoingMessage,
+        audit: &AuditEvent,
+    ) -> Result<AuditRecord> {
+        self.store.write("outbox enqueue audited", |connection| {
+            insert_pending(connection, message)?;
+            insert_audit(connection, message.created_at, audit)
         })
     }
 
@@ -346,6 +361,21 @@ impl<'a> Outbox<'a> {
         self.settle(message_id, "sent", at, None)
     }
 
+    /// One unit of work: marks a message sent, as [`Outbox::mark_sent`],
+    /// and appends `audit` (its `sent` row) at `at`. Both happen or neither
+    /// does.
+    pub fn mark_sent_audited(
+        &self,
+        message_id: &str,
+        at: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<AuditRecord> {
+        self.store.write("outbox mark sent audited", |connection| {
+            settle_row(connection, message_id, "sent", at, None)?;
+            insert_audit(connection, at, audit)
+        })
+    }
+
     /// Gives up on a message (expired, receiver unknown, refused for good,
     /// out of attempts). Its bytes are kept for [`Outbox::retry`] until the
     /// entry is removed.
@@ -361,17 +391,7 @@ impl<'a> Outbox<'a> {
         reason: Option<&str>,
     ) -> Result<()> {
         self.store.write("outbox settle", |connection| {
-            let changed = connection.execute(
-                "UPDATE outbox SET state = ?2, settled_ms = ?3,
-                               body = CASE WHEN ?2 = 'sent' THEN NULL ELSE body END,
-                               last_error = COALESCE(?4, last_error)
-             WHERE message_id = ?1 AND (state = 'pending' OR state = ?2)",
-                params![message_id, state, to_ms(at), reason],
-            )?;
-            if changed == 0 {
-                return Err(unknown(message_id));
-            }
-            Ok(())
+            settle_row(connection, message_id, state, at, reason)
         })
     }
 
@@ -426,6 +446,27 @@ fn entry_of(connection: &rusqlite::Connection, message_id: &str) -> Inner<Option
         )
         .optional()
         .map_err(Fault::from)
+}
+
+/// Settles a pending entry as `state` (sent or failed) at `at`.
+fn settle_row(
+    connection: &Connection,
+    message_id: &str,
+    state: &str,
+    at: DateTime<Utc>,
+    reason: Option<&str>,
+) -> Inner<()> {
+    let changed = connection.execute(
+        "UPDATE outbox SET state = ?2, settled_ms = ?3,
+                           body = CASE WHEN ?2 = 'sent' THEN NULL ELSE body END,
+                           last_error = COALESCE(?4, last_error)
+         WHERE message_id = ?1 AND (state = 'pending' OR state = ?2)",
+        params![message_id, state, to_ms(at), reason],
+    )?;
+    if changed == 0 {
+        return Err(unknown(message_id));
+    }
+    Ok(())
 }
 
 fn unknown(message_id: &str) -> Fault {
