@@ -281,7 +281,7 @@ impl<'a> AuditLog<'a> {
     /// Walks the whole chain and reports every break found.
     pub fn verify(&self) -> Result<VerifyReport> {
         self.store.read("audit verify", |connection| {
-            let anchor = read_anchor(&connection)?;
+            let anchor = read_anchor(connection)?;
             let mut statement = connection.prepare(&format!("{SELECT} ORDER BY seq"))?;
             let mut rows = statement.query([])?;
             let mut walk = ChainWalk::new(&anchor);

@@ -333,7 +333,7 @@ impl<'a> Outbox<'a> {
     /// One entry without its bytes, or `None` if the outbox never saw it.
     pub fn entry(&self, message_id: &str) -> Result<Option<OutboxEntry>> {
         self.store.read("outbox entry", |connection| {
-            entry_of(&connection, message_id)
+            entry_of(connection, message_id)
         })
     }
 
