@@ -26,8 +26,8 @@ use helsemelding_registry::{
     Registry,
 };
 use helsemelding_store::Store;
-use helsemelding_transport::amqp::{AmqpOptions, Dialect};
 use helsemelding_transport::Transport;
+use helsemelding_transport_amqp::{AmqpOptions, Dialect};
 use helsemelding_wire::HerId;
 
 use crate::config::{self, BrokerEndpoint, Config, KeyPair, RegistryAuth};
@@ -141,7 +141,7 @@ impl Parts {
 
 /// The transport at `url` (`local:PATH` or an AMQP URL) with `options`.
 pub(crate) async fn open_transport(url: &str, options: AmqpOptions) -> Result<Arc<dyn Transport>> {
-    let transport = helsemelding_transport::open(url, options)
+    let transport = helsemelding_transport_amqp::open(url, options)
         .await
         .context("opening the broker")?;
     Ok(Arc::from(transport))

@@ -79,8 +79,8 @@ fn listen_warns_at_start_of_a_queue_without_a_dead_letter_path() {
 
 /// Sends one message that nobody can be told of (fromHerId `abc`) to `queue`.
 fn send_unreportable(broker: &Broker, queue: &str, to: u32) {
-    use helsemelding_transport::amqp::{AmqpOptions, AmqpTransport};
     use helsemelding_transport::{Message, Transport, Value};
+    use helsemelding_transport_amqp::{AmqpOptions, AmqpTransport};
     let url = format!("{}/{}", broker.amqp_url(), broker.exchange());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

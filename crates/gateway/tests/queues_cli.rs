@@ -11,9 +11,9 @@ use helsemelding_registry::file::NewParty;
 use helsemelding_registry::FileRegistry;
 use helsemelding_testkit::broker::Broker;
 use helsemelding_testkit::pki::{TestPki, Usage};
-use helsemelding_transport::amqp::{AmqpOptions, AmqpTransport};
 use helsemelding_transport::local::LocalTransport;
 use helsemelding_transport::{Message, Outcome, Transport};
+use helsemelding_transport_amqp::{AmqpOptions, AmqpTransport};
 use serde_json::Value;
 
 fn queues(config: &Path, json: bool, env: &[(&str, &str)]) -> (bool, String, String) {

@@ -919,17 +919,15 @@ impl Node {
         let id = message_id.clone();
         let error = match result {
             Ok(()) => {
-                // Side by side, so both writes share one commit of the store.
-                let (marked, ()) = tokio::join!(
-                    self.with_store(move |s| s.outbox().mark_sent(&id, now)),
-                    self.audit(AuditEvent {
-                        counterpart_her_id: to.map(HerId::get),
-                        message_id: Some(message_id),
-                        function,
-                        ..AuditEvent::new(AuditKind::Sent, self.actor(), "ok")
-                    })
-                );
-                marked?;
+                // The sent mark and its audit row: one unit of work.
+                let sent = AuditEvent {
+                    counterpart_her_id: to.map(HerId::get),
+                    message_id: Some(message_id),
+                    function,
+                    ..AuditEvent::new(AuditKind::Sent, self.actor(), "ok")
+                };
+                self.with_store(move |s| s.outbox().mark_sent_audited(&id, now, &sent))
+                    .await?;
                 return Ok(Settled::Sent);
             }
             Err(Error::Refused { reason, .. }) if !reason.is_empty() => {

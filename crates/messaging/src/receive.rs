@@ -23,7 +23,9 @@ use helsemelding_protect::{unprotect_detailed, Certificate, UnprotectOptions, Un
 use helsemelding_registry::resolve::resolve_by_cpa_id;
 use helsemelding_registry::{resolve, Direction};
 use helsemelding_store::audit::{AuditEvent, AuditKind};
-use helsemelding_store::inbox::{Answer as StoredAnswer, DeliveryCount, HandOver, MessageKey};
+use helsemelding_store::inbox::{
+    Answer as StoredAnswer, DeliveryCount, DeliveryKey, HandOver, HandOverRecord, MessageKey,
+};
 use helsemelding_store::parked::ParkedMessage;
 use helsemelding_transport::{Delivery, Receiver};
 use helsemelding_wire::envelope::{names, Envelope};
@@ -316,10 +318,14 @@ impl Worker {
         let mut intake = Intake::new(self.facts(&delivery), self.rules());
         // Held until the delivery is settled, so no other worker hands over a copy.
         let mut _claim: Option<Claim> = None;
+        // The hand-over was recorded with its delivery count forgotten.
+        let mut forgotten = false;
         loop {
             let answer = match intake.next_step() {
                 Step::Settle(settlement) => {
-                    return self.settle(receiver, delivery, &intake, settlement).await
+                    return self
+                        .settle(receiver, delivery, &intake, settlement, forgotten)
+                        .await
                 }
                 Step::CountDelivery => Answer::Counted(self.count(&delivery).await),
                 Step::Claim { sender, message_id } => {
@@ -355,9 +361,11 @@ impl Worker {
                     Answer::UnknownSince(self.revocation_unknown_since(&delivery).await)
                 }
                 Step::HandOver => Answer::Taken(self.hand_over(&mut intake, &delivery).await),
-                Step::Remember { answer } => {
+                Step::Remember { answer, audit } => {
                     if let Some(received) = intake.received() {
-                        self.remember(received, answer.as_ref()).await;
+                        forgotten = self
+                            .remember(&delivery, intake.sender(), received, answer.as_ref(), audit)
+                            .await;
                     }
                     Answer::Done
                 }
@@ -592,10 +600,11 @@ impl Worker {
         delivery: Delivery,
         intake: &Intake,
         settlement: Settlement,
+        forgotten: bool,
     ) {
         let sender = intake.sender();
         match settlement.action {
-            Action::Accept => self.accept(receiver, &delivery).await,
+            Action::Accept => self.accept(receiver, &delivery, forgotten).await,
             Action::Release { after, free } => {
                 if free {
                     let (queue, id) = (delivery.queue.clone(), message_id_of(&delivery));
@@ -736,7 +745,7 @@ impl Worker {
                     "message kept in the store instead of dead-lettered (see `parked list`): {}",
                     for_display(&reason, 300)
                 );
-                self.accept(receiver, delivery).await;
+                self.accept(receiver, delivery, false).await;
                 self.messenger
                     .audit(event(AuditKind::Parked, format!("parked as {id}"), reason))
                     .await;
@@ -763,13 +772,17 @@ impl Worker {
             .await
     }
 
-    async fn accept(&self, receiver: &mut dyn Receiver, delivery: &Delivery) {
+    /// Accepts the delivery and forgets its count, unless that was done
+    /// with its hand-over (`forgotten`).
+    async fn accept(&self, receiver: &mut dyn Receiver, delivery: &Delivery, forgotten: bool) {
         let message_id = delivery.message.message_id.clone().unwrap_or_default();
         if let Err(error) = receiver.accept(delivery).await {
             // It comes again and is then accepted as a duplicate.
             tracing::warn!(%error, message_id, "accept failed; the broker redelivers");
         }
-        self.forget(delivery, &message_id).await;
+        if !forgotten {
+            self.forget(delivery, &message_id).await;
+        }
     }
 
     /// The delivery's attempt number on our error queue, by our own count.
@@ -805,28 +818,60 @@ impl Worker {
     }
 
     /// Remembers a message the application took (with the answer it got),
-    /// so that a repeat is not handed over again.
-    async fn remember(&self, received: &Received, answer: Option<&StoredAnswer>) {
+    /// so that a repeat is not handed over again: one unit of work with its
+    /// audit row and the forgetting of the delivery's count. Returns whether
+    /// it was done; if not, the audit row is written on its own and the
+    /// count is forgotten once accepted, as before.
+    async fn remember(
+        &self,
+        delivery: &Delivery,
+        sender: Option<HerId>,
+        received: &Received,
+        answer: Option<&StoredAnswer>,
+        note: AuditNote,
+    ) -> bool {
         let (to, from, id) = (
             received.to.get(),
             received.from.get(),
             received.message_id.clone(),
         );
         let answer = answer.cloned();
-        if let Err(error) = self
+        let event = AuditEvent {
+            counterpart_her_id: sender.map(HerId::get),
+            message_id: delivery.message.message_id.clone(),
+            function: delivery.message.subject.clone(),
+            reason: note.reason,
+            ..AuditEvent::new(note.kind, self.messenger.actor(), &note.outcome)
+        };
+        let counted = (!is_first_delivery(delivery))
+            .then(|| (delivery.queue.clone(), message_id_of(delivery)));
+        let audit = event.clone();
+        let recorded = self
             .messenger
             .with_store(move |s| {
-                let key = MessageKey {
-                    ours: to,
-                    sender: from,
-                    message_id: &id,
-                };
-                s.inbox()
-                    .record_hand_over(key, Utc::now(), "accepted", answer.as_ref())
+                s.inbox().record_hand_over_audited(&HandOverRecord {
+                    key: MessageKey {
+                        ours: to,
+                        sender: from,
+                        message_id: &id,
+                    },
+                    at: Utc::now(),
+                    outcome: "accepted",
+                    answer: answer.as_ref(),
+                    delivery: counted
+                        .as_ref()
+                        .map(|(queue, message_id)| DeliveryKey { queue, message_id }),
+                    audit: &audit,
+                })
             })
-            .await
-        {
-            tracing::error!(%error, message_id = received.message_id, "recording the hand-over failed");
+            .await;
+        match recorded {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::error!(%error, message_id = received.message_id, "recording the hand-over failed");
+                self.messenger.audit(event).await;
+                false
+            }
         }
     }
 
@@ -875,7 +920,7 @@ impl Worker {
         // Never answered: an error about an error would loop between parties.
         match self.error_handler.handle_error(&report).await {
             Ok(()) => {
-                self.accept(receiver, &delivery).await;
+                self.accept(receiver, &delivery, false).await;
                 self.messenger.audit(event("ok")).await;
             }
             Err(HandlerError::Retry { reason }) => {

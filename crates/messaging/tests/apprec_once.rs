@@ -17,8 +17,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use helsemelding_messaging::{Listener, ListenerOptions, Messenger, MessengerConfig, SendRequest};
 use helsemelding_store::audit::AuditFilter;
-use helsemelding_transport::amqp::AmqpOptions;
 use helsemelding_transport::{Delivery, Error, Receiver, Sender, Transport};
+use helsemelding_transport_amqp::AmqpOptions;
 
 mod common;
 use common::{eventually, identity, msghead, Bus, Counting, FUNCTION};

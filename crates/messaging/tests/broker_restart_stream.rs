@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use helsemelding_messaging::{Listener, ListenerOptions, SendRequest};
-use helsemelding_transport::amqp::AmqpOptions;
+use helsemelding_transport_amqp::AmqpOptions;
 
 mod common;
 use common::{eventually, msghead, Bus, Counting, FUNCTION};

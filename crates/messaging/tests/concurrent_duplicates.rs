@@ -15,8 +15,8 @@ use helsemelding_messaging::{
     convert, ErrorHandler, Handler, HandlerError, Listener, ListenerOptions, Received,
 };
 use helsemelding_protect::{protect, Certificate, ProtectOptions};
-use helsemelding_transport::amqp::AmqpOptions;
 use helsemelding_transport::Outcome;
+use helsemelding_transport_amqp::AmqpOptions;
 use helsemelding_wire::envelope::{Outgoing, Routing};
 use helsemelding_wire::error_report::ReceivedErrorReport;
 use helsemelding_wire::queue::{queue_name, QueueKind};

@@ -18,8 +18,8 @@ use helsemelding_testkit::dotnet::{
     AnswerShape, Decision, DotnetListener, DotnetListenerOptions, Step, Verdict,
 };
 use helsemelding_testkit::pki::{Issued, Usage};
-use helsemelding_transport::amqp::AmqpOptions;
 use helsemelding_transport::{Message, Outcome};
+use helsemelding_transport_amqp::AmqpOptions;
 use helsemelding_wire::envelope::{Outgoing, Routing};
 use helsemelding_wire::error_report::ErrorCondition;
 use helsemelding_wire::queue::{queue_name, QueueKind};

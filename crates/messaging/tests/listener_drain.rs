@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use helsemelding_messaging::{
     ErrorHandler, Handler, HandlerError, Listener, ListenerOptions, Received, SendRequest,
 };
-use helsemelding_transport::amqp::AmqpOptions;
+use helsemelding_transport_amqp::AmqpOptions;
 use helsemelding_wire::error_report::ReceivedErrorReport;
 use helsemelding_wire::queue::{queue_name, QueueKind};
 

@@ -15,8 +15,8 @@ use helsemelding_messaging::{
     RetryPolicy, SendRequest,
 };
 use helsemelding_store::audit::AuditFilter;
-use helsemelding_transport::amqp::AmqpOptions;
 use helsemelding_transport::{Message, Value};
+use helsemelding_transport_amqp::AmqpOptions;
 use helsemelding_wire::error_report::ReceivedErrorReport;
 use helsemelding_wire::queue::{queue_name, QueueKind};
 use std::sync::Arc;

@@ -9,10 +9,11 @@
 //! (two years at least) can never be pruned; the database refuses it too.
 
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{params, params_from_iter, OptionalExtension, Row};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::error::Inner;
 use crate::time::{from_ms, to_ms};
 use crate::{Error, Result, Store};
 
@@ -238,43 +239,8 @@ impl<'a> AuditLog<'a> {
 
     /// Appends an event at `at` and returns the stored row.
     pub fn append(&self, at: DateTime<Utc>, event: &AuditEvent) -> Result<AuditRecord> {
-        self.store.write(|connection| {
-        // The batch began IMMEDIATE: two processes on one database cannot
-        // both extend the same head.
-        let tx = connection.savepoint()?;
-        let anchor = read_anchor(&tx)?;
-        let seq = anchor.head_seq + 1;
-        let at = from_ms(to_ms(at));
-        let hash = chain_hash(&anchor.head_hash, seq, at, event);
-        tx.execute(
-            "INSERT INTO audit (seq, at_ms, kind, actor, counterpart, message_id, function, outcome, reason, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                seq,
-                to_ms(at),
-                event.kind.as_str(),
-                event.actor,
-                event.counterpart_her_id,
-                event.message_id,
-                event.function,
-                event.outcome,
-                event.reason,
-                anchor.head_hash,
-                hash
-            ],
-        )?;
-        tx.execute(
-            "UPDATE audit_anchor SET head_seq = ?1, head_hash = ?2 WHERE id = 1",
-            params![seq, hash],
-        )?;
-        tx.commit()?;
-        Ok(AuditRecord {
-            seq,
-            at,
-            event: event.clone(),
-            prev_hash: anchor.head_hash,
-            hash,
-        })
+        self.store.write("audit append", |connection| {
+            insert_audit(connection, at, event)
         })
     }
 
@@ -298,30 +264,32 @@ impl<'a> AuditLog<'a> {
         if let Some(limit) = filter.limit {
             sql.push_str(&format!(" LIMIT {limit}"));
         }
-        let connection = self.store.lock();
-        let mut statement = connection.prepare(&sql)?;
-        let rows = statement.query_map(params_from_iter(values), record_from_row)?;
-        let mut records = Vec::new();
-        for row in rows {
-            // A row of unknown kind is reported by `verify`; listing skips it.
-            if let Ok(record) = row? {
-                records.push(record);
+        self.store.read("audit list", |connection| {
+            let mut statement = connection.prepare(&sql)?;
+            let rows = statement.query_map(params_from_iter(values), record_from_row)?;
+            let mut records = Vec::new();
+            for row in rows {
+                // A row of unknown kind is reported by `verify`; listing skips it.
+                if let Ok(record) = row? {
+                    records.push(record);
+                }
             }
-        }
-        Ok(records)
+            Ok(records)
+        })
     }
 
     /// Walks the whole chain and reports every break found.
     pub fn verify(&self) -> Result<VerifyReport> {
-        let connection = self.store.lock();
-        let anchor = read_anchor(&connection)?;
-        let mut statement = connection.prepare(&format!("{SELECT} ORDER BY seq"))?;
-        let mut rows = statement.query([])?;
-        let mut walk = ChainWalk::new(&anchor);
-        while let Some(row) = rows.next()? {
-            walk.step(record_from_row(row)?);
-        }
-        Ok(walk.finish(&anchor))
+        self.store.read("audit verify", |connection| {
+            let anchor = read_anchor(connection)?;
+            let mut statement = connection.prepare(&format!("{SELECT} ORDER BY seq"))?;
+            let mut rows = statement.query([])?;
+            let mut walk = ChainWalk::new(&anchor);
+            while let Some(row) = rows.next()? {
+                walk.step(record_from_row(row)?);
+            }
+            Ok(walk.finish(&anchor))
+        })
     }
 
     /// Removes the rows older than `before`, which must lie outside the
@@ -346,7 +314,7 @@ impl<'a> AuditLog<'a> {
                 retention_days,
             });
         }
-        self.store.write(|connection| {
+        self.store.write("audit prune", |connection| {
             let tx = connection.savepoint()?;
             // Only a prefix of the chain can go, or it would have a hole.
             let first_kept: Option<i64> = tx.query_row(
@@ -462,6 +430,52 @@ impl ChainWalk {
 const SELECT: &str = "SELECT seq, at_ms, kind, actor, counterpart, message_id, function, outcome, reason, prev_hash, hash FROM audit";
 
 /// A row, or its sequence number when its kind is unknown.
+/// Appends an event at `at` to the chain, in the caller's transaction (a
+/// unit of work writes it beside the change it records).
+pub(crate) fn insert_audit(
+    connection: &mut Connection,
+    at: DateTime<Utc>,
+    event: &AuditEvent,
+) -> Inner<AuditRecord> {
+    // The batch began IMMEDIATE: two processes on one database cannot
+    // both extend the same head.
+    let tx = connection.savepoint()?;
+    let anchor = read_anchor(&tx)?;
+    let seq = anchor.head_seq + 1;
+    let at = from_ms(to_ms(at));
+    let hash = chain_hash(&anchor.head_hash, seq, at, event);
+    tx.execute(
+        "INSERT INTO audit (seq, at_ms, kind, actor, counterpart, message_id, function, outcome,
+                            reason, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            seq,
+            to_ms(at),
+            event.kind.as_str(),
+            event.actor,
+            event.counterpart_her_id,
+            event.message_id,
+            event.function,
+            event.outcome,
+            event.reason,
+            anchor.head_hash,
+            hash
+        ],
+    )?;
+    tx.execute(
+        "UPDATE audit_anchor SET head_seq = ?1, head_hash = ?2 WHERE id = 1",
+        params![seq, hash],
+    )?;
+    tx.commit()?;
+    Ok(AuditRecord {
+        seq,
+        at,
+        event: event.clone(),
+        prev_hash: anchor.head_hash,
+        hash,
+    })
+}
+
 fn record_from_row(row: &Row<'_>) -> rusqlite::Result<std::result::Result<AuditRecord, i64>> {
     let seq: i64 = row.get(0)?;
     let kind: String = row.get(2)?;
@@ -485,7 +499,7 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<std::result::Result<AuditR
     }))
 }
 
-fn read_anchor(connection: &rusqlite::Connection) -> Result<Anchor> {
+fn read_anchor(connection: &rusqlite::Connection) -> Inner<Anchor> {
     let anchor = connection
         .query_row(
             "SELECT start_seq, start_hash, head_seq, head_hash FROM audit_anchor WHERE id = 1",

@@ -6,12 +6,8 @@
 #[non_exhaustive]
 pub enum Error {
     /// The database file could not be opened.
-    #[error("cannot open the store at {path}: {source}")]
-    Open {
-        path: String,
-        #[source]
-        source: rusqlite::Error,
-    },
+    #[error("cannot open the store at {path}: {reason}")]
+    Open { path: String, reason: String },
     /// The database was written by a newer helsemelding.
     #[error("the store has schema version {found}, newer than this build's {supported}: upgrade helsemelding")]
     SchemaTooNew { found: i64, supported: i64 },
@@ -47,7 +43,49 @@ pub enum Error {
     /// full, I/O error): the write did not happen.
     #[error("store: commit failed: {reason}")]
     Commit { reason: String },
-    /// Any other database failure.
-    #[error("store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    /// The backend failed at an operation (a query, a constraint, the
+    /// disk): `operation` says which store operation, `reason` is the
+    /// backend's own words.
+    #[error("store: {operation} failed: {reason}")]
+    Backend {
+        operation: &'static str,
+        reason: String,
+    },
 }
+
+/// A failure inside the SQLite code: a store error, or a SQLite one that
+/// becomes [`Error::Backend`] at the operation's boundary, where the
+/// operation is known (no SQLite type reaches the public API).
+#[derive(Debug)]
+pub(crate) enum Fault {
+    Store(Error),
+    Sql(rusqlite::Error),
+}
+
+impl From<Error> for Fault {
+    fn from(error: Error) -> Self {
+        Fault::Store(error)
+    }
+}
+
+impl From<rusqlite::Error> for Fault {
+    fn from(error: rusqlite::Error) -> Self {
+        Fault::Sql(error)
+    }
+}
+
+impl Fault {
+    /// The public error, naming the operation that failed.
+    pub(crate) fn during(self, operation: &'static str) -> Error {
+        match self {
+            Fault::Store(error) => error,
+            Fault::Sql(error) => Error::Backend {
+                operation,
+                reason: error.to_string(),
+            },
+        }
+    }
+}
+
+/// `Result` inside the SQLite code.
+pub(crate) type Inner<T> = std::result::Result<T, Fault>;

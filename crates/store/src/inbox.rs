@@ -10,6 +10,8 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::audit::{insert_audit, AuditEvent};
+use crate::error::Inner;
 use crate::time::{from_ms, to_ms};
 use crate::{Result, Store};
 
@@ -62,6 +64,30 @@ pub struct MessageKey<'a> {
     pub message_id: &'a str,
 }
 
+/// A delivery as the store counts it: the queue it came from and its
+/// message id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeliveryKey<'a> {
+    pub queue: &'a str,
+    pub message_id: &'a str,
+}
+
+/// A hand-over to record as one unit of work
+/// ([`Inbox::record_hand_over_audited`]).
+#[derive(Clone, Copy, Debug)]
+pub struct HandOverRecord<'a> {
+    pub key: MessageKey<'a>,
+    pub at: DateTime<Utc>,
+    /// What was done with it, e.g. `accepted`.
+    pub outcome: &'a str,
+    pub answer: Option<&'a Answer>,
+    /// The delivery whose count (and unknown-revocation mark) is forgotten,
+    /// if it was written down (first deliveries are not).
+    pub delivery: Option<DeliveryKey<'a>>,
+    /// Its audit row, appended at `at`.
+    pub audit: &'a AuditEvent,
+}
+
 /// Records a hand-over unless one is on record; `true` when it was new.
 pub(crate) fn insert_hand_over(
     connection: &Connection,
@@ -69,7 +95,7 @@ pub(crate) fn insert_hand_over(
     at: DateTime<Utc>,
     outcome: &str,
     answer: Option<&Answer>,
-) -> Result<bool> {
+) -> Inner<bool> {
     let inserted = connection.execute(
         "INSERT INTO inbox_handed_over
          (our_her_id, sender_her_id, message_id, at_ms, outcome, answer_function, answer_payload)
@@ -109,44 +135,73 @@ impl<'a> Inbox<'a> {
         outcome: &str,
         answer: Option<&Answer>,
     ) -> Result<bool> {
+        self.store.write("inbox record hand over", |connection| {
+            insert_hand_over(connection, key, at, outcome, answer)
+        })
+    }
+
+    /// One unit of work: records the hand-over (as
+    /// [`Inbox::record_hand_over`]), appends its audit row and forgets the
+    /// delivery's count and unknown-revocation mark (as
+    /// [`Inbox::forget_deliveries`] and [`Inbox::forget_revocation_unknown`]).
+    /// All of it happens or none does. Returns `false` when the hand-over
+    /// was already recorded (the audit row and the forgetting happen all
+    /// the same).
+    pub fn record_hand_over_audited(&self, record: &HandOverRecord<'_>) -> Result<bool> {
         self.store
-            .write(|connection| insert_hand_over(connection, key, at, outcome, answer))
+            .write("inbox record hand over audited", |connection| {
+                let new = insert_hand_over(
+                    connection,
+                    record.key,
+                    record.at,
+                    record.outcome,
+                    record.answer,
+                )?;
+                if let Some(delivery) = record.delivery {
+                    delete_deliveries(connection, delivery)?;
+                    delete_revocation_unknown(connection, delivery)?;
+                }
+                insert_audit(connection, record.at, record.audit)?;
+                Ok(new)
+            })
     }
 
     /// The earlier hand-over of this message, if any (rows migrated from a
     /// store without our HER-id count for any of ours).
     pub fn hand_over(&self, key: MessageKey<'_>) -> Result<Option<HandOver>> {
-        let connection = self.store.lock();
-        Ok(connection
-            .query_row(
-                "SELECT at_ms, outcome, answer_function, answer_payload FROM inbox_handed_over
+        self.store.read("inbox hand over", |connection| {
+            Ok(connection
+                .query_row(
+                    "SELECT at_ms, outcome, answer_function, answer_payload FROM inbox_handed_over
                  WHERE our_her_id IN (?1, 0) AND sender_her_id = ?2 AND message_id = ?3
                  ORDER BY our_her_id DESC LIMIT 1",
-                params![key.ours, key.sender, key.message_id],
-                |row| {
-                    let function: Option<String> = row.get(2)?;
-                    let payload: Option<Vec<u8>> = row.get(3)?;
-                    Ok(HandOver {
-                        at: from_ms(row.get(0)?),
-                        outcome: row.get(1)?,
-                        answer: function
-                            .zip(payload)
-                            .map(|(function, payload)| Answer { function, payload }),
-                    })
-                },
-            )
-            .optional()?)
+                    params![key.ours, key.sender, key.message_id],
+                    |row| {
+                        let function: Option<String> = row.get(2)?;
+                        let payload: Option<Vec<u8>> = row.get(3)?;
+                        Ok(HandOver {
+                            at: from_ms(row.get(0)?),
+                            outcome: row.get(1)?,
+                            answer: function
+                                .zip(payload)
+                                .map(|(function, payload)| Answer { function, payload }),
+                        })
+                    },
+                )
+                .optional()?)
+        })
     }
 
     /// Forgets hand-overs older than `before` (the de-duplication window has
     /// passed); returns how many were removed.
     pub fn forget_hand_overs_before(&self, before: DateTime<Utc>) -> Result<usize> {
-        self.store.write(|connection| {
-            Ok(connection.execute(
-                "DELETE FROM inbox_handed_over WHERE at_ms < ?1",
-                [to_ms(before)],
-            )?)
-        })
+        self.store
+            .write("inbox forget hand overs before", |connection| {
+                Ok(connection.execute(
+                    "DELETE FROM inbox_handed_over WHERE at_ms < ?1",
+                    [to_ms(before)],
+                )?)
+            })
     }
 
     /// Since when the revocation status of this message's sender has been
@@ -157,30 +212,28 @@ impl<'a> Inbox<'a> {
         message_id: &str,
         now: DateTime<Utc>,
     ) -> Result<DateTime<Utc>> {
-        self.store.write(|connection| {
-            connection.execute(
+        self.store
+            .write("inbox revocation unknown since", |connection| {
+                connection.execute(
                 "INSERT INTO revocation_unknown (queue, message_id, since_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT DO NOTHING",
                 params![queue, message_id, to_ms(now)],
             )?;
-            Ok(from_ms(connection.query_row(
-                "SELECT since_ms FROM revocation_unknown WHERE queue = ?1 AND message_id = ?2",
-                params![queue, message_id],
-                |row| row.get(0),
-            )?))
-        })
+                Ok(from_ms(connection.query_row(
+                    "SELECT since_ms FROM revocation_unknown WHERE queue = ?1 AND message_id = ?2",
+                    params![queue, message_id],
+                    |row| row.get(0),
+                )?))
+            })
     }
 
     /// Forgets that a message's revocation status was unknown (it was
     /// settled, or the status became known).
     pub fn forget_revocation_unknown(&self, queue: &str, message_id: &str) -> Result<()> {
-        self.store.write(|connection| {
-            connection.execute(
-                "DELETE FROM revocation_unknown WHERE queue = ?1 AND message_id = ?2",
-                params![queue, message_id],
-            )?;
-            Ok(())
-        })
+        self.store
+            .write("inbox forget revocation unknown", |connection| {
+                delete_revocation_unknown(connection, DeliveryKey { queue, message_id })
+            })
     }
 
     /// Counts one more redelivery of `message_id` from `queue`; returns the
@@ -192,7 +245,7 @@ impl<'a> Inbox<'a> {
         message_id: &str,
         at: DateTime<Utc>,
     ) -> Result<DeliveryCount> {
-        self.store.write(|connection| {
+        self.store.write("inbox count delivery", |connection| {
             Ok(connection.query_row(
                 "INSERT INTO delivery_attempts (queue, message_id, attempts, last_ms) VALUES (?1, ?2, 1, ?3)
                  ON CONFLICT(queue, message_id) DO UPDATE SET attempts = attempts + 1, last_ms = ?3
@@ -213,7 +266,7 @@ impl<'a> Inbox<'a> {
     /// not spend the message's delivery attempts. Brokers that count
     /// deliveries count it all the same; this count is subtracted.
     pub fn uncount_delivery(&self, queue: &str, message_id: &str) -> Result<()> {
-        self.store.write(|connection| {
+        self.store.write("inbox uncount delivery", |connection| {
             connection.execute(
                 "INSERT INTO delivery_attempts (queue, message_id, attempts, last_ms, free)
                  VALUES (?1, ?2, 0, 0, 1)
@@ -226,14 +279,26 @@ impl<'a> Inbox<'a> {
 
     /// Forgets the attempt count of a message that was settled for good.
     pub fn forget_deliveries(&self, queue: &str, message_id: &str) -> Result<()> {
-        self.store.write(|connection| {
-            connection.execute(
-                "DELETE FROM delivery_attempts WHERE queue = ?1 AND message_id = ?2",
-                params![queue, message_id],
-            )?;
-            Ok(())
+        self.store.write("inbox forget deliveries", |connection| {
+            delete_deliveries(connection, DeliveryKey { queue, message_id })
         })
     }
+}
+
+fn delete_deliveries(connection: &Connection, delivery: DeliveryKey<'_>) -> Inner<()> {
+    connection.execute(
+        "DELETE FROM delivery_attempts WHERE queue = ?1 AND message_id = ?2",
+        params![delivery.queue, delivery.message_id],
+    )?;
+    Ok(())
+}
+
+fn delete_revocation_unknown(connection: &Connection, delivery: DeliveryKey<'_>) -> Inner<()> {
+    connection.execute(
+        "DELETE FROM revocation_unknown WHERE queue = ?1 AND message_id = ?2",
+        params![delivery.queue, delivery.message_id],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

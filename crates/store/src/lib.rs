@@ -45,6 +45,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 pub use error::Error;
+use error::{Fault, Inner};
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -101,7 +102,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self> {
         let connection = Connection::open(path).map_err(|source| Error::Open {
             path: path.display().to_string(),
-            source,
+            reason: source.to_string(),
         })?;
         Self::init(connection)
     }
@@ -110,12 +111,12 @@ impl Store {
     pub fn open_in_memory() -> Result<Self> {
         Self::init(Connection::open_in_memory().map_err(|source| Error::Open {
             path: ":memory:".into(),
-            source,
+            reason: source.to_string(),
         })?)
     }
 
     fn init(connection: Connection) -> Result<Self> {
-        schema::prepare(&connection)?;
+        schema::prepare(&connection).map_err(|fault| fault.during("prepare the schema"))?;
         Ok(Store {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -162,6 +163,16 @@ impl Store {
         Locked(self.lock_state())
     }
 
+    /// Runs the read `operation` on the connection.
+    pub(crate) fn read<T>(
+        &self,
+        operation: &'static str,
+        read: impl FnOnce(&Connection) -> Inner<T>,
+    ) -> Result<T> {
+        let connection = self.lock();
+        read(&connection).map_err(|fault| fault.during(operation))
+    }
+
     fn lock_state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave SQLite inconsistent
         // (every write is a savepoint of a transaction), so a poisoned lock
@@ -171,14 +182,22 @@ impl Store {
 
     /// Runs `write` atomically (a savepoint: on `Err` its changes are rolled
     /// back) in the current batch, and returns once the batch is committed.
-    pub(crate) fn write<T>(&self, write: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+    /// A SQLite failure is reported as [`Error::Backend`] of `operation`.
+    pub(crate) fn write<T>(
+        &self,
+        operation: &'static str,
+        write: impl FnOnce(&mut Connection) -> Inner<T>,
+    ) -> Result<T> {
         self.shared.arriving.fetch_add(1, Ordering::SeqCst);
         let mut state = self.lock_state();
         self.shared.arriving.fetch_sub(1, Ordering::SeqCst);
         let batch = match state.open_batch {
             Some(batch) => batch,
             None => {
-                state.connection.execute_batch("BEGIN IMMEDIATE")?;
+                state
+                    .connection
+                    .execute_batch("BEGIN IMMEDIATE")
+                    .map_err(|error| Fault::from(error).during(operation))?;
                 let batch = state.next_batch;
                 state.next_batch += 1;
                 state.open_batch = Some(batch);
@@ -211,7 +230,7 @@ impl Store {
         }
         drop(state);
         match outcome {
-            Ok(result) => result,
+            Ok(result) => result.map_err(|fault| fault.during(operation)),
             Err(panic) => resume_unwind(panic),
         }
     }
@@ -236,8 +255,8 @@ impl Store {
 /// Runs `write` in a savepoint, rolled back if it fails.
 fn in_savepoint<T>(
     connection: &mut Connection,
-    write: impl FnOnce(&mut Connection) -> Result<T>,
-) -> Result<T> {
+    write: impl FnOnce(&mut Connection) -> Inner<T>,
+) -> Inner<T> {
     connection.execute_batch("SAVEPOINT write")?;
     let result = write(connection);
     let end = if result.is_ok() {
@@ -247,4 +266,199 @@ fn in_savepoint<T>(
     };
     connection.execute_batch(end)?;
     result
+}
+
+/// The units of work: each is one transaction, so a failure of its last
+/// part (the audit row, made to fail here by a trigger) leaves no trace of
+/// its first.
+#[cfg(test)]
+mod unit_of_work_tests {
+    use chrono::{DateTime, TimeZone, Utc};
+
+    use super::*;
+    use crate::audit::{AuditEvent, AuditFilter, AuditKind};
+    use crate::inbox::{DeliveryKey, HandOverRecord, MessageKey};
+    use crate::outbox::{OutboxState, OutgoingMessage};
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + seconds, 0).unwrap()
+    }
+
+    fn message(id: &str) -> OutgoingMessage {
+        OutgoingMessage {
+            message_id: id.into(),
+            to_her_id: 93252,
+            queue: "93252_async".into(),
+            function: "DIALOG_INNBYGGER_EKONTAKT".into(),
+            envelope: b"{}".to_vec(),
+            body: vec![0x30, 0x80, 1, 2, 3],
+            created_at: at(0),
+            expires_at: None,
+        }
+    }
+
+    fn event(kind: AuditKind, id: &str) -> AuditEvent {
+        AuditEvent {
+            message_id: Some(id.into()),
+            counterpart_her_id: Some(93252),
+            ..AuditEvent::new(kind, "herid:8141705@test", "ok")
+        }
+    }
+
+    /// From now on every audit row fails to be written.
+    fn break_the_audit_log(store: &Store) {
+        store
+            .lock()
+            .execute_batch(
+                "CREATE TEMP TRIGGER no_audit BEFORE INSERT ON audit
+                 BEGIN SELECT RAISE(ABORT, 'audit refused (test)'); END;",
+            )
+            .unwrap();
+    }
+
+    fn audit_rows(store: &Store) -> usize {
+        store.audit().list(&AuditFilter::default()).unwrap().len()
+    }
+
+    #[test]
+    fn marking_sent_with_its_audit_row_is_one_unit() {
+        let store = Store::open_in_memory().unwrap();
+        store.outbox().enqueue(&message("a")).unwrap();
+        store.outbox().enqueue(&message("b")).unwrap();
+        let record = store
+            .outbox()
+            .mark_sent_audited("a", at(1), &event(AuditKind::Sent, "a"))
+            .unwrap();
+        assert_eq!(record.event.message_id.as_deref(), Some("a"));
+        assert_eq!(
+            store.outbox().state("a").unwrap(),
+            Some(OutboxState::Sent { at: at(1) })
+        );
+        assert_eq!(audit_rows(&store), 1);
+
+        // An unknown message: no audit row either.
+        let unknown =
+            store
+                .outbox()
+                .mark_sent_audited("nope", at(2), &event(AuditKind::Sent, "nope"));
+        assert!(matches!(unknown, Err(Error::UnknownMessage { .. })));
+        assert_eq!(audit_rows(&store), 1);
+
+        // The audit row fails: the entry stays pending, bytes and all.
+        break_the_audit_log(&store);
+        let failed = store
+            .outbox()
+            .mark_sent_audited("b", at(3), &event(AuditKind::Sent, "b"));
+        assert!(
+            matches!(&failed, Err(Error::Backend { operation, reason })
+                if *operation == "outbox mark sent audited" && reason.contains("audit refused")),
+            "{failed:?}"
+        );
+        assert!(matches!(
+            store.outbox().state("b").unwrap(),
+            Some(OutboxState::Pending { .. })
+        ));
+        assert_eq!(store.outbox().pending(10).unwrap(), vec![message("b")]);
+        assert_eq!(audit_rows(&store), 1);
+        assert!(store.audit().verify().unwrap().is_intact());
+    }
+
+    #[test]
+    fn a_hand_over_with_its_audit_row_and_forgotten_count_is_one_unit() {
+        let store = Store::open_in_memory().unwrap();
+        let inbox = store.inbox();
+        let delivery = DeliveryKey {
+            queue: "8141705_async",
+            message_id: "m1",
+        };
+        let key = MessageKey {
+            ours: 8141705,
+            sender: 91462,
+            message_id: "m1",
+        };
+        let count = || {
+            inbox
+                .count_delivery(delivery.queue, delivery.message_id, at(0))
+                .unwrap()
+                .redeliveries
+        };
+        let unknown_since = || {
+            inbox
+                .revocation_unknown_since(delivery.queue, delivery.message_id, at(9))
+                .unwrap()
+        };
+        assert_eq!(count(), 1);
+        assert_eq!(unknown_since(), at(9));
+        let accepted = event(AuditKind::Accepted, "m1");
+        let record = |outcome| HandOverRecord {
+            key,
+            at: at(1),
+            outcome,
+            answer: None,
+            delivery: Some(delivery),
+            audit: &accepted,
+        };
+
+        // The audit row fails: no hand-over, the count and mark are kept.
+        break_the_audit_log(&store);
+        assert!(matches!(
+            inbox.record_hand_over_audited(&record("accepted")),
+            Err(Error::Backend { .. })
+        ));
+        assert!(inbox.hand_over(key).unwrap().is_none());
+        assert_eq!(count(), 2, "the count was kept");
+        // (The mark's first time was kept too.)
+        assert_eq!(
+            inbox
+                .revocation_unknown_since(delivery.queue, delivery.message_id, at(99))
+                .unwrap(),
+            at(9)
+        );
+        assert_eq!(audit_rows(&store), 0);
+
+        // The audit log works again: all three parts happen.
+        store.lock().execute_batch("DROP TRIGGER no_audit").unwrap();
+        assert!(inbox.record_hand_over_audited(&record("accepted")).unwrap());
+        assert_eq!(inbox.hand_over(key).unwrap().unwrap().outcome, "accepted");
+        assert_eq!(count(), 1, "the count was forgotten");
+        assert_eq!(
+            inbox
+                .revocation_unknown_since(delivery.queue, delivery.message_id, at(50))
+                .unwrap(),
+            at(50),
+            "the mark was forgotten"
+        );
+        assert_eq!(audit_rows(&store), 1);
+        // A second record is refused as a repeat (its audit row is written).
+        assert!(!inbox.record_hand_over_audited(&record("again")).unwrap());
+        assert_eq!(inbox.hand_over(key).unwrap().unwrap().outcome, "accepted");
+        assert!(store.audit().verify().unwrap().is_intact());
+    }
+
+    #[test]
+    fn an_enqueue_with_its_audit_row_is_one_unit() {
+        let store = Store::open_in_memory().unwrap();
+        let outbox = store.outbox();
+        outbox
+            .enqueue_audited(&message("a"), &event(AuditKind::Sent, "a"))
+            .unwrap();
+        assert_eq!(outbox.pending(10).unwrap(), vec![message("a")]);
+        assert_eq!(audit_rows(&store), 1);
+
+        // A duplicate id: no second audit row.
+        assert!(matches!(
+            outbox.enqueue_audited(&message("a"), &event(AuditKind::Sent, "a")),
+            Err(Error::DuplicateMessageId { .. })
+        ));
+        assert_eq!(audit_rows(&store), 1);
+
+        // The audit row fails: nothing is enqueued.
+        break_the_audit_log(&store);
+        assert!(matches!(
+            outbox.enqueue_audited(&message("b"), &event(AuditKind::Sent, "b")),
+            Err(Error::Backend { .. })
+        ));
+        assert_eq!(outbox.entry("b").unwrap(), None);
+        assert_eq!(audit_rows(&store), 1);
+    }
 }

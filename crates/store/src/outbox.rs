@@ -18,6 +18,8 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::audit::{insert_audit, AuditEvent, AuditRecord};
+use crate::error::{Fault, Inner};
 use crate::inbox::{Answer, MessageKey};
 use crate::time::{from_ms, to_ms};
 use crate::{Error, Result, Store};
@@ -124,7 +126,7 @@ fn state_from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Out
     })
 }
 
-fn insert_pending(connection: &Connection, message: &OutgoingMessage) -> Result<()> {
+fn insert_pending(connection: &Connection, message: &OutgoingMessage) -> Inner<()> {
     let inserted = connection.execute(
         "INSERT INTO outbox (message_id, to_her_id, queue, function, envelope, body,
                              created_ms, expires_ms, state)
@@ -144,7 +146,8 @@ fn insert_pending(connection: &Connection, message: &OutgoingMessage) -> Result<
     if inserted == 0 {
         return Err(Error::DuplicateMessageId {
             message_id: message.message_id.clone(),
-        });
+        }
+        .into());
     }
     Ok(())
 }
@@ -161,8 +164,23 @@ impl<'a> Outbox<'a> {
 
     /// Records a message as pending. The message id must be new.
     pub fn enqueue(&self, message: &OutgoingMessage) -> Result<()> {
-        self.store
-            .write(|connection| insert_pending(connection, message))
+        self.store.write("outbox enqueue", |connection| {
+            insert_pending(connection, message)
+        })
+    }
+
+    /// One unit of work: records a message as pending, as
+    /// [`Outbox::enqueue`], and appends `audit` at the message's creation
+    /// time. Both happen or neither does.
+    pub fn enqueue_audited(
+        &self,
+        message: &OutgoingMessage,
+        audit: &AuditEvent,
+    ) -> Result<AuditRecord> {
+        self.store.write("outbox enqueue audited", |connection| {
+            insert_pending(connection, message)?;
+            insert_audit(connection, message.created_at, audit)
+        })
     }
 
     /// Records `message`, the answer (an AppRec) to a message handed to
@@ -175,7 +193,7 @@ impl<'a> Outbox<'a> {
         answers: MessageKey<'_>,
         answer: &Answer,
     ) -> Result<()> {
-        self.store.write(|connection| {
+        self.store.write("outbox enqueue answer", |connection| {
             insert_pending(connection, message)?;
             crate::inbox::insert_hand_over(
                 connection,
@@ -190,36 +208,40 @@ impl<'a> Outbox<'a> {
 
     /// Pending messages, oldest first, at most `limit`, whether due or not.
     pub fn pending(&self, limit: usize) -> Result<Vec<OutgoingMessage>> {
-        let connection = self.store.lock();
-        let mut statement = connection.prepare_cached(&format!(
+        self.store.read("outbox pending", |connection| {
+            let mut statement = connection.prepare_cached(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM outbox WHERE state = 'pending' ORDER BY seq LIMIT ?1"
         ))?;
-        let rows = statement.query_map([limit as i64], message_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            let rows = statement.query_map([limit as i64], message_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// Pending messages whose next attempt is due at `now`, oldest first,
     /// at most `limit`.
     pub fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutgoingMessage>> {
-        let connection = self.store.lock();
-        let mut statement = connection.prepare_cached(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM outbox
+        self.store.read("outbox due", |connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM outbox
              WHERE state = 'pending' AND next_attempt_ms <= ?1 ORDER BY seq LIMIT ?2"
-        ))?;
-        let rows = statement.query_map(params![to_ms(now), limit as i64], message_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            ))?;
+            let rows = statement.query_map(params![to_ms(now), limit as i64], message_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// Pending and failed entries (not the sent ones), oldest first, at
     /// most `limit`, without their bytes.
     pub fn entries(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
-        let connection = self.store.lock();
-        let mut statement = connection.prepare_cached(&format!(
-            "SELECT {ENTRY_COLUMNS} FROM outbox WHERE state IN ('pending', 'failed')
+        self.store.read("outbox entries", |connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM outbox WHERE state IN ('pending', 'failed')
              ORDER BY seq LIMIT ?1"
-        ))?;
-        let rows = statement.query_map([limit.min(i64::MAX as usize) as i64], entry_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            ))?;
+            let rows =
+                statement.query_map([limit.min(i64::MAX as usize) as i64], entry_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// Counts a failed transfer attempt of this entry; it stays pending and
@@ -231,29 +253,30 @@ impl<'a> Outbox<'a> {
         error: &str,
         retry_at: impl FnOnce(u32) -> DateTime<Utc>,
     ) -> Result<u32> {
-        self.store.write(|connection| {
-            let attempts: u32 = connection
-                .query_row(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?2
+        self.store
+            .write("outbox record attempt failed", |connection| {
+                let attempts: u32 = connection
+                    .query_row(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2
                  WHERE message_id = ?1 AND state = 'pending' RETURNING attempts",
-                    params![message_id, error],
-                    |row| row.get(0),
-                )
-                .optional()?
-                .ok_or_else(|| unknown(message_id))?;
-            connection.execute(
-                "UPDATE outbox SET next_attempt_ms = ?2 WHERE message_id = ?1",
-                params![message_id, to_ms(retry_at(attempts))],
-            )?;
-            Ok(attempts)
-        })
+                        params![message_id, error],
+                        |row| row.get(0),
+                    )
+                    .optional()?
+                    .ok_or_else(|| unknown(message_id))?;
+                connection.execute(
+                    "UPDATE outbox SET next_attempt_ms = ?2 WHERE message_id = ?1",
+                    params![message_id, to_ms(retry_at(attempts))],
+                )?;
+                Ok(attempts)
+            })
     }
 
     /// Notes why a transfer could not be tried (the broker is down, which
     /// is not the entry's fault): the last error changes, the attempts and
     /// the next-attempt time do not.
     pub fn record_outage(&self, message_id: &str, error: &str) -> Result<()> {
-        self.store.write(|connection| {
+        self.store.write("outbox record outage", |connection| {
             let changed = connection.execute(
                 "UPDATE outbox SET last_error = ?2 WHERE message_id = ?1 AND state = 'pending'",
                 params![message_id, error],
@@ -268,7 +291,7 @@ impl<'a> Outbox<'a> {
     /// Puts a failed entry back to pending, due at `now`, with its attempts
     /// counted from zero again.
     pub fn retry(&self, message_id: &str, now: DateTime<Utc>) -> Result<()> {
-        self.store.write(|connection| {
+        self.store.write("outbox retry", |connection| {
             let found: Option<(String, bool)> = connection
                 .query_row(
                     "SELECT state, body IS NOT NULL FROM outbox WHERE message_id = ?1",
@@ -283,7 +306,8 @@ impl<'a> Outbox<'a> {
                         message_id: message_id.to_owned(),
                         state,
                         action: "retry (only a failed entry can be retried)",
-                    })
+                    }
+                    .into())
                 }
                 Some((_, false)) => {
                     return Err(Error::OutboxState {
@@ -291,7 +315,8 @@ impl<'a> Outbox<'a> {
                         state: "failed without its bytes (given up before this version kept them)"
                             .into(),
                         action: "retry: drop it and send the message again",
-                    })
+                    }
+                    .into())
                 }
                 Some(_) => {}
             }
@@ -307,21 +332,23 @@ impl<'a> Outbox<'a> {
 
     /// One entry without its bytes, or `None` if the outbox never saw it.
     pub fn entry(&self, message_id: &str) -> Result<Option<OutboxEntry>> {
-        let connection = self.store.lock();
-        entry_of(&connection, message_id)
+        self.store.read("outbox entry", |connection| {
+            entry_of(connection, message_id)
+        })
     }
 
     /// Removes a pending or failed entry, its bytes with it, and returns
     /// what it was. A sent entry is history and stays.
     pub fn remove(&self, message_id: &str) -> Result<OutboxEntry> {
-        self.store.write(|connection| {
+        self.store.write("outbox remove", |connection| {
             let entry = entry_of(connection, message_id)?.ok_or_else(|| unknown(message_id))?;
             if let OutboxState::Sent { .. } = entry.state {
                 return Err(Error::OutboxState {
                     message_id: message_id.to_owned(),
                     state: "sent".into(),
                     action: "drop (a sent message is history)",
-                });
+                }
+                .into());
             }
             connection.execute("DELETE FROM outbox WHERE message_id = ?1", [message_id])?;
             Ok(entry)
@@ -332,6 +359,21 @@ impl<'a> Outbox<'a> {
     /// Marking an already sent message again is harmless.
     pub fn mark_sent(&self, message_id: &str, at: DateTime<Utc>) -> Result<()> {
         self.settle(message_id, "sent", at, None)
+    }
+
+    /// One unit of work: marks a message sent, as [`Outbox::mark_sent`],
+    /// and appends `audit` (its `sent` row) at `at`. Both happen or neither
+    /// does.
+    pub fn mark_sent_audited(
+        &self,
+        message_id: &str,
+        at: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<AuditRecord> {
+        self.store.write("outbox mark sent audited", |connection| {
+            settle_row(connection, message_id, "sent", at, None)?;
+            insert_audit(connection, at, audit)
+        })
     }
 
     /// Gives up on a message (expired, receiver unknown, refused for good,
@@ -348,43 +390,35 @@ impl<'a> Outbox<'a> {
         at: DateTime<Utc>,
         reason: Option<&str>,
     ) -> Result<()> {
-        self.store.write(|connection| {
-            let changed = connection.execute(
-                "UPDATE outbox SET state = ?2, settled_ms = ?3,
-                               body = CASE WHEN ?2 = 'sent' THEN NULL ELSE body END,
-                               last_error = COALESCE(?4, last_error)
-             WHERE message_id = ?1 AND (state = 'pending' OR state = ?2)",
-                params![message_id, state, to_ms(at), reason],
-            )?;
-            if changed == 0 {
-                return Err(unknown(message_id));
-            }
-            Ok(())
+        self.store.write("outbox settle", |connection| {
+            settle_row(connection, message_id, state, at, reason)
         })
     }
 
     /// Where a message is, or `None` if the outbox never saw it.
     pub fn state(&self, message_id: &str) -> Result<Option<OutboxState>> {
-        let connection = self.store.lock();
-        connection
-            .query_row(
-                &format!("SELECT {STATE_COLUMNS} FROM outbox WHERE message_id = ?1"),
-                [message_id],
-                |row| state_from_row(row, 0),
-            )
-            .optional()
-            .map_err(Error::from)
+        self.store.read("outbox state", |connection| {
+            connection
+                .query_row(
+                    &format!("SELECT {STATE_COLUMNS} FROM outbox WHERE message_id = ?1"),
+                    [message_id],
+                    |row| state_from_row(row, 0),
+                )
+                .optional()
+                .map_err(Fault::from)
+        })
     }
 
     /// Number of pending messages (for status and metrics).
     pub fn pending_count(&self) -> Result<u64> {
-        let connection = self.store.lock();
-        let count: i64 = connection.query_row(
-            "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
-            [],
-            |row| row.get(0),
-        )?;
-        Ok(count.unsigned_abs())
+        self.store.read("outbox pending count", |connection| {
+            let count: i64 = connection.query_row(
+                "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
+                [],
+                |row| row.get(0),
+            )?;
+            Ok(count.unsigned_abs())
+        })
     }
 }
 
@@ -403,7 +437,7 @@ fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
     })
 }
 
-fn entry_of(connection: &rusqlite::Connection, message_id: &str) -> Result<Option<OutboxEntry>> {
+fn entry_of(connection: &rusqlite::Connection, message_id: &str) -> Inner<Option<OutboxEntry>> {
     connection
         .query_row(
             &format!("SELECT {ENTRY_COLUMNS} FROM outbox WHERE message_id = ?1"),
@@ -411,13 +445,34 @@ fn entry_of(connection: &rusqlite::Connection, message_id: &str) -> Result<Optio
             entry_from_row,
         )
         .optional()
-        .map_err(Error::from)
+        .map_err(Fault::from)
 }
 
-fn unknown(message_id: &str) -> Error {
-    Error::UnknownMessage {
-        message_id: message_id.to_string(),
+/// Settles a pending entry as `state` (sent or failed) at `at`.
+fn settle_row(
+    connection: &Connection,
+    message_id: &str,
+    state: &str,
+    at: DateTime<Utc>,
+    reason: Option<&str>,
+) -> Inner<()> {
+    let changed = connection.execute(
+        "UPDATE outbox SET state = ?2, settled_ms = ?3,
+                           body = CASE WHEN ?2 = 'sent' THEN NULL ELSE body END,
+                           last_error = COALESCE(?4, last_error)
+         WHERE message_id = ?1 AND (state = 'pending' OR state = ?2)",
+        params![message_id, state, to_ms(at), reason],
+    )?;
+    if changed == 0 {
+        return Err(unknown(message_id));
     }
+    Ok(())
+}
+
+fn unknown(message_id: &str) -> Fault {
+    Fault::Store(Error::UnknownMessage {
+        message_id: message_id.to_string(),
+    })
 }
 
 #[cfg(test)]

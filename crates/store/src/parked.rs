@@ -91,7 +91,7 @@ impl<'a> Parked<'a> {
 
     /// Keeps `message`; returns the id it is listed under.
     pub fn park(&self, message: &ParkedMessage) -> Result<i64> {
-        self.store.write(|connection| {
+        self.store.write("parked park", |connection| {
             connection.execute(
                 "INSERT INTO parked (queue, message_id, reason, parked_ms, envelope, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -110,38 +110,42 @@ impl<'a> Parked<'a> {
 
     /// The parked messages, oldest first, at most `limit`.
     pub fn list(&self, limit: usize) -> Result<Vec<ParkedSummary>> {
-        let connection = self.store.lock();
-        let mut statement = connection.prepare_cached(&format!(
-            "SELECT {SUMMARY_COLUMNS} FROM parked ORDER BY id LIMIT ?1"
-        ))?;
-        let rows = statement.query_map([limit as i64], summary_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.store.read("parked list", |connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {SUMMARY_COLUMNS} FROM parked ORDER BY id LIMIT ?1"
+            ))?;
+            let rows = statement.query_map([limit as i64], summary_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     /// How many messages are parked.
     pub fn count(&self) -> Result<u64> {
-        let connection = self.store.lock();
-        let count: i64 = connection.query_row("SELECT count(*) FROM parked", [], |r| r.get(0))?;
-        Ok(count.max(0) as u64)
+        self.store.read("parked count", |connection| {
+            let count: i64 =
+                connection.query_row("SELECT count(*) FROM parked", [], |r| r.get(0))?;
+            Ok(count.max(0) as u64)
+        })
     }
 
     /// One parked message, body included.
     pub fn get(&self, id: i64) -> Result<Option<(ParkedSummary, Vec<u8>)>> {
-        let connection = self.store.lock();
-        Ok(connection
-            .query_row(
-                &format!("SELECT {SUMMARY_COLUMNS}, body FROM parked WHERE id = ?1"),
-                [id],
-                |row| Ok((summary_from_row(row)?, row.get(7)?)),
-            )
-            .optional()?)
+        self.store.read("parked get", |connection| {
+            Ok(connection
+                .query_row(
+                    &format!("SELECT {SUMMARY_COLUMNS}, body FROM parked WHERE id = ?1"),
+                    [id],
+                    |row| Ok((summary_from_row(row)?, row.get(7)?)),
+                )
+                .optional()?)
+        })
     }
 
     /// Removes a parked message (dropped, or put back on its queue).
     pub fn remove(&self, id: i64) -> Result<()> {
-        self.store.write(|connection| {
+        self.store.write("parked remove", |connection| {
             match connection.execute("DELETE FROM parked WHERE id = ?1", [id])? {
-                0 => Err(Error::UnknownParked { id }),
+                0 => Err(Error::UnknownParked { id }.into()),
                 _ => Ok(()),
             }
         })

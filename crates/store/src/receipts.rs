@@ -62,7 +62,7 @@ impl<'a> Receipts<'a> {
 
     /// Starts tracking a sent message.
     pub fn expect(&self, expected: &ExpectedReceipt) -> Result<()> {
-        self.store.write(|connection| {
+        self.store.write("receipts expect", |connection| {
             let inserted = connection.execute(
                 "INSERT INTO receipts (message_id, to_her_id, function, sent_ms, due_ms)
              VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
@@ -77,7 +77,8 @@ impl<'a> Receipts<'a> {
             if inserted == 0 {
                 return Err(Error::DuplicateReceipt {
                     message_id: expected.message_id.clone(),
-                });
+                }
+                .into());
             }
             Ok(())
         })
@@ -90,7 +91,7 @@ impl<'a> Receipts<'a> {
         from_her_id: u32,
         received: &ReceivedReceipt,
     ) -> Result<ReceiptMatch> {
-        self.store.write(|connection| {
+        self.store.write("receipts record", |connection| {
         let tx = connection.savepoint()?;
         let found = tx
             .query_row(
@@ -150,10 +151,11 @@ impl<'a> Receipts<'a> {
     }
 
     fn query(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<ReceiptRecord>> {
-        let connection = self.store.lock();
-        let mut statement = connection.prepare_cached(sql)?;
-        let rows = statement.query_map(params, record_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.store.read("receipts query", |connection| {
+            let mut statement = connection.prepare_cached(sql)?;
+            let rows = statement.query_map(params, record_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 }
 

@@ -2,7 +2,8 @@
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use crate::{Error, Result};
+use crate::error::Inner;
+use crate::Error;
 
 const VERSION: i64 = 4;
 
@@ -144,7 +145,7 @@ CREATE TABLE parked (
 ALTER TABLE delivery_attempts ADD COLUMN free INTEGER NOT NULL DEFAULT 0;
 "#;
 
-pub(crate) fn prepare(connection: &Connection) -> Result<()> {
+pub(crate) fn prepare(connection: &Connection) -> Inner<()> {
     // First, so that every statement below waits for another process that
     // is opening the same file instead of failing with "database is locked".
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -179,13 +180,14 @@ pub(crate) fn prepare(connection: &Connection) -> Result<()> {
 }
 
 /// The schema version of the file; newer than this build knows is an error.
-fn schema_version(connection: &Connection) -> Result<i64> {
+fn schema_version(connection: &Connection) -> Inner<i64> {
     let found: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if found > VERSION {
         return Err(Error::SchemaTooNew {
             found,
             supported: VERSION,
-        });
+        }
+        .into());
     }
     Ok(found)
 }

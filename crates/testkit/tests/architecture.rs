@@ -1,6 +1,8 @@
 //! The house rules of ../shared/ARCHITECTURE.md, checked over `cargo
 //! metadata`: dependencies between our crates point downward only, the
-//! testkit is never a normal dependency, and `wire` stays free of I/O.
+//! testkit is never a normal dependency, `wire` stays free of I/O, and the
+//! transport trait crate free of AMQP (that is `transport-amqp`'s, which
+//! only the gateway picks; other crates' tests may use it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -11,6 +13,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("protect", &["wire"]),
     ("registry", &["wire", "protect"]),
     ("transport", &["wire"]),
+    ("transport-amqp", &["wire", "transport"]),
     ("store", &["wire"]),
     (
         "messaging",
@@ -23,6 +26,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "protect",
             "registry",
             "transport",
+            "transport-amqp",
             "store",
             "messaging",
         ],
@@ -34,10 +38,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "protect",
             "registry",
             "transport",
+            "transport-amqp",
             "store",
             "messaging",
         ],
     ),
+];
+
+/// Crates that would bring AMQP back into the transport trait crate.
+const AMQP_CRATES: &[&str] = &[
+    "fe2o3-amqp",
+    "rustls",
+    "tokio-rustls",
+    "rustls-native-certs",
 ];
 
 /// Crates that would bring I/O or async into the sans-I/O core.
@@ -94,15 +107,15 @@ fn workspace_dependencies() -> BTreeMap<String, Vec<Dependency>> {
     crates
 }
 
-#[test]
-fn our_crates_depend_downward_only() {
-    let crates = workspace_dependencies();
+/// Every dependency of ours that the table does not allow (dev-dependencies
+/// are free: tests may use any crate).
+fn violations(crates: &BTreeMap<String, Vec<Dependency>>) -> Vec<String> {
     let allowed: BTreeMap<&str, BTreeSet<&str>> = ALLOWED
         .iter()
         .map(|(name, deps)| (*name, deps.iter().copied().collect()))
         .collect();
     let mut violations = Vec::new();
-    for (name, dependencies) in &crates {
+    for (name, dependencies) in crates {
         let Some(may_use) = allowed.get(name.as_str()) else {
             violations.push(format!("crate {name} is not in ARCHITECTURE.md's table"));
             continue;
@@ -116,15 +129,64 @@ fn our_crates_depend_downward_only() {
             }
         }
     }
+    violations
+}
+
+#[test]
+fn our_crates_depend_downward_only() {
+    let crates = workspace_dependencies();
+    let violations = violations(&crates);
     assert!(
         violations.is_empty(),
         "architecture violations:\n{}",
         violations.join("\n")
     );
-    assert!(
-        crates.contains_key("wire") && crates.contains_key("gateway"),
-        "metadata read: {:?}",
-        crates.keys()
+    for name in ["wire", "transport", "transport-amqp", "gateway"] {
+        assert!(
+            crates.contains_key(name),
+            "metadata read: {:?}",
+            crates.keys()
+        );
+    }
+}
+
+#[test]
+fn an_upward_reach_fails_and_a_test_only_one_does_not() {
+    let dependency = |name: &str, dev| Dependency {
+        name: format!("helsemelding-{name}"),
+        dev,
+    };
+    let crates = BTreeMap::from([
+        (
+            "messaging".to_string(),
+            vec![
+                dependency("transport", false),
+                dependency("transport-amqp", true),
+            ],
+        ),
+        (
+            "transport".to_string(),
+            vec![dependency("transport-amqp", false)],
+        ),
+        (
+            "transport-amqp".to_string(),
+            vec![dependency("messaging", false)],
+        ),
+    ]);
+    assert_eq!(
+        violations(&crates),
+        [
+            "transport depends on transport-amqp, which it may not use",
+            "transport-amqp depends on messaging, which it may not use",
+        ]
+    );
+    let with_amqp = BTreeMap::from([(
+        "messaging".to_string(),
+        vec![dependency("transport-amqp", false)],
+    )]);
+    assert_eq!(
+        violations(&with_amqp),
+        ["messaging depends on transport-amqp, which it may not use"]
     );
 }
 
@@ -139,5 +201,19 @@ fn wire_is_free_of_io_crates() {
     assert!(
         io.is_empty(),
         "wire must stay sans-I/O but depends on {io:?}"
+    );
+}
+
+#[test]
+fn the_transport_trait_crate_is_free_of_amqp() {
+    let crates = workspace_dependencies();
+    let amqp: Vec<_> = crates["transport"]
+        .iter()
+        .filter(|d| !d.dev && AMQP_CRATES.contains(&d.name.as_str()))
+        .map(|d| d.name.clone())
+        .collect();
+    assert!(
+        amqp.is_empty(),
+        "AMQP belongs in transport-amqp, but transport depends on {amqp:?}"
     );
 }

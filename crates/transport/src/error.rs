@@ -1,4 +1,5 @@
-//! The transport's one error type.
+//! The one error type of every transport (each implementation returns it
+//! from the traits, so callers classify failures in one way).
 
 /// What went wrong moving a message. Carries queue names and broker
 /// descriptions, never message content or passwords.
@@ -17,7 +18,7 @@ pub enum Error {
         reason: String,
     },
     /// Connecting (TCP, TLS, SASL or AMQP open) failed, or took longer than
-    /// [`crate::amqp::AmqpOptions::connect_timeout`].
+    /// the transport's connect timeout.
     #[error("connecting to {endpoint}: {reason}")]
     Connect {
         /// host:port.
@@ -52,7 +53,7 @@ pub enum Error {
         reason: String,
     },
     /// Reconnecting has been failing for longer than the configured bound
-    /// (`AmqpOptions::unavailable_after`); later calls keep reconnecting.
+    /// (AMQP: `AmqpOptions::unavailable_after`); later calls keep reconnecting.
     #[error("queue {queue}: broker unreachable for {} s, last error: {last_error}", down_for.as_secs())]
     Unavailable {
         /// The queue.

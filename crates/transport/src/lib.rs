@@ -1,19 +1,33 @@
-//! Moving messages to and from queues, and nothing else: one [`Transport`]
-//! trait (open a sender to a queue, send and learn the broker's outcome;
-//! receive with accept / release / reject) and its implementations:
+//! Moving messages to and from queues, and nothing else: the traits any
+//! crate implements to be a transport, and the embedded queue.
 //!
-//! - [`amqp`]: AMQP 1.0 on fe2o3-amqp, RabbitMQ and Service Bus dialects,
-//!   `amqp://` and `amqps://`, with reconnection;
-//! - [`local`]: an embedded durable queue store (SQLite) with the same
+//! - [`Transport`] (open a sender or receiver on a queue, check that one of
+//!   ours exists), [`Sender`] (send and learn the broker's [`Outcome`]) and
+//!   [`Receiver`] (receive, then accept / release / reject); they are
+//!   object-safe, and the rest of the code holds `Arc<dyn Transport>` and
+//!   `Box<dyn Receiver>`;
+//! - [`Message`] and [`Value`]: the AMQP 1.0 properties, header fields and
+//!   application properties the profile uses, and the body bytes;
+//! - [`Delivery`] and its [`DeliveryToken`]: what the implementation needs
+//!   to settle a delivery, opaque to everyone else (the implementation
+//!   makes it and downcasts it back);
+//! - [`Capabilities`]: what a transport or receiver promises beyond the
+//!   traits (delivery counts, dead-lettering on reject);
+//! - [`Error`]: the one error type of every transport;
+//! - [`local`]: an embedded durable queue store (SQLite) with a broker's
 //!   semantics, for development without a broker, the demo and fast tests.
+//!   It is written against this crate's public API only, as a transport in
+//!   another crate is (`helsemelding-transport-amqp` for AMQP 1.0).
 //!
 //! Delivery is at-least-once everywhere: a delivery that is not accepted
 //! comes back (with `first_acquirer == false`), so the layers above
 //! de-duplicate by message id. There is no "modified" outcome: RabbitMQ 3.10
 //! ends the session on it. Retry is [`Receiver::release`], poison is
-//! [`Receiver::reject`] (dead-lettered by the broker's policy).
+//! [`Receiver::reject`] (dead-lettered by the broker's policy, or by the
+//! transport itself where [`Capabilities::rejects_to_dead_letter`] says so).
 
-pub mod amqp;
+mod capabilities;
+mod delivery;
 mod error;
 pub mod local;
 mod message;
@@ -22,6 +36,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use capabilities::Capabilities;
+pub use delivery::{Delivery, DeliveryToken};
 pub use error::Error;
 pub use message::{Message, Outcome, Value};
 
@@ -44,6 +60,12 @@ pub trait Transport: Send + Sync {
 
     /// A receiver on `queue` that holds at most `credit` unsettled deliveries.
     async fn receiver(&self, queue: &str, credit: u32) -> Result<Box<dyn Receiver>, Error>;
+
+    /// What every queue of this transport promises; one receiver may
+    /// promise more ([`Receiver::capabilities`]). The default promises nothing.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
 
     /// Closes the connection (or store) after the links are gone. Deliveries
     /// not settled by then go back to their queue.
@@ -77,55 +99,11 @@ pub trait Receiver: Send {
     /// Never: the message goes to the queue's dead-letter path.
     async fn reject(&mut self, delivery: &Delivery, reason: &str) -> Result<(), Error>;
 
+    /// What this receiver's queue promises. The default promises nothing.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
     /// Detaches the link; unsettled deliveries go back to the queue.
     async fn close(self: Box<Self>) -> Result<(), Error>;
-}
-
-/// One received message and what the transport knows of its history.
-#[derive(Debug)]
-pub struct Delivery {
-    /// The message.
-    pub message: Message,
-    /// Earlier deliveries that were not accepted, as far as the broker counts
-    /// them (RabbitMQ 3.10 classic queues always say 0).
-    pub delivery_count: u32,
-    /// False when the message may have been delivered before (the reliable
-    /// redelivery signal on RabbitMQ).
-    pub first_acquirer: bool,
-    /// The queue it came from.
-    pub queue: String,
-    token: DeliveryToken,
-}
-
-/// What the implementation needs to settle a delivery.
-#[derive(Clone)]
-enum DeliveryToken {
-    Amqp {
-        link_generation: u64,
-        info: fe2o3_amqp::link::delivery::DeliveryInfo,
-    },
-    Local {
-        row_id: i64,
-        lease: u64,
-    },
-}
-
-impl std::fmt::Debug for DeliveryToken {
-    // fe2o3's DeliveryInfo has no Debug; the link is what matters when debugging.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DeliveryToken::Amqp {
-                link_generation, ..
-            } => write!(f, "amqp link {link_generation}"),
-            DeliveryToken::Local { row_id, .. } => write!(f, "local row {row_id}"),
-        }
-    }
-}
-
-/// Opens the transport a URL names: `amqp://…`, `amqps://…` or `local:PATH`.
-pub async fn open(url: &str, options: amqp::AmqpOptions) -> Result<Box<dyn Transport>, Error> {
-    if let Some(path) = url.strip_prefix("local:") {
-        return Ok(Box::new(local::LocalTransport::open(path)?));
-    }
-    Ok(Box::new(amqp::AmqpTransport::new(url, options)?))
 }

@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::Notify;
 
-use crate::{Delivery, DeliveryToken, Error, Message, Outcome};
+// Only the crate's public API, as a transport in another crate would.
+use crate::{Capabilities, Delivery, DeliveryToken, Error, Message, Outcome};
 
 /// How long a receiver holds a delivery before it goes back to the queue
 /// (like RabbitMQ's consumer timeout, but shorter).
@@ -175,6 +176,10 @@ impl crate::Transport for LocalTransport {
         }))
     }
 
+    fn capabilities(&self) -> Capabilities {
+        LOCAL_CAPABILITIES
+    }
+
     async fn close(&self) -> Result<(), Error> {
         Ok(())
     }
@@ -220,6 +225,29 @@ struct LocalReceiver {
     /// Deliveries handed out and not settled: row id -> lease.
     held: HashMap<i64, u64>,
 }
+
+/// What settles a local delivery: the row, and the lease it was taken
+/// under (a stale holder's lease no longer matches).
+#[derive(Clone, Copy)]
+struct LocalToken {
+    row_id: i64,
+    lease: u64,
+}
+
+impl std::fmt::Debug for LocalToken {
+    // Without the lease: it is what lets a holder settle the row.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "local row {}", self.row_id)
+    }
+}
+
+/// What the embedded store promises on every queue: it counts every
+/// acquisition and reject moves the row to the dead-letter queue itself.
+const LOCAL_CAPABILITIES: Capabilities = Capabilities::NONE
+    .with_delivery_counts()
+    .with_redelivery_marks()
+    .with_release()
+    .with_dead_letter_on_reject();
 
 /// A row taken from the queue under a fresh lease.
 struct Acquired {
@@ -301,22 +329,22 @@ impl LocalReceiver {
                 reason: format!("stored message {} unreadable: {e}", acquired.row_id),
             })?;
         message.body = acquired.body;
-        Ok(Some(Delivery {
+        Ok(Some(Delivery::new(
             message,
-            delivery_count: (acquired.acquisitions - 1).max(0) as u32,
-            first_acquirer: acquired.acquisitions == 1,
-            queue: self.queue.clone(),
-            token: DeliveryToken::Local {
+            (acquired.acquisitions - 1).max(0) as u32,
+            acquired.acquisitions == 1,
+            self.queue.clone(),
+            DeliveryToken::new(LocalToken {
                 row_id: acquired.row_id,
                 lease: acquired.lease,
-            },
-        }))
+            }),
+        )))
     }
 
     /// Applies `sql` (with ?1 = row id, ?2 = lease, ?3 = dead-letter queue) to
     /// the delivery if this receiver still holds its lease.
     async fn settle(&mut self, delivery: &Delivery, sql: &'static str) -> Result<(), Error> {
-        let DeliveryToken::Local { row_id, lease } = delivery.token else {
+        let Some(&LocalToken { row_id, lease }) = delivery.token().downcast_ref() else {
             return Err(Error::Receive {
                 queue: self.queue.clone(),
                 reason: "delivery came from another transport".into(),
@@ -375,6 +403,10 @@ impl crate::Receiver for LocalReceiver {
     async fn reject(&mut self, delivery: &Delivery, reason: &str) -> Result<(), Error> {
         tracing::debug!(queue = %self.queue, reason, "rejecting delivery to the dead-letter queue");
         self.settle(delivery, REJECT).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        LOCAL_CAPABILITIES
     }
 
     async fn close(mut self: Box<Self>) -> Result<(), Error> {

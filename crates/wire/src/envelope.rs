@@ -228,6 +228,11 @@ impl Body {
     /// Anything else is refused as `transport:invalid-field-value`.
     pub fn into_payload(self) -> Result<Vec<u8>> {
         match self {
+            // The usual one section becomes the payload as it is: a large
+            // message is not copied on the way in.
+            Body::Data(mut sections) if sections.len() == 1 => {
+                Ok(sections.pop().unwrap_or_default())
+            }
             Body::Data(sections) => Ok(sections.concat()),
             Body::Value(AppValue::Binary(bytes)) => Ok(bytes),
             Body::Value(AppValue::String(text)) => Ok(text.into_bytes()),

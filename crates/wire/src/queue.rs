@@ -155,9 +155,10 @@ pub const QUEUE_PLACEHOLDER: &str = "{queue}";
 pub const EXCHANGE_PLACEHOLDER: &str = "{exchange}";
 
 /// The broker dialects, as configuration names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Dialect {
-    /// RabbitMQ v1 addresses (`rabbitmq`), NHN's broker today.
+    /// RabbitMQ v1 addresses (`rabbitmq`), NHN's broker today (the default).
+    #[default]
     RabbitMq,
     /// RabbitMQ 4 v2 addresses (`rabbitmq-v2`).
     RabbitMqV2,
@@ -280,6 +281,18 @@ impl AddressTemplates {
     /// The source address of a receiver link on `queue`.
     pub fn receiver_address(&self, queue: &str) -> String {
         self.fill(&self.receiver, queue)
+    }
+
+    /// The sender template itself, e.g. `/exchange/{exchange}/{queue}`
+    /// (to override one side only: [`AddressTemplates::custom`] with the
+    /// other side's template).
+    pub fn sender_template(&self) -> &str {
+        &self.sender
+    }
+
+    /// The receiver template itself, e.g. `/amq/queue/{queue}`.
+    pub fn receiver_template(&self) -> &str {
+        &self.receiver
     }
 
     fn fill(&self, template: &str, queue: &str) -> String {
@@ -483,6 +496,17 @@ mod tests {
         assert!(AddressTemplates::custom("/x/", "/in/{queue}", None).is_err());
         assert!(AddressTemplates::custom("/x/{exchange}/{queue}", "{queue}", None).is_err());
         assert!(AddressTemplates::custom("/x/{host}/{queue}", "{queue}", None).is_err());
+    }
+
+    #[test]
+    fn one_side_overrides_keep_the_other_sides_template() {
+        let base = Dialect::default().templates(Some("ex"));
+        assert_eq!(base.sender_template(), "/exchange/{exchange}/{queue}");
+        assert_eq!(base.receiver_template(), "/amq/queue/{queue}");
+        let t = AddressTemplates::custom(base.sender_template(), "/queues/{queue}", Some("ex"))
+            .unwrap();
+        assert_eq!(t.sender_address("q"), "/exchange/ex/q");
+        assert_eq!(t.receiver_address("q"), "/queues/q");
     }
 
     #[test]

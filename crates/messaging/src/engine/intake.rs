@@ -168,10 +168,13 @@ pub enum Step {
     /// meanwhile.
     HandOver,
     /// Remember the hand-over with the answer it got, so a repeat is not
-    /// handed over again: answer [`Answer::Done`].
+    /// handed over again, in one unit of work with its audit note and the
+    /// forgetting of the delivery's count: answer [`Answer::Done`].
     Remember {
         /// The answer the message got.
         answer: Option<StoredAnswer>,
+        /// The hand-over's audit note (`accepted`), written with it.
+        audit: AuditNote,
     },
     /// Send the sender's repeat the answer the first copy got: answer
     /// [`Answer::Done`].
@@ -391,9 +394,7 @@ impl Intake {
             }
             (State::RevocationUnknown, Answer::UnknownSince(since)) => self.unknown_since(since),
             (State::HandingOver, Answer::Taken(taken)) => self.taken(taken),
-            (State::Remembering { taken }, Answer::Done) => {
-                self.audit
-                    .push(AuditNote::new(AuditKind::Accepted, taken.outcome, None));
+            (State::Remembering { .. }, Answer::Done) => {
                 State::Settling(self.settlement(Action::Accept, true))
             }
             (State::AnsweringAgain { .. }, Answer::Done) => State::AnsweringAgain {
@@ -472,6 +473,7 @@ impl Intake {
             State::HandingOver => Step::HandOver,
             State::Remembering { taken } => Step::Remember {
                 answer: taken.answer.clone(),
+                audit: AuditNote::new(AuditKind::Accepted, taken.outcome.clone(), None),
             },
             State::AnsweringAgain {
                 answer: Some(answer),
@@ -907,10 +909,16 @@ mod tests {
         mut play: impl FnMut(&Step) -> Option<Answer>,
     ) -> (Vec<&'static str>, Settlement) {
         let mut names = Vec::new();
+        // Written by the driver with the hand-over; listed after the rest.
+        let mut remembered = Vec::new();
         for _ in 0..30 {
             let step = intake.next_step();
-            if let Step::Settle(settlement) = step {
+            if let Step::Settle(mut settlement) = step {
+                settlement.audit.append(&mut remembered);
                 return (names, settlement);
+            }
+            if let Step::Remember { audit, .. } = &step {
+                remembered.push(audit.clone());
             }
             names.push(name(&step));
             let answer = play(&step).unwrap_or_else(|| world(&step));

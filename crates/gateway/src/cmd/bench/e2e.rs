@@ -32,8 +32,8 @@ use helsemelding_messaging::{
 };
 use helsemelding_protect::{protect, unprotect, Identity, ProtectOptions, UnprotectOptions};
 use helsemelding_registry::FileRegistry;
-use helsemelding_transport::amqp::AmqpOptions;
 use helsemelding_transport::{Message, Outcome, Transport};
+use helsemelding_transport_amqp::AmqpOptions;
 use helsemelding_wire::dialog::dialog_note;
 use helsemelding_wire::error_report::ReceivedErrorReport;
 use helsemelding_wire::msghead::{NewMsgHead, Party};

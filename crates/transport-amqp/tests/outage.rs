@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use helsemelding_testkit::broker::Broker;
-use helsemelding_transport::amqp::{AmqpOptions, AmqpTransport};
 use helsemelding_transport::{Error, Message, Outcome, Transport};
+use helsemelding_transport_amqp::{AmqpOptions, AmqpTransport};
 
 #[tokio::test]
 async fn receive_reports_a_long_outage_then_recovers() {

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use helsemelding_testkit::broker::Broker;
-use helsemelding_transport::amqp::{AmqpOptions, AmqpTransport};
 use helsemelding_transport::{Error, Message, Transport};
+use helsemelding_transport_amqp::{AmqpOptions, AmqpTransport};
 
 #[tokio::test]
 async fn refused_credentials_are_one_error_at_once_that_names_the_user() {

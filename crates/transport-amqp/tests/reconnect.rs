@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use helsemelding_testkit::broker::Broker;
-use helsemelding_transport::amqp::{AmqpOptions, AmqpTransport};
 use helsemelding_transport::{Message, Outcome, Transport};
+use helsemelding_transport_amqp::{AmqpOptions, AmqpTransport};
 
 #[tokio::test]
 async fn sender_and_receiver_reconnect_after_a_broker_crash() {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use helsemelding_testkit::broker::Broker;
 use helsemelding_testkit::peers::proton_peer;
-use helsemelding_transport::amqp::{AmqpOptions, AmqpTransport};
 use helsemelding_transport::{Error, Message, Outcome, Transport, Value};
+use helsemelding_transport_amqp::{AmqpOptions, AmqpTransport};
 
 const WAIT: Duration = Duration::from_secs(20);
 

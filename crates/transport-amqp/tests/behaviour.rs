@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use helsemelding_testkit::broker::{Broker, TestQueue};
-use helsemelding_transport::amqp::{AmqpOptions, AmqpTransport};
 use helsemelding_transport::local::LocalTransport;
 use helsemelding_transport::{Message, Outcome, Transport, Value};
+use helsemelding_transport_amqp::{AmqpOptions, AmqpTransport};
 
 const WAIT: Duration = Duration::from_secs(10);
 const QUIET: Duration = Duration::from_millis(700);
