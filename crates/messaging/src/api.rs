@@ -13,7 +13,7 @@ use helsemelding_wire::error_report::ReceivedErrorReport;
 use helsemelding_wire::HerId;
 use uuid::Uuid;
 
-use crate::engine::{DeadLetters, HandlerError};
+use helsemelding_wire::error_report::ErrorCondition;
 
 /// A message that passed every check, as the application receives it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,7 +79,7 @@ pub trait Handler: Send + Sync {
     /// error queue. Communication tests are answered without this.
     async fn answer(&self, message: &Received) -> std::result::Result<Reply, HandlerError> {
         Err(HandlerError::Reject {
-            condition: helsemelding_wire::error_report::ErrorCondition::UnsupportedMessage,
+            condition: ErrorCondition::UnsupportedMessage,
             description: format!(
                 "HER-id {} does not answer synchronous {} requests",
                 message.to, message.function
@@ -162,3 +162,69 @@ impl Default for ListenerOptions {
         }
     }
 }
+
+/// Where a message that is given up goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetters {
+    /// Rejected: the broker's dead-letter policy moves it (NHN's bus: to
+    /// `<herid>_dl`).
+    Broker,
+    /// Kept in the store (`parked`) and accepted: for queues without a
+    /// dead-letter path, where the broker would delete a rejected message.
+    Store,
+}
+
+/// What the application callback said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandlerError {
+    /// Not now (e.g. a database is down): release and retry.
+    Retry {
+        /// Why, for the log.
+        reason: String,
+    },
+    /// Never: tell the sender with this condition and accept the original.
+    Reject {
+        /// The condition to report (usually `transport:internal-error`).
+        condition: ErrorCondition,
+        /// The description to report.
+        description: String,
+    },
+    /// Ours, not the message's: the application cannot take anything now
+    /// (its disk is full, its folder not writable). The listener releases
+    /// the message without spending an attempt and stops taking deliveries
+    /// until a later one goes through.
+    Unavailable {
+        /// What failed, for the log and the audit.
+        reason: String,
+    },
+    /// The content is wrong (a business-level rejection): a MsgHead is
+    /// answered with an AppRec of status rejected carrying these errors
+    /// (kodeverk 8221 codes and texts, the application's choice) and
+    /// accepted; anything else is reported as `transport:internal-error`.
+    RejectContent {
+        /// The AppRec errors.
+        errors: Vec<helsemelding_wire::Code>,
+    },
+}
+
+impl std::fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandlerError::Retry { reason } => write!(f, "retry: {reason}"),
+            HandlerError::Unavailable { reason } => write!(f, "unavailable: {reason}"),
+            HandlerError::Reject {
+                condition,
+                description,
+            } => write!(f, "reject ({}): {description}", condition.as_str()),
+            HandlerError::RejectContent { errors } => {
+                write!(f, "content rejected:")?;
+                for error in errors {
+                    write!(f, " {}", error.v)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for HandlerError {}

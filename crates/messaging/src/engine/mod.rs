@@ -15,12 +15,14 @@ pub mod intake;
 pub mod send;
 
 pub use conditions::Failure;
+// The application's types, defined with the rest of the public face.
+pub use crate::api::{DeadLetters, HandlerError};
 pub use send::{classify_send_failure, OutboxPolicy, OutboxStep, SendFailure};
 
 use std::time::Duration;
 
 use helsemelding_protect::{CheckReport, Problem};
-use helsemelding_wire::error_report::{ErrorCondition, ErrorReport};
+use helsemelding_wire::error_report::ErrorReport;
 
 /// What to do with one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,17 +57,6 @@ pub enum Decision {
         /// What failed, for the log and the audit.
         reason: String,
     },
-}
-
-/// Where a message that is given up goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeadLetters {
-    /// Rejected: the broker's dead-letter policy moves it (NHN's bus: to
-    /// `<herid>_dl`).
-    Broker,
-    /// Kept in the store (`parked`) and accepted: for queues without a
-    /// dead-letter path, where the broker would delete a rejected message.
-    Store,
 }
 
 /// Where a message that is given up goes: a message whose sender cannot be
@@ -366,61 +357,6 @@ pub fn on_function_not_allowed(function: &str, sender: u32) -> Decision {
     .expect("a report")
 }
 
-/// What the application callback said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HandlerError {
-    /// Not now (e.g. a database is down): release and retry.
-    Retry {
-        /// Why, for the log.
-        reason: String,
-    },
-    /// Never: tell the sender with this condition and accept the original.
-    Reject {
-        /// The condition to report (usually `transport:internal-error`).
-        condition: ErrorCondition,
-        /// The description to report.
-        description: String,
-    },
-    /// Ours, not the message's: the application cannot take anything now
-    /// (its disk is full, its folder not writable). The listener releases
-    /// the message without spending an attempt and stops taking deliveries
-    /// until a later one goes through.
-    Unavailable {
-        /// What failed, for the log and the audit.
-        reason: String,
-    },
-    /// The content is wrong (a business-level rejection): a MsgHead is
-    /// answered with an AppRec of status rejected carrying these errors
-    /// (kodeverk 8221 codes and texts, the application's choice) and
-    /// accepted; anything else is reported as `transport:internal-error`.
-    RejectContent {
-        /// The AppRec errors.
-        errors: Vec<helsemelding_wire::Code>,
-    },
-}
-
-impl std::fmt::Display for HandlerError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HandlerError::Retry { reason } => write!(f, "retry: {reason}"),
-            HandlerError::Unavailable { reason } => write!(f, "unavailable: {reason}"),
-            HandlerError::Reject {
-                condition,
-                description,
-            } => write!(f, "reject ({}): {description}", condition.as_str()),
-            HandlerError::RejectContent { errors } => {
-                write!(f, "content rejected:")?;
-                for error in errors {
-                    write!(f, " {}", error.v)?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-impl std::error::Error for HandlerError {}
-
 /// The application refused the message.
 pub fn on_handler_error(error: &HandlerError, policy: &RetryPolicy, attempt: u32) -> Decision {
     match error {
@@ -449,6 +385,8 @@ pub fn on_report_send_failure(policy: &RetryPolicy, attempt: u32) -> Decision {
 
 #[cfg(test)]
 mod tests {
+    use helsemelding_wire::error_report::ErrorCondition;
+
     use super::*;
 
     fn policy() -> RetryPolicy {
