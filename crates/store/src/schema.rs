@@ -145,11 +145,25 @@ CREATE TABLE parked (
 ALTER TABLE delivery_attempts ADD COLUMN free INTEGER NOT NULL DEFAULT 0;
 "#;
 
+/// How long opening waits for other processes opening or writing the file.
+const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub(crate) fn prepare(connection: &Connection) -> Inner<()> {
     // First, so that every statement below waits for another process that
     // is opening the same file instead of failing with "database is locked".
-    connection.busy_timeout(std::time::Duration::from_secs(5))?;
-    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.busy_timeout(OPEN_PATIENCE)?;
+    // The switch of a new file to WAL takes a lock that the busy timeout
+    // does not cover: another process opening it at the same moment gets
+    // "database is locked" at once, so that step is tried again.
+    let deadline = std::time::Instant::now() + OPEN_PATIENCE;
+    loop {
+        match connection.pragma_update(None, "journal_mode", "WAL") {
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other?,
+        }
+    }
     connection.pragma_update(None, "synchronous", "FULL")?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
     if schema_version(connection)? == VERSION {
@@ -177,6 +191,13 @@ pub(crate) fn prepare(connection: &Connection) -> Inner<()> {
     }
     tx.commit()?;
     Ok(())
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// The schema version of the file; newer than this build knows is an error.

@@ -84,16 +84,8 @@ impl LocalTransport {
             reason: e.to_string(),
         };
         let db = Connection::open(&path).map_err(store_error)?;
-        db.busy_timeout(Duration::from_secs(10))
-            .map_err(store_error)?;
-        let mode: String = db
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(store_error)?;
-        debug_assert_eq!(mode.to_lowercase(), "wal");
-        // FULL: an accepted send survives a power cut, as a broker confirm does.
-        db.pragma_update(None, "synchronous", "FULL")
-            .map_err(store_error)?;
-        db.execute_batch(SCHEMA).map_err(store_error)?;
+        db.busy_timeout(OPEN_PATIENCE).map_err(store_error)?;
+        retry_while_busy(|| prepare(&db)).map_err(store_error)?;
         let store = Store {
             path,
             db: Mutex::new(db),
@@ -119,6 +111,47 @@ impl LocalTransport {
             .await
             .map(|n| n as u64)
     }
+}
+
+/// How long opening waits for other processes opening or writing the file.
+const OPEN_PATIENCE: Duration = Duration::from_secs(10);
+
+/// WAL, durable commits and the schema, made by exactly one of several
+/// processes opening a new file at once.
+fn prepare(db: &Connection) -> rusqlite::Result<()> {
+    let mode: String = db.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    debug_assert_eq!(mode.to_lowercase(), "wal");
+    // FULL: an accepted send survives a power cut, as a broker confirm does.
+    db.pragma_update(None, "synchronous", "FULL")?;
+    // The write lock first: a statement that reads the schema and then
+    // wants to write fails at once when another process wrote meanwhile.
+    db.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
+        .inspect_err(|_| {
+            let _ = db.execute_batch("ROLLBACK");
+        })
+}
+
+/// Runs `step` again while SQLite answers "busy" or "locked" without having
+/// waited: the switch to WAL of a new file takes a lock that the busy
+/// timeout does not cover, so another process opening it at the same time
+/// gets "database is locked" at once.
+fn retry_while_busy(mut step: impl FnMut() -> rusqlite::Result<()>) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + OPEN_PATIENCE;
+    loop {
+        match step() {
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn now_ms() -> i64 {
