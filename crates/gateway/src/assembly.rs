@@ -17,9 +17,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use helsemelding_messaging::receipts::Deadlines;
 use helsemelding_messaging::{Messenger, MessengerConfig, ReceivePolicy};
-use helsemelding_protect::{
-    Certificate, CrlFetcher, FetcherConfig, Identity, RevocationPolicy, TrustAnchors,
-};
+use helsemelding_protect::{Certificate, CrlFetcher, FetcherConfig, Identity, TrustAnchors};
 use helsemelding_registry::http::NoAuth;
 use helsemelding_registry::{
     AuthProvider, BearerToken, CachingRegistry, FileRegistry, HttpRegistry, HttpRegistryConfig,
@@ -27,8 +25,7 @@ use helsemelding_registry::{
 };
 use helsemelding_store::Store;
 use helsemelding_transport::Transport;
-use helsemelding_transport_amqp::{AmqpOptions, Dialect};
-use helsemelding_wire::HerId;
+use helsemelding_transport_amqp::AmqpOptions;
 
 use crate::config::{self, BrokerEndpoint, Config, KeyPair, RegistryAuth};
 
@@ -71,11 +68,6 @@ impl Parts {
 
     /// Opens what `config` names: identities, registry, transport, store.
     async fn open(config: &Config, one_send: bool) -> Result<Parts> {
-        let her_ids = config
-            .her_ids
-            .iter()
-            .map(|h| HerId::new(*h).context("her_ids: not a valid HER-id"))
-            .collect::<Result<Vec<_>>>()?;
         let signing = key_pair("signing", config.identity.signing.as_ref())?;
         let decryption = key_pair("decryption", config.identity.decryption.as_ref())?;
         let legacy = config
@@ -96,11 +88,6 @@ impl Parts {
                     .with_context(|| format!("trust anchor {}", p.display()))
             })
             .collect::<Result<Vec<_>>>()?;
-        let revocation = match config.trust.revocation {
-            config::Revocation::Require => RevocationPolicy::Require,
-            config::Revocation::Warn => RevocationPolicy::Warn,
-            config::Revocation::Off => RevocationPolicy::Off,
-        };
         let (url, mut options) = transport_endpoint(config);
         if one_send {
             options.send_retry_for = config.broker.connect_timeout;
@@ -108,21 +95,22 @@ impl Parts {
         let transport = open_transport(&url, options).await?;
         let store = open_store(&config.store_path)?;
         let mut messenger_config = MessengerConfig::new(
-            her_ids[0],
+            config.her_id,
             signing,
             decryption,
             TrustAnchors::new(anchors),
             Arc::new(crl_fetcher(config)?),
         );
         messenger_config.legacy_decryption = legacy;
-        messenger_config.revocation = revocation;
-        messenger_config.her_ids = her_ids;
+        messenger_config.revocation = config.trust.revocation;
+        messenger_config.her_ids = config.her_ids.clone();
         messenger_config.sync_reply_queue = config.broker.reply_queue.clone();
         messenger_config.receipt_deadlines = receipt_deadlines(&config.receipts);
         messenger_config.async_ttl = config.send.async_ttl;
         messenger_config.payload_metadata = config.send.payload_metadata;
         messenger_config.extra_properties = config.send.extra_properties.clone();
-        messenger_config.outbox.max_attempts = config.send.outbox_max_attempts;
+        messenger_config.outbox = config.send.outbox;
+        messenger_config.retry = config.receive.retry;
         messenger_config.receive = ReceivePolicy {
             strict_message_functions: config.receive.strict_message_functions,
             allow_party_mismatch: config.receive.allow_party_mismatch,
@@ -160,13 +148,15 @@ pub(crate) fn transport_endpoint(config: &Config) -> (String, AmqpOptions) {
         BrokerEndpoint::Amqp { url, password, .. } => (
             url.to_string(),
             AmqpOptions {
-                dialect: match config.broker.dialect {
-                    config::Dialect::Rabbitmq => Dialect::RabbitMq,
-                    config::Dialect::Servicebus => Dialect::ServiceBus,
-                },
+                dialect: config.broker.dialect,
                 password: password.clone(),
                 ca_file: config.broker.ca_file.clone(),
                 connect_timeout: config.broker.connect_timeout,
+                operation_timeout: config.broker.operation_timeout,
+                send_retry_for: config.broker.send_retry_for,
+                unavailable_after: config.broker.unavailable_after,
+                backoff_min: config.broker.reconnect_backoff_min,
+                backoff_max: config.broker.reconnect_backoff_max,
                 ..AmqpOptions::default()
             },
         ),
@@ -190,15 +180,15 @@ pub(crate) fn cached_file_registry(dir: &Path) -> Arc<dyn Registry> {
 /// cache that keeps answers for `registry.cache_seconds` (and serves them
 /// stale while the services fail).
 pub(crate) fn open_registry(registry: &config::Registry) -> Result<Arc<dyn Registry>> {
-    let (address_url, cppa_url, cache_seconds, timeout_ms, auth) = match registry {
+    let (address_url, cppa_url, cache_for, timeout, auth) = match registry {
         config::Registry::Dir(dir) => return Ok(cached_file_registry(dir)),
         config::Registry::Http {
             address_url,
             cppa_url,
-            cache_seconds,
-            timeout_ms,
+            cache_for,
+            timeout,
             auth,
-        } => (address_url, cppa_url, *cache_seconds, *timeout_ms, auth),
+        } => (address_url, cppa_url, *cache_for, *timeout, auth),
     };
     let auth: Arc<dyn AuthProvider> = match auth {
         RegistryAuth::None => Arc::new(NoAuth),
@@ -216,15 +206,12 @@ pub(crate) fn open_registry(registry: &config::Registry) -> Result<Arc<dyn Regis
         HttpRegistryConfig {
             address_registry_url: address_url.to_string(),
             cppa_url: cppa_url.to_string(),
-            timeout: std::time::Duration::from_millis(timeout_ms),
+            timeout,
         },
         auth,
     )
     .context("registry: setting up the HTTP client")?;
-    Ok(Arc::new(CachingRegistry::with_ttl(
-        http,
-        std::time::Duration::from_secs(cache_seconds),
-    )))
+    Ok(Arc::new(CachingRegistry::with_ttl(http, cache_for)))
 }
 
 fn receipt_deadlines(receipts: &config::Receipts) -> Deadlines {
@@ -249,7 +236,7 @@ fn crl_fetcher(config: &Config) -> Result<CrlFetcher> {
         .unwrap_or(Path::new("."))
         .join("crl-cache");
     CrlFetcher::new(FetcherConfig {
-        timeout: std::time::Duration::from_millis(config.trust.crl_timeout_ms),
+        timeout: config.trust.crl_timeout,
         cache_dir: Some(cache_dir),
         ..FetcherConfig::default()
     })

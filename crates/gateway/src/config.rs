@@ -8,8 +8,14 @@
 //! her_id = 91462                  # or several: her_ids = [8141703, 8141705] (the first sends by default)
 //! [broker]
 //! url = "amqps://user@sb.test.nhn.no:5671/NHNTESTServiceBus"  # or amqp://, or "local:PATH"
-//! dialect = "rabbitmq"            # or "servicebus"
+//! dialect = "rabbitmq"            # or "rabbitmq-v2" (RabbitMQ 4 addresses), "servicebus"
 //! ca_file = "extra-root.pem"      # optional
+//! connect_timeout_ms = 10000      # one connection attempt; also how long `send` waits for a broker that is down
+//! operation_timeout_ms = 15000    # one broker call (attach, send, settle, detach)
+//! send_retry_ms = 60000           # how long a send of the pump keeps reconnecting through an outage
+//! unavailable_after_ms = 15000    # a receive link down this long is reported as an outage
+//! reconnect_backoff_min_ms = 100  # first pause between reconnection attempts, doubling
+//! reconnect_backoff_max_ms = 10000
 //! [identity]
 //! signing_cert = "sign.pem"
 //! signing_key = "sign.key"
@@ -33,17 +39,31 @@
 //! dead_letters = "auto"              # auto | broker | store: where a message given up goes (below)
 //! fault_pause_max_seconds = 30       # a fault of ours (full disk): longest pause between tries
 //! max_mib_in_flight = 256            # message bodies all listening workers process at once; larger ones wait
+//! workers = 4                        # concurrent workers per queue (`listen --workers` overrides)
+//! delivery_limit = 10                # deliveries of a failing message before it is given up (the reference's 10)
+//! retry_backoff_min_ms = 500         # first pause before a failing message is tried again, doubling
+//! retry_backoff_max_ms = 30000
+//! held_back_per_worker = 4           # deliveries a worker holds for a later retry while it goes on
 //! [send]
 //! async_ttl_seconds = 345600      # optional; none by default, as the reference
 //! payload_metadata = true         # the X-MessageInfo-* keys beside the encrypted body
 //! extra_properties = { X-SystemIdentifier = "EPJ" }
 //! outbox_max_attempts = 20        # failed attempts before an outbox entry is given up
+//! outbox_backoff_min_ms = 1000    # first pause before an entry is tried again, doubling
+//! outbox_backoff_max_ms = 300000
 //! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use anyhow::{anyhow, bail, Context, Result};
+use helsemelding_messaging::{ListenerOptions, OutboxPolicy, RetryPolicy};
+use helsemelding_protect::RevocationPolicy;
+use helsemelding_transport_amqp::AmqpOptions;
+use helsemelding_wire::queue::Dialect;
+use helsemelding_wire::HerId;
 use serde::Deserialize;
 
 /// Sections whose keys may be overridden from the environment.
@@ -95,6 +115,36 @@ struct RawReceive {
     fault_pause_max_seconds: u64,
     #[serde(default = "default_max_mib_in_flight")]
     max_mib_in_flight: usize,
+    #[serde(default = "default_workers")]
+    workers: usize,
+    #[serde(default = "default_delivery_limit")]
+    delivery_limit: u32,
+    #[serde(default = "default_retry_backoff_min_ms")]
+    retry_backoff_min_ms: u64,
+    #[serde(default = "default_retry_backoff_max_ms")]
+    retry_backoff_max_ms: u64,
+    #[serde(default = "default_held_back_per_worker")]
+    held_back_per_worker: usize,
+}
+
+fn default_workers() -> usize {
+    ListenerOptions::default().workers
+}
+fn default_held_back_per_worker() -> usize {
+    ListenerOptions::default().parked_per_worker
+}
+fn default_delivery_limit() -> u32 {
+    RetryPolicy::default().delivery_limit
+}
+fn default_retry_backoff_min_ms() -> u64 {
+    millis_of(RetryPolicy::default().backoff_min)
+}
+fn default_retry_backoff_max_ms() -> u64 {
+    millis_of(RetryPolicy::default().backoff_max)
+}
+
+fn millis_of(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn default_fault_pause_max_seconds() -> u64 {
@@ -126,6 +176,11 @@ impl Default for RawReceive {
             dead_letters: DeadLetterSetting::Auto,
             fault_pause_max_seconds: default_fault_pause_max_seconds(),
             max_mib_in_flight: default_max_mib_in_flight(),
+            workers: default_workers(),
+            delivery_limit: default_delivery_limit(),
+            retry_backoff_min_ms: default_retry_backoff_min_ms(),
+            retry_backoff_max_ms: default_retry_backoff_max_ms(),
+            held_back_per_worker: default_held_back_per_worker(),
         }
     }
 }
@@ -140,6 +195,10 @@ struct RawSend {
     extra_properties: BTreeMap<String, String>,
     #[serde(default = "default_outbox_max_attempts")]
     outbox_max_attempts: u32,
+    #[serde(default = "default_outbox_backoff_min_ms")]
+    outbox_backoff_min_ms: u64,
+    #[serde(default = "default_outbox_backoff_max_ms")]
+    outbox_backoff_max_ms: u64,
 }
 
 impl Default for RawSend {
@@ -149,12 +208,20 @@ impl Default for RawSend {
             payload_metadata: true,
             extra_properties: BTreeMap::new(),
             outbox_max_attempts: default_outbox_max_attempts(),
+            outbox_backoff_min_ms: default_outbox_backoff_min_ms(),
+            outbox_backoff_max_ms: default_outbox_backoff_max_ms(),
         }
     }
 }
 
 fn default_outbox_max_attempts() -> u32 {
-    helsemelding_messaging::OutboxPolicy::default().max_attempts
+    OutboxPolicy::default().max_attempts
+}
+fn default_outbox_backoff_min_ms() -> u64 {
+    millis_of(OutboxPolicy::default().backoff_min)
+}
+fn default_outbox_backoff_max_ms() -> u64 {
+    millis_of(OutboxPolicy::default().backoff_max)
 }
 
 fn default_true() -> bool {
@@ -167,15 +234,15 @@ fn default_revocation_unknown_seconds() -> u64 {
 const MIB: usize = 1024 * 1024;
 
 fn default_max_mib_in_flight() -> usize {
-    helsemelding_messaging::ListenerOptions::default().max_bytes_in_flight / MIB
+    ListenerOptions::default().max_bytes_in_flight / MIB
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBroker {
     url: String,
-    #[serde(default)]
-    dialect: Dialect,
+    /// Parsed by wire (`rabbitmq`, `rabbitmq-v2`, `servicebus`).
+    dialect: Option<String>,
     ca_file: Option<PathBuf>,
     /// Only from `HELSEMELDING_BROKER_PASSWORD` in practice: a password in a
     /// file that is also readable as configuration is refused below.
@@ -191,6 +258,32 @@ struct RawBroker {
     /// unreachable broker before leaving the message to the outbox.
     #[serde(default = "default_connect_timeout_ms")]
     connect_timeout_ms: u64,
+    #[serde(default = "default_operation_timeout_ms")]
+    operation_timeout_ms: u64,
+    #[serde(default = "default_send_retry_ms")]
+    send_retry_ms: u64,
+    #[serde(default = "default_unavailable_after_ms")]
+    unavailable_after_ms: u64,
+    #[serde(default = "default_reconnect_backoff_min_ms")]
+    reconnect_backoff_min_ms: u64,
+    #[serde(default = "default_reconnect_backoff_max_ms")]
+    reconnect_backoff_max_ms: u64,
+}
+
+fn default_operation_timeout_ms() -> u64 {
+    millis_of(AmqpOptions::default().operation_timeout)
+}
+fn default_send_retry_ms() -> u64 {
+    millis_of(AmqpOptions::default().send_retry_for)
+}
+fn default_unavailable_after_ms() -> u64 {
+    millis_of(AmqpOptions::default().unavailable_after)
+}
+fn default_reconnect_backoff_min_ms() -> u64 {
+    millis_of(AmqpOptions::default().backoff_min)
+}
+fn default_reconnect_backoff_max_ms() -> u64 {
+    millis_of(AmqpOptions::default().backoff_max)
 }
 
 #[derive(Deserialize, Default)]
@@ -229,7 +322,7 @@ struct RawTrust {
     #[serde(default)]
     anchors: Vec<PathBuf>,
     #[serde(default)]
-    revocation: Revocation,
+    revocation: RevocationPolicy,
     #[serde(default = "default_crl_timeout_ms")]
     crl_timeout_ms: u64,
     #[serde(default)]
@@ -241,7 +334,7 @@ impl Default for RawTrust {
     fn default() -> Self {
         RawTrust {
             anchors: Vec::new(),
-            revocation: Revocation::default(),
+            revocation: RevocationPolicy::default(),
             crl_timeout_ms: default_crl_timeout_ms(),
             allow_3des: false,
         }
@@ -308,37 +401,13 @@ fn default_retention_days() -> i64 {
     730
 }
 
-/// Which address forms the broker understands.
-#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    /// `/exchange/<exchange>/<queue>` to send, `/amq/queue/<queue>` to receive.
-    #[default]
-    Rabbitmq,
-    /// Plain queue names (Azure Service Bus, legacy).
-    Servicebus,
-}
-
-/// What to do when a certificate's revocation status cannot be learned.
-#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Revocation {
-    /// Unknown status is an error.
-    #[default]
-    Require,
-    /// Unknown status is logged and the certificate used.
-    Warn,
-    /// No revocation checks (development only).
-    Off,
-}
-
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Our first HER-id: the default sender.
-    pub her_id: u32,
+    pub her_id: HerId,
     /// Every HER-id this installation serves (`her_id` first).
-    pub her_ids: Vec<u32>,
+    pub her_ids: Vec<HerId>,
     /// `[broker]`: where messages travel.
     pub broker: Broker,
     /// `[identity]`: our certificates and keys.
@@ -377,6 +446,12 @@ pub struct Receive {
     pub fault_pause_max: std::time::Duration,
     /// The bound on message bodies the listener processes at once.
     pub max_bytes_in_flight: usize,
+    /// Concurrent workers per queue.
+    pub workers: usize,
+    /// The delivery limit and the pacing of tries of a failing message.
+    pub retry: RetryPolicy,
+    /// Deliveries one worker holds back for a later retry.
+    pub held_back_per_worker: usize,
 }
 
 /// What every message we send carries (`[send]`).
@@ -388,8 +463,8 @@ pub struct Send {
     pub payload_metadata: bool,
     /// Application properties added to every message.
     pub extra_properties: Vec<(String, String)>,
-    /// Failed attempts after which an outbox entry is given up.
-    pub outbox_max_attempts: u32,
+    /// How often and how patiently a failing outbox entry is tried again.
+    pub outbox: OutboxPolicy,
 }
 
 /// Where messages travel.
@@ -407,7 +482,17 @@ pub struct Broker {
     /// broker user and password are used).
     pub management_url: Option<url::Url>,
     /// `broker.connect_timeout_ms`.
-    pub connect_timeout: std::time::Duration,
+    pub connect_timeout: Duration,
+    /// `broker.operation_timeout_ms`: one broker call.
+    pub operation_timeout: Duration,
+    /// `broker.send_retry_ms`: how long a send keeps reconnecting.
+    pub send_retry_for: Duration,
+    /// `broker.unavailable_after_ms`: when a receive link down is an outage.
+    pub unavailable_after: Duration,
+    /// `broker.reconnect_backoff_min_ms`.
+    pub reconnect_backoff_min: Duration,
+    /// `broker.reconnect_backoff_max_ms`.
+    pub reconnect_backoff_max: Duration,
 }
 
 /// The broker named by `broker.url`.
@@ -481,6 +566,8 @@ pub struct Identity {
 
 /// Where parties, certificates and profiles come from.
 #[derive(Debug, Clone)]
+// One value per process: boxing would only make every match longer.
+#[allow(clippy::large_enum_variant)]
 pub enum Registry {
     /// The embedded file registry.
     Dir(PathBuf),
@@ -492,9 +579,9 @@ pub enum Registry {
         cppa_url: url::Url,
         /// How long answers are kept (and served stale while the services
         /// fail).
-        cache_seconds: u64,
+        cache_for: Duration,
         /// Timeout of one request.
-        timeout_ms: u64,
+        timeout: Duration,
         /// How requests authenticate.
         auth: RegistryAuth,
     },
@@ -527,9 +614,9 @@ pub struct Trust {
     /// The CA certificates that certificates must chain to.
     pub anchors: Vec<PathBuf>,
     /// What to do when revocation status cannot be learned.
-    pub revocation: Revocation,
+    pub revocation: RevocationPolicy,
     /// How long a CRL fetch may take.
-    pub crl_timeout_ms: u64,
+    pub crl_timeout: Duration,
     /// Accept 3DES-encrypted messages.
     pub allow_3des: bool,
 }
@@ -659,7 +746,7 @@ fn parse_env_value(value: &str) -> toml::Value {
 }
 
 /// `her_id` or `her_ids` (not both): positive, distinct, at least one.
-fn validate_her_ids(raw: &RawConfig) -> Result<Vec<u32>> {
+fn validate_her_ids(raw: &RawConfig) -> Result<Vec<HerId>> {
     let (key, her_ids) = match (raw.her_id, &raw.her_ids) {
         (Some(_), Some(_)) => bail!("key her_ids: give either her_id or her_ids, not both"),
         (Some(one), None) => ("her_id", vec![one]),
@@ -677,7 +764,17 @@ fn validate_her_ids(raw: &RawConfig) -> Result<Vec<u32>> {
             bail!("key {key}: HER-id {her_id} is listed twice");
         }
     }
-    Ok(her_ids)
+    her_ids
+        .iter()
+        .map(|her_id| {
+            HerId::new(*her_id).ok_or_else(|| {
+                anyhow!(
+                    "key {key}: {her_id} is above the largest HER-id ({})",
+                    HerId::MAX
+                )
+            })
+        })
+        .collect()
 }
 
 fn validate_send(raw: &RawSend) -> Result<Send> {
@@ -687,6 +784,11 @@ fn validate_send(raw: &RawSend) -> Result<Send> {
     if raw.outbox_max_attempts == 0 {
         bail!("key send.outbox_max_attempts: 0 would give up every message before its first attempt; give 1 or more");
     }
+    let (backoff_min, backoff_max) = backoff_pair(
+        ("send.outbox_backoff_min_ms", raw.outbox_backoff_min_ms),
+        ("send.outbox_backoff_max_ms", raw.outbox_backoff_max_ms),
+        86_400_000,
+    )?;
     for name in raw.extra_properties.keys() {
         let reserved = helsemelding_wire::envelope::names::ALL
             .iter()
@@ -703,7 +805,11 @@ fn validate_send(raw: &RawSend) -> Result<Send> {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-        outbox_max_attempts: raw.outbox_max_attempts,
+        outbox: OutboxPolicy {
+            max_attempts: raw.outbox_max_attempts,
+            backoff_min,
+            backoff_max,
+        },
     })
 }
 
@@ -716,6 +822,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
         bail!("key receive.revocation_unknown_for_seconds: must be at least 1");
     }
     let max_bytes_in_flight = bytes_in_flight(raw.receive.max_mib_in_flight)?;
+    let receive_tries = receive_tries(&raw.receive)?;
     let resolve = |p: &Path| {
         if p.is_absolute() {
             p.to_path_buf()
@@ -765,12 +872,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
         .enumerate()
         .map(|(i, p)| existing(&format!("trust.anchors[{i}]"), p))
         .collect::<Result<Vec<_>>>()?;
-    if raw.trust.crl_timeout_ms == 0 || raw.trust.crl_timeout_ms > 60_000 {
-        bail!(
-            "key trust.crl_timeout_ms: {} is outside 1..=60000",
-            raw.trust.crl_timeout_ms
-        );
-    }
+    let crl_timeout = millis("trust.crl_timeout_ms", raw.trust.crl_timeout_ms, 60_000)?;
     if raw.audit.retention_days < helsemelding_store::audit::MINIMUM_RETENTION_DAYS {
         bail!(
             "key audit.retention_days: {} is shorter than the minimum of {} days (two years)",
@@ -788,7 +890,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
         trust: Trust {
             anchors,
             revocation: raw.trust.revocation,
-            crl_timeout_ms: raw.trust.crl_timeout_ms,
+            crl_timeout,
             allow_3des: raw.trust.allow_3des,
         },
         store_path: resolve(
@@ -812,9 +914,73 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
             dead_letters: raw.receive.dead_letters,
             fault_pause_max: std::time::Duration::from_secs(raw.receive.fault_pause_max_seconds),
             max_bytes_in_flight,
+            workers: receive_tries.workers,
+            retry: receive_tries.retry,
+            held_back_per_worker: raw.receive.held_back_per_worker,
         },
         send,
     })
+}
+
+/// What `[receive]` says of workers and of trying a failing message again.
+struct ReceiveTries {
+    workers: usize,
+    retry: RetryPolicy,
+}
+
+fn receive_tries(raw: &RawReceive) -> Result<ReceiveTries> {
+    if raw.workers == 0 || raw.workers > MAX_WORKERS {
+        bail!(
+            "key receive.workers: {} is outside 1..={MAX_WORKERS}",
+            raw.workers
+        );
+    }
+    if raw.held_back_per_worker > MAX_HELD_BACK {
+        bail!(
+            "key receive.held_back_per_worker: {} is above {MAX_HELD_BACK} (each is a body kept in memory)",
+            raw.held_back_per_worker
+        );
+    }
+    if raw.delivery_limit == 0 {
+        bail!("key receive.delivery_limit: must be at least 1 (the reference's is 10)");
+    }
+    let (backoff_min, backoff_max) = backoff_pair(
+        ("receive.retry_backoff_min_ms", raw.retry_backoff_min_ms),
+        ("receive.retry_backoff_max_ms", raw.retry_backoff_max_ms),
+        3_600_000,
+    )?;
+    Ok(ReceiveTries {
+        workers: raw.workers,
+        retry: RetryPolicy {
+            delivery_limit: raw.delivery_limit,
+            backoff_min,
+            backoff_max,
+        },
+    })
+}
+
+/// More workers per queue than this only wait on one another.
+const MAX_WORKERS: usize = 256;
+
+/// Held-back deliveries are link credit and memory: a few are enough.
+const MAX_HELD_BACK: usize = 64;
+
+/// A millisecond key in `1..=most`.
+fn millis(key: &str, value: u64, most: u64) -> Result<Duration> {
+    if value == 0 || value > most {
+        bail!("key {key}: {value} is outside 1..={most}");
+    }
+    Ok(Duration::from_millis(value))
+}
+
+/// A doubling pause: both keys in `1..=most`, the first not above the second.
+fn backoff_pair(min: (&str, u64), max: (&str, u64), most: u64) -> Result<(Duration, Duration)> {
+    let low = millis(min.0, min.1, most)?;
+    let high = millis(max.0, max.1, most)?;
+    if low > high {
+        bail!("key {}: {} is above {} = {}", min.0, min.1, max.0, max.1);
+    }
+    Ok((low, high))
 }
 
 /// `[receive] max_mib_in_flight` in bytes. Zero is refused rather than
@@ -894,14 +1060,41 @@ fn validate_broker(
             Ok(url)
         })
         .transpose()?;
-    let connect_timeout_ms = raw.broker.connect_timeout_ms;
-    if connect_timeout_ms == 0 || connect_timeout_ms > 600_000 {
-        bail!("key broker.connect_timeout_ms: {connect_timeout_ms} is outside 1..=600000");
-    }
+    let dialect = match raw.broker.dialect.as_deref() {
+        None => Dialect::default(),
+        Some(name) => name
+            .parse()
+            .map_err(|e| anyhow!("key broker.dialect: {e}"))?,
+    };
+    let b = &raw.broker;
+    let (reconnect_backoff_min, reconnect_backoff_max) = backoff_pair(
+        (
+            "broker.reconnect_backoff_min_ms",
+            b.reconnect_backoff_min_ms,
+        ),
+        (
+            "broker.reconnect_backoff_max_ms",
+            b.reconnect_backoff_max_ms,
+        ),
+        600_000,
+    )?;
     Ok(Broker {
         endpoint,
-        dialect: raw.broker.dialect,
-        connect_timeout: std::time::Duration::from_millis(connect_timeout_ms),
+        dialect,
+        connect_timeout: millis("broker.connect_timeout_ms", b.connect_timeout_ms, 600_000)?,
+        operation_timeout: millis(
+            "broker.operation_timeout_ms",
+            b.operation_timeout_ms,
+            600_000,
+        )?,
+        send_retry_for: millis("broker.send_retry_ms", b.send_retry_ms, 86_400_000)?,
+        unavailable_after: millis(
+            "broker.unavailable_after_ms",
+            b.unavailable_after_ms,
+            3_600_000,
+        )?,
+        reconnect_backoff_min,
+        reconnect_backoff_max,
         management_url,
         ca_file,
         reply_queue: raw.broker.reply_queue.clone(),
@@ -985,17 +1178,12 @@ fn validate_registry(
                 (None, Some(token)) => RegistryAuth::Token(token),
                 (None, None) => RegistryAuth::None,
             };
-            if raw.timeout_ms == 0 || raw.timeout_ms > 300_000 {
-                bail!(
-                    "key registry.timeout_ms: {} is outside 1..=300000",
-                    raw.timeout_ms
-                );
-            }
+            let timeout = millis("registry.timeout_ms", raw.timeout_ms, 300_000)?;
             Ok(Registry::Http {
                 address_url: parse("address_url", &address)?,
                 cppa_url: parse("cppa_url", cppa)?,
-                cache_seconds: raw.cache_seconds,
-                timeout_ms: raw.timeout_ms,
+                cache_for: Duration::from_secs(raw.cache_seconds),
+                timeout,
                 auth,
             })
         }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use helsemelding_wire::queue::QueueKind;
-use helsemelding_wire::HerId;
 
 use crate::assembly;
 use crate::config::{BrokerEndpoint, Config};
@@ -33,7 +32,6 @@ pub(crate) async fn our_queues(config: &Config) -> Result<Vec<(String, &'static 
         }
     };
     for her_id in &config.her_ids {
-        let her_id = HerId::new(*her_id).context("her_ids: not a valid HER-id")?;
         let record = registry
             .communication_party(her_id.get())
             .await

@@ -161,7 +161,6 @@ impl StopSignals {
 /// what the outbox holds and starts the listener.
 async fn start(
     config: &Config,
-    workers: usize,
     handler: Arc<dyn Handler>,
     error_handler: Arc<dyn ErrorHandler>,
 ) -> Result<(Messenger, Listener)> {
@@ -182,11 +181,12 @@ async fn start(
         handler,
         error_handler,
         ListenerOptions {
-            workers: workers.max(1),
+            workers: config.receive.workers,
             dead_letters,
             dead_letters_by_queue,
             fault_pause_max: config.receive.fault_pause_max,
             max_bytes_in_flight: config.receive.max_bytes_in_flight,
+            parked_per_worker: config.receive.held_back_per_worker,
             ..ListenerOptions::default()
         },
     )
@@ -194,8 +194,8 @@ async fn start(
     Ok((messenger, listener))
 }
 
-/// Runs the receive pipelines of the messenger `config` names with
-/// `workers` workers per queue, handing what they accept to `handler` and
+/// Runs the receive pipelines of the messenger `config` names
+/// (`[receive] workers` per queue), handing what they accept to `handler` and
 /// the error reports about our messages to `error_handler`, until
 /// `finished` says so (asked ten times a second) or a stop signal comes;
 /// then drains and closes (see the [module](self) docs). Returns when it
@@ -207,7 +207,6 @@ pub async fn run(
     config: &Config,
     handler: Arc<dyn Handler>,
     error_handler: Arc<dyn ErrorHandler>,
-    workers: usize,
     mut finished: impl FnMut() -> bool,
 ) -> Result<()> {
     // From here on SIGTERM (systemd, docker stop) and SIGINT (Ctrl-C)
@@ -217,7 +216,7 @@ pub async fn run(
     // Nothing is taken before the listener runs: a stop signal during
     // start-up (a broker slow to answer) ends it at once.
     let (messenger, listener) = tokio::select! {
-        started = start(config, workers, handler, error_handler) => started?,
+        started = start(config, handler, error_handler) => started?,
         signal = stop.next() => {
             eprintln!("{signal} during start-up: stopping before taking any message");
             return Ok(());

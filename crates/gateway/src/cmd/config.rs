@@ -50,14 +50,14 @@ fn summarise(config: &Config) -> Value {
         Registry::Http {
             address_url,
             cppa_url,
-            cache_seconds,
-            timeout_ms,
+            cache_for,
+            timeout,
             auth,
         } => json!({
             "address_url": address_url.as_str(),
             "cppa_url": cppa_url.as_str(),
-            "cache_seconds": cache_seconds,
-            "timeout_ms": timeout_ms,
+            "cache_seconds": cache_for.as_secs(),
+            "timeout_ms": millis(*timeout),
             "auth": match auth {
                 RegistryAuth::None => json!("none"),
                 RegistryAuth::TokenFile(file) => json!({ "token_file": file }),
@@ -69,11 +69,16 @@ fn summarise(config: &Config) -> Value {
         "her_id": config.her_id,
         "her_ids": config.her_ids,
         "broker": broker,
-        "dialect": format!("{:?}", config.broker.dialect).to_lowercase(),
+        "dialect": config.broker.dialect.name(),
         "ca_file": config.broker.ca_file,
         "reply_queue": config.broker.reply_queue,
         "management_url": config.broker.management_url.as_ref().map(|u| u.as_str()),
-        "connect_timeout_ms": config.broker.connect_timeout.as_millis() as u64,
+        "connect_timeout_ms": millis(config.broker.connect_timeout),
+        "operation_timeout_ms": millis(config.broker.operation_timeout),
+        "send_retry_ms": millis(config.broker.send_retry_for),
+        "unavailable_after_ms": millis(config.broker.unavailable_after),
+        "reconnect_backoff_min_ms": millis(config.broker.reconnect_backoff_min),
+        "reconnect_backoff_max_ms": millis(config.broker.reconnect_backoff_max),
         "identity": {
             "signing": key_pair(&config.identity.signing),
             "decryption": key_pair(&config.identity.decryption),
@@ -83,7 +88,7 @@ fn summarise(config: &Config) -> Value {
         "trust": {
             "anchors": config.trust.anchors,
             "revocation": format!("{:?}", config.trust.revocation).to_lowercase(),
-            "crl_timeout_ms": config.trust.crl_timeout_ms,
+            "crl_timeout_ms": millis(config.trust.crl_timeout),
             "allow_3des": config.trust.allow_3des,
         },
         "store": config.store_path,
@@ -100,13 +105,25 @@ fn summarise(config: &Config) -> Value {
             "dead_letters": format!("{:?}", config.receive.dead_letters).to_lowercase(),
             "fault_pause_max_seconds": config.receive.fault_pause_max.as_secs(),
             "max_mib_in_flight": config.receive.max_bytes_in_flight / (1024 * 1024),
+            "workers": config.receive.workers,
+            "delivery_limit": config.receive.retry.delivery_limit,
+            "retry_backoff_min_ms": millis(config.receive.retry.backoff_min),
+            "retry_backoff_max_ms": millis(config.receive.retry.backoff_max),
+            "held_back_per_worker": config.receive.held_back_per_worker,
         },
         "send": {
             "async_ttl_seconds": config.send.async_ttl.map(|t| t.as_secs()),
             "payload_metadata": config.send.payload_metadata,
             "extra_properties": config.send.extra_properties.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "outbox_max_attempts": config.send.outbox.max_attempts,
+            "outbox_backoff_min_ms": millis(config.send.outbox.backoff_min),
+            "outbox_backoff_max_ms": millis(config.send.outbox.backoff_max),
         },
     })
+}
+
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn key_pair(pair: &Option<KeyPair>) -> Value {

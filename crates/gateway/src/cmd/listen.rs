@@ -33,9 +33,9 @@ pub struct Args {
     /// Exit after this many seconds without a message.
     #[arg(long)]
     idle_exit: Option<u64>,
-    /// Concurrent workers per queue.
-    #[arg(long, default_value_t = 4)]
-    workers: usize,
+    /// Concurrent workers per queue [default: `[receive] workers`, 4].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: Option<u16>,
 }
 
 /// The output directory, created if missing; a file in its place is an
@@ -55,7 +55,10 @@ fn prepare_out_dir(dir: &Path) -> Result<()> {
 /// `--idle-exit` or a stop signal ends it.
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     prepare_out_dir(&args.out_dir)?;
-    let config = super::load_config(config)?;
+    let mut config = super::load_config(config)?;
+    if let Some(workers) = args.workers {
+        config.receive.workers = usize::from(workers);
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let sink = Arc::new(ToDirectory::new(args.out_dir.clone()));
@@ -67,7 +70,7 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
             args.idle_exit
                 .is_some_and(|s| idle >= Duration::from_secs(s))
         };
-        supervisor::run(&config, sink.clone(), sink.clone(), args.workers, finished).await?;
+        supervisor::run(&config, sink.clone(), sink.clone(), finished).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

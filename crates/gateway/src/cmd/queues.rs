@@ -88,7 +88,7 @@ async fn inspect(config: &Config) -> Result<Report> {
         },
     };
     Ok(Report {
-        her_id: config.her_id,
+        her_id: config.her_id.get(),
         source,
         queues: statuses,
     })

@@ -1,5 +1,9 @@
 use super::*;
 
+fn her_ids(config: &Config) -> Vec<u32> {
+    config.her_ids.iter().map(|h| h.get()).collect()
+}
+
 struct Setup {
     dir: tempfile::TempDir,
 }
@@ -57,7 +61,7 @@ revocation = "require"
 fn the_documented_example_loads_with_paths_resolved_beside_the_file() {
     let setup = Setup::new();
     let config = setup.load(FULL, &[]).unwrap();
-    assert_eq!(config.her_id, 91462);
+    assert_eq!(config.her_id.get(), 91462);
     let BrokerEndpoint::Amqp {
         url,
         exchange,
@@ -73,7 +77,7 @@ fn the_documented_example_loads_with_paths_resolved_beside_the_file() {
         config.broker.reply_queue, None,
         "the registry's, not derived"
     );
-    assert_eq!(config.her_ids, [91462]);
+    assert_eq!(her_ids(&config), [91462]);
     assert!(!config.receive.strict_message_functions);
     assert!(!config.receive.allow_party_mismatch);
     assert!(!config.receive.allow_unprotected);
@@ -88,7 +92,12 @@ fn the_documented_example_loads_with_paths_resolved_beside_the_file() {
     );
     assert!(config.send.payload_metadata);
     assert_eq!(config.send.async_ttl, None);
-    assert_eq!(config.send.outbox_max_attempts, 20);
+    assert_eq!(config.send.outbox, OutboxPolicy::default());
+    assert_eq!(config.receive.retry, RetryPolicy::default());
+    assert_eq!(config.receive.workers, 4);
+    assert_eq!(config.broker.dialect, Dialect::RabbitMq);
+    assert_eq!(config.broker.operation_timeout, Duration::from_secs(15));
+    assert_eq!(config.broker.send_retry_for, Duration::from_secs(60));
     assert_eq!(config.broker.ca_file, Some(setup.dir.path().join("ca.pem")));
     assert_eq!(
         config.identity.signing,
@@ -100,8 +109,8 @@ fn the_documented_example_loads_with_paths_resolved_beside_the_file() {
     assert!(
         matches!(&config.registry, Registry::Dir(d) if d == &setup.dir.path().join("registry"))
     );
-    assert_eq!(config.trust.revocation, Revocation::Require);
-    assert_eq!(config.trust.crl_timeout_ms, 1000);
+    assert_eq!(config.trust.revocation, RevocationPolicy::Require);
+    assert_eq!(config.trust.crl_timeout, Duration::from_millis(1000));
     assert_eq!(config.receipts.deadline_hours, 24);
     assert_eq!(config.audit_retention_days, 730);
 }
@@ -124,11 +133,11 @@ fn environment_variables_override_keys_by_section() {
             ],
         )
         .unwrap();
-    assert_eq!(config.her_id, 109989);
+    assert_eq!(config.her_id.get(), 109989);
     assert!(
         matches!(&config.broker.endpoint, BrokerEndpoint::Local { path } if path == &setup.dir.path().join("queues.db"))
     );
-    assert_eq!(config.trust.revocation, Revocation::Warn);
+    assert_eq!(config.trust.revocation, RevocationPolicy::Warn);
     assert_eq!(config.receipts.deadline_hours, 48);
 }
 
@@ -221,6 +230,46 @@ fn unknown_keys_and_bad_values_name_the_key() {
             &[("HELSEMELDING_SEND_OUTBOX_MAX_ATTEMPTS", "0")],
             "send.outbox_max_attempts",
         ),
+        (
+            FULL,
+            &[("HELSEMELDING_RECEIVE_WORKERS", "0")],
+            "receive.workers",
+        ),
+        (
+            FULL,
+            &[("HELSEMELDING_RECEIVE_DELIVERY_LIMIT", "0")],
+            "receive.delivery_limit",
+        ),
+        (
+            FULL,
+            &[("HELSEMELDING_RECEIVE_RETRY_BACKOFF_MIN_MS", "60000")],
+            "receive.retry_backoff_min_ms: 60000 is above receive.retry_backoff_max_ms",
+        ),
+        (
+            FULL,
+            &[("HELSEMELDING_BROKER_OPERATION_TIMEOUT_MS", "0")],
+            "broker.operation_timeout_ms",
+        ),
+        (
+            FULL,
+            &[("HELSEMELDING_BROKER_RECONNECT_BACKOFF_MAX_MS", "50")],
+            "broker.reconnect_backoff_min_ms",
+        ),
+        (
+            FULL,
+            &[("HELSEMELDING_SEND_OUTBOX_BACKOFF_MAX_MS", "0")],
+            "send.outbox_backoff_max_ms",
+        ),
+        (
+            FULL,
+            &[("HELSEMELDING_BROKER_DIALECT", "kafka")],
+            "broker.dialect",
+        ),
+        (
+            FULL,
+            &[("HELSEMELDING_HER_ID", "3000000000")],
+            "above the largest HER-id",
+        ),
     ];
     for (text, env, key) in cases {
         let error = setup.error(text, env);
@@ -265,17 +314,14 @@ fn the_http_registry_takes_its_token_from_a_file_or_the_environment_only() {
     std::fs::write(setup.dir.path().join("token"), "t").unwrap();
     let with_file = format!("{HTTP_REGISTRY}token_file = \"token\"\n");
     let config = setup.load(&with_file, &[]).unwrap();
-    let Registry::Http {
-        auth, timeout_ms, ..
-    } = &config.registry
-    else {
+    let Registry::Http { auth, timeout, .. } = &config.registry else {
         panic!("not the HTTP registry: {:?}", config.registry);
     };
     assert!(
         matches!(auth, RegistryAuth::TokenFile(p) if *p == setup.dir.path().join("token")),
         "{auth:?}"
     );
-    assert_eq!(*timeout_ms, 10_000);
+    assert_eq!(*timeout, Duration::from_secs(10));
     assert_eq!(
         config.broker.management_url.as_ref().map(url::Url::as_str),
         Some("http://127.0.0.1:15672/")
@@ -325,8 +371,8 @@ fn several_her_ids_and_the_receive_and_send_switches() {
     let several = FULL.replace("her_id = 91462", "her_ids = [8141703, 8141705]")
         + "[receive]\nstrict_message_functions = true\nallow_party_mismatch = true\nallow_unprotected = true\nrevocation_unknown_for_seconds = 60\ndead_letters = \"store\"\nfault_pause_max_seconds = 5\n[send]\nasync_ttl_seconds = 345600\npayload_metadata = false\nextra_properties = { X-SystemIdentifier = \"EPJ\" }\noutbox_max_attempts = 5\n";
     let config = setup.load(&several, &[]).unwrap();
-    assert_eq!(config.her_ids, [8141703, 8141705]);
-    assert_eq!(config.her_id, 8141703, "the first sends by default");
+    assert_eq!(her_ids(&config), [8141703, 8141705]);
+    assert_eq!(config.her_id.get(), 8141703, "the first sends by default");
     assert!(config.receive.strict_message_functions);
     assert!(config.receive.allow_party_mismatch);
     assert!(config.receive.allow_unprotected);
@@ -344,7 +390,7 @@ fn several_her_ids_and_the_receive_and_send_switches() {
         Some(std::time::Duration::from_secs(345_600))
     );
     assert!(!config.send.payload_metadata);
-    assert_eq!(config.send.outbox_max_attempts, 5);
+    assert_eq!(config.send.outbox.max_attempts, 5);
     assert_eq!(
         config.send.extra_properties,
         [("X-SystemIdentifier".to_string(), "EPJ".to_string())]
@@ -427,4 +473,33 @@ fn a_registry_dir_that_does_not_exist_or_is_a_file_is_refused_naming_key_and_pat
         .load(FULL, &[("HELSEMELDING_REGISTRY_DIR", env_dir)])
         .unwrap();
     assert!(matches!(&config.registry, Registry::Dir(d) if d == elsewhere.path()));
+}
+
+#[test]
+fn every_library_setting_is_reachable_from_the_file() {
+    let setup = Setup::new();
+    let text = FULL.replace(
+        "dialect = \"rabbitmq\"",
+        "dialect = \"rabbitmq-v2\"\noperation_timeout_ms = 2500\nsend_retry_ms = 9000\nunavailable_after_ms = 4000\nreconnect_backoff_min_ms = 50\nreconnect_backoff_max_ms = 800",
+    ) + "[receive]\nworkers = 12\ndelivery_limit = 3\nretry_backoff_min_ms = 200\nretry_backoff_max_ms = 2000\nheld_back_per_worker = 2\n[send]\noutbox_backoff_min_ms = 10\noutbox_backoff_max_ms = 20\n";
+    let config = setup.load(&text, &[]).unwrap();
+    let broker = &config.broker;
+    assert_eq!(broker.dialect, Dialect::RabbitMqV2);
+    assert_eq!(broker.operation_timeout, Duration::from_millis(2500));
+    assert_eq!(broker.send_retry_for, Duration::from_secs(9));
+    assert_eq!(broker.unavailable_after, Duration::from_secs(4));
+    assert_eq!(broker.reconnect_backoff_min, Duration::from_millis(50));
+    assert_eq!(broker.reconnect_backoff_max, Duration::from_millis(800));
+    assert_eq!(config.receive.workers, 12);
+    assert_eq!(config.receive.held_back_per_worker, 2);
+    assert_eq!(
+        config.receive.retry,
+        RetryPolicy {
+            delivery_limit: 3,
+            backoff_min: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(2),
+        }
+    );
+    assert_eq!(config.send.outbox.backoff_min, Duration::from_millis(10));
+    assert_eq!(config.send.outbox.backoff_max, Duration::from_millis(20));
 }
