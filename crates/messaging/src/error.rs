@@ -126,6 +126,16 @@ pub enum Error {
         /// `async`, `sync`, `error` or `syncreply`.
         kind: &'static str,
     },
+    /// The transport lacks what the receive pipeline needs.
+    #[error("queue {queue}: the transport cannot {capability}, which the receive pipeline needs for {needed_for}")]
+    TransportLacks {
+        /// The queue to be consumed.
+        queue: String,
+        /// What it cannot do.
+        capability: &'static str,
+        /// What that is needed for.
+        needed_for: &'static str,
+    },
     /// A message is to be put back on a queue that is not one of ours.
     #[error("queue {queue} is not one of our queues ({ours}): a message is only put back where it came from")]
     NotOurQueue {

@@ -27,7 +27,7 @@ use helsemelding_store::inbox::{
     Answer as StoredAnswer, DeliveryCount, DeliveryKey, HandOver, HandOverRecord, MessageKey,
 };
 use helsemelding_store::parked::ParkedMessage;
-use helsemelding_transport::{Delivery, Receiver};
+use helsemelding_transport::{Capabilities, Delivery, Receiver};
 use helsemelding_wire::envelope::{names, Envelope};
 use helsemelding_wire::error_report::{
     build_error_report, report_recipient, ErrorReport, ReceivedErrorReport,
@@ -106,6 +106,7 @@ impl Listener {
         let fault = Arc::new(LocalFault::new(options.fault_pause_max));
         let budget = Budget::new(options.max_bytes_in_flight);
         let outage = Arc::new(OutageLog::default());
+        let transport_promises = messenger.inner.transport.capabilities();
         let mut workers = Vec::new();
         for (kind, queue) in queues {
             let kind = *kind;
@@ -113,6 +114,17 @@ impl Listener {
                 // Credit for the delivery in hand and the parked ones.
                 let credit = 1 + options.parked_per_worker as u32;
                 let receiver = messenger.inner.transport.receiver(queue, credit).await?;
+                let promised = union(transport_promises, receiver.capabilities());
+                if !promised.releases {
+                    // A failing message is tried again by releasing it;
+                    // without release it could only be held or given up.
+                    let _ = receiver.close().await;
+                    return Err(Error::TransportLacks {
+                        queue: queue.clone(),
+                        capability: "release (putting a delivery back on its queue)",
+                        needed_for: "trying a failing message again later",
+                    });
+                }
                 let worker = Worker {
                     messenger: messenger.clone(),
                     handler: handler.clone(),
@@ -128,6 +140,7 @@ impl Listener {
                     fault: fault.clone(),
                     fault_pause_max: options.fault_pause_max,
                     dead_letters: options.dead_letters_of(queue),
+                    promised,
                 };
                 workers.push(tokio::spawn(worker.run(receiver)));
             }
@@ -155,13 +168,46 @@ impl ErrorHandler for NoApplication {
     }
 }
 
-/// Whether the broker says this is the message's first delivery.
 fn message_id_of(delivery: &Delivery) -> String {
     delivery.message.message_id.clone().unwrap_or_default()
 }
 
-fn is_first_delivery(delivery: &Delivery) -> bool {
-    delivery.first_acquirer && delivery.delivery_count == 0
+/// Whether the transport vouches that this is the message's first
+/// delivery: every signal it promises ([`Capabilities`]) must say so, and
+/// a transport that promises none never vouches (the store then counts).
+fn is_first_delivery(delivery: &Delivery, promised: Capabilities) -> bool {
+    let marked = !promised.marks_redeliveries || delivery.first_acquirer;
+    let counted = !promised.counts_deliveries || delivery.delivery_count == 0;
+    let vouched = promised.marks_redeliveries || promised.counts_deliveries;
+    vouched && marked && counted
+}
+
+/// What the transport promises for every queue and what one receiver
+/// promises beyond that.
+fn union(a: Capabilities, b: Capabilities) -> Capabilities {
+    let mut both = Capabilities::NONE;
+    if a.counts_deliveries || b.counts_deliveries {
+        both = both.with_delivery_counts();
+    }
+    if a.marks_redeliveries || b.marks_redeliveries {
+        both = both.with_redelivery_marks();
+    }
+    if a.releases || b.releases {
+        both = both.with_release();
+    }
+    if a.rejects_to_dead_letter || b.rejects_to_dead_letter {
+        both = both.with_dead_letter_on_reject();
+    }
+    both
+}
+
+/// The transport's count of earlier deliveries, where it keeps one.
+fn broker_count(delivery: &Delivery, promised: Capabilities) -> u32 {
+    if promised.counts_deliveries {
+        delivery.delivery_count
+    } else {
+        0
+    }
 }
 
 struct Worker {
@@ -184,6 +230,8 @@ struct Worker {
     fault_pause_max: Duration,
     /// Where a message given up on this worker's queue goes.
     dead_letters: DeadLetters,
+    /// What the transport promises of its deliveries.
+    promised: Capabilities,
 }
 
 impl Worker {
@@ -391,8 +439,8 @@ impl Worker {
         DeliveryFacts {
             queue: delivery.queue.clone(),
             kind: self.kind,
-            first_delivery: is_first_delivery(delivery),
-            broker_count: delivery.delivery_count,
+            first_delivery: is_first_delivery(delivery, self.promised),
+            broker_count: broker_count(delivery, self.promised),
             envelope: convert::to_envelope(&delivery.message),
             now: Utc::now(),
         }
@@ -792,7 +840,7 @@ impl Worker {
         message_id: &str,
         now: DateTime<Utc>,
     ) -> Result<u32> {
-        if delivery.first_acquirer && delivery.delivery_count == 0 {
+        if is_first_delivery(delivery, self.promised) {
             return Ok(1);
         }
         let (queue, id) = (delivery.queue.clone(), message_id.to_owned());
@@ -804,7 +852,7 @@ impl Worker {
     }
 
     async fn forget(&self, delivery: &Delivery, message_id: &str) {
-        if is_first_delivery(delivery) {
+        if is_first_delivery(delivery, self.promised) {
             return;
         }
         let (queue, id) = (delivery.queue.clone(), message_id.to_owned());
@@ -843,7 +891,7 @@ impl Worker {
             reason: note.reason,
             ..AuditEvent::new(note.kind, self.messenger.actor(), &note.outcome)
         };
-        let counted = (!is_first_delivery(delivery))
+        let counted = (!is_first_delivery(delivery, self.promised))
             .then(|| (delivery.queue.clone(), message_id_of(delivery)));
         let audit = event.clone();
         let recorded = self
@@ -971,5 +1019,57 @@ fn value_text(value: &helsemelding_transport::Value) -> String {
         Value::Long(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
         Value::Timestamp(ms) => format!("timestamp {ms}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use helsemelding_transport::{DeliveryToken, Message};
+
+    fn delivery(delivery_count: u32, first_acquirer: bool) -> Delivery {
+        let token = DeliveryToken::new(());
+        Delivery::new(
+            Message::new(b"x".to_vec()),
+            delivery_count,
+            first_acquirer,
+            "q",
+            token,
+        )
+    }
+
+    fn promising(marks_redeliveries: bool, counts_deliveries: bool) -> Capabilities {
+        let mut promised = Capabilities::NONE;
+        if marks_redeliveries {
+            promised = promised.with_redelivery_marks();
+        }
+        if counts_deliveries {
+            promised = promised.with_delivery_counts();
+        }
+        promised
+    }
+
+    #[test]
+    fn a_first_delivery_is_vouched_for_only_by_what_the_transport_promises() {
+        // Both promised (the local transport, quorum queues): both must agree.
+        let both = promising(true, true);
+        assert!(is_first_delivery(&delivery(0, true), both));
+        assert!(!is_first_delivery(&delivery(1, true), both));
+        assert!(!is_first_delivery(&delivery(0, false), both));
+        // RabbitMQ classic queues: the count stays 0, the mark is kept.
+        let marks = promising(true, false);
+        assert!(is_first_delivery(&delivery(0, true), marks));
+        assert!(!is_first_delivery(&delivery(0, false), marks));
+        let counts = promising(false, true);
+        assert!(is_first_delivery(&delivery(0, false), counts));
+        assert!(!is_first_delivery(&delivery(2, true), counts));
+        // Nothing promised: never first, whatever the fields say.
+        assert!(!is_first_delivery(&delivery(0, true), Capabilities::NONE));
+    }
+
+    #[test]
+    fn a_delivery_count_the_transport_does_not_promise_is_not_used() {
+        assert_eq!(broker_count(&delivery(7, false), promising(true, true)), 7);
+        assert_eq!(broker_count(&delivery(7, false), promising(true, false)), 0);
     }
 }

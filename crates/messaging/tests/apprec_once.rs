@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use helsemelding_messaging::{Listener, ListenerOptions, Messenger, MessengerConfig, SendRequest};
 use helsemelding_store::audit::AuditFilter;
-use helsemelding_transport::{Delivery, Error, Receiver, Sender, Transport};
+use helsemelding_transport::{Capabilities, Delivery, Error, Receiver, Sender, Transport};
 use helsemelding_transport_amqp::AmqpOptions;
 
 mod common;
@@ -45,6 +45,9 @@ impl Transport for FirstAcceptLost {
             lost: self.lost.clone(),
         }))
     }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
     async fn close(&self) -> Result<(), Error> {
         self.inner.close().await
     }
@@ -67,6 +70,9 @@ impl Receiver for LosingReceiver {
     }
     async fn reject(&mut self, delivery: &Delivery, reason: &str) -> Result<(), Error> {
         self.inner.reject(delivery, reason).await
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
     }
     async fn close(self: Box<Self>) -> Result<(), Error> {
         self.inner.close().await

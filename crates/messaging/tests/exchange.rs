@@ -1211,6 +1211,10 @@ impl Transport for GatedTransport {
         self.inner.check_queue(queue).await
     }
 
+    fn capabilities(&self) -> helsemelding_transport::Capabilities {
+        self.inner.capabilities()
+    }
+
     async fn receiver(
         &self,
         queue: &str,
@@ -1362,6 +1366,10 @@ impl Transport for RefusingTransport {
 
     async fn check_queue(&self, queue: &str) -> Result<(), helsemelding_transport::Error> {
         self.inner.check_queue(queue).await
+    }
+
+    fn capabilities(&self) -> helsemelding_transport::Capabilities {
+        self.inner.capabilities()
     }
 
     async fn receiver(

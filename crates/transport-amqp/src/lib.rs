@@ -44,11 +44,14 @@
 //!   retry loops, and (receiver) the delivery token;
 //! - `convert`: [`Message`](helsemelding_transport::Message) to fe2o3's
 //!   message and back, and broker outcomes;
-//! - `transport`: [`AmqpTransport`], which hands out senders and receivers.
+//! - `transport`: [`AmqpTransport`], which hands out senders and receivers;
+//! - [`management`]: RabbitMQ's management API (queue counts, dead-letter
+//!   paths), which AMQP 1.0 cannot ask.
 
 mod connection;
 mod convert;
 mod endpoint;
+pub mod management;
 mod options;
 mod receiver;
 mod reconnect;

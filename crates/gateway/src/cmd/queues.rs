@@ -10,13 +10,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 use helsemelding_transport::local::LocalTransport;
+use helsemelding_transport_amqp::management::Management;
 use serde::Serialize;
 
 use crate::assembly::{self, transport_endpoint};
 use crate::config::{BrokerEndpoint, Config};
-use crate::queues::{
-    management_client, management_queue, our_queues, parse_queue_info, percent_decode,
-};
+use crate::queues::{management, our_queues};
 
 /// Show our queues and their message counts.
 #[derive(clap::Args)]
@@ -75,15 +74,11 @@ async fn inspect(config: &Config) -> Result<Report> {
     let queues = our_queues(config).await?;
     let (source, statuses) = match &config.broker.endpoint {
         BrokerEndpoint::Local { path } => (Source::Local, local_counts(path, queues).await?),
-        BrokerEndpoint::Amqp { url, password, .. } => match &config.broker.management_url {
-            Some(management) => {
-                let user = percent_decode(url.username());
-                let credentials = (user, password.clone().unwrap_or_default());
-                (
-                    Source::Management,
-                    management_counts(management, &credentials, queues).await?,
-                )
-            }
+        BrokerEndpoint::Amqp { .. } => match management(config) {
+            Some(management) => (
+                Source::Management,
+                management_counts(&management?, queues).await?,
+            ),
             None => (Source::Amqp, amqp_existence(config, queues).await?),
         },
     };
@@ -146,25 +141,18 @@ async fn amqp_existence(
 }
 
 async fn management_counts(
-    base: &url::Url,
-    credentials: &(String, String),
+    management: &Management,
     queues: Vec<(String, &'static str)>,
 ) -> Result<Vec<QueueStatus>> {
-    let client = management_client()?;
     let mut statuses = Vec::new();
     for (name, kind) in queues {
-        let counts = match management_queue(&client, base, credentials, &name).await? {
-            None => None,
-            Some((body, shown)) => {
-                Some(parse_queue_info(&body).with_context(|| format!("management API {shown}"))?)
-            }
-        };
+        let info = management.queue(&name).await?;
         statuses.push(QueueStatus {
             name,
             kind,
-            exists: counts.is_some(),
-            messages: counts.map(|c| c.messages),
-            consumers: counts.map(|c| c.consumers),
+            exists: info.is_some(),
+            messages: info.as_ref().map(|i| i.messages),
+            consumers: info.as_ref().map(|i| i.consumers),
         });
     }
     Ok(statuses)
