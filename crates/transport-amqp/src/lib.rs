@@ -48,24 +48,39 @@
 //! - [`management`]: RabbitMQ's management API (queue counts, dead-letter
 //!   paths), which AMQP 1.0 cannot ask.
 
+// Everything but the pure readers of broker answers needs the `client`
+// feature (the default); the fuzz targets build without it.
+#[cfg(feature = "client")]
 mod connection;
+#[cfg(feature = "client")]
 mod convert;
+#[cfg(feature = "client")]
 mod endpoint;
 pub mod management;
+#[cfg(feature = "client")]
 mod options;
+#[cfg(feature = "client")]
 mod receiver;
+#[cfg(feature = "client")]
 mod reconnect;
+#[cfg(feature = "client")]
 mod sender;
+#[cfg(feature = "client")]
 mod transport;
 
+#[cfg(feature = "client")]
 use helsemelding_transport::local::LocalTransport;
+#[cfg(feature = "client")]
 use helsemelding_transport::{Error, Transport};
 
+#[cfg(feature = "client")]
 pub use options::{AmqpOptions, Dialect};
+#[cfg(feature = "client")]
 pub use transport::AmqpTransport;
 
 /// Opens the transport a URL names: `amqp://…`, `amqps://…`, or
 /// `local:PATH` (the embedded queue, for which `options` do not matter).
+#[cfg(feature = "client")]
 pub async fn open(url: &str, options: AmqpOptions) -> Result<Box<dyn Transport>, Error> {
     if let Some(path) = url.strip_prefix("local:") {
         return Ok(Box::new(LocalTransport::open(path)?));

@@ -5,6 +5,7 @@
 //! read with a size bound and judged strictly ([`QueueInfo::from_json`]).
 //!
 //! ```no_run
+//! # #[cfg(feature = "client")]
 //! # async fn show() -> Result<(), helsemelding_transport_amqp::management::ManagementError> {
 //! use helsemelding_transport_amqp::management::Management;
 //! let base = url::Url::parse("http://127.0.0.1:15672").unwrap();
@@ -16,13 +17,13 @@
 //! # }
 //! ```
 
-use std::time::Duration;
-
 /// Largest answer read for one queue: RabbitMQ's are a few KiB.
 pub const MAX_ANSWER: usize = 1024 * 1024;
-const TIMEOUT: Duration = Duration::from_secs(10);
+#[cfg(feature = "client")]
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What went wrong asking the management API; `url` never holds a password.
+#[cfg(feature = "client")]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManagementError {
@@ -119,6 +120,7 @@ impl QueueInfo {
 
 /// A client of one broker's management API, with the broker user's
 /// credentials (basic authentication, as RabbitMQ asks).
+#[cfg(feature = "client")]
 pub struct Management {
     client: reqwest::Client,
     base: url::Url,
@@ -126,6 +128,7 @@ pub struct Management {
     password: String,
 }
 
+#[cfg(feature = "client")]
 impl std::fmt::Debug for Management {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Management")
@@ -135,6 +138,7 @@ impl std::fmt::Debug for Management {
     }
 }
 
+#[cfg(feature = "client")]
 impl Management {
     /// A client of the API at `base` (no credentials in it) as `user`.
     pub fn new(
@@ -198,6 +202,7 @@ impl Management {
     }
 }
 
+#[cfg(feature = "client")]
 async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
