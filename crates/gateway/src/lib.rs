@@ -56,6 +56,7 @@ pub mod assembly;
 pub mod cmd;
 pub mod config;
 pub mod devpki;
+pub mod folder;
 mod queues;
 pub mod sink;
 pub mod supervisor;

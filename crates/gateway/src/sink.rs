@@ -1,13 +1,16 @@
-//! Where `listen` puts what it accepts: [`ToDirectory`] writes each
-//! accepted message as `<dir>/<message-id>.xml` (payload bytes exactly) and
-//! `<dir>/<message-id>.json` (who, what, when), atomically and before the
-//! message is accepted. A redelivered message whose `.xml` file is there
+//! Where `listen` and `serve` put what they accept: [`ToDirectory`] writes
+//! each accepted message as `<dir>/<message-id>.xml` (payload bytes exactly)
+//! and `<dir>/<message-id>.json` (who, what, when), atomically and before
+//! the message is accepted; for `serve` ([`ToDirectory::per_party`]) as
+//! `<root>/<our her-id>/IN/<sender>_<MsgId>.xml` and `.json`. A redelivered message whose `.xml` file is there
 //! with the same bytes is not written again; with other bytes the file is
 //! kept and the message waits (the error names the file). A failure of the
 //! directory itself (a full disk, a folder not writable) is ours, not the
 //! message's: the listener pauses and spends no attempts.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use crate::folder::files::write_atomic;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -19,7 +22,7 @@ use serde_json::json;
 
 /// The out-dir writer: the handler and error handler of `listen`.
 pub struct ToDirectory {
-    dir: PathBuf,
+    naming: Naming,
     accepted: AtomicU64,
     last: std::sync::Mutex<Instant>,
 }
@@ -35,11 +38,55 @@ enum Written {
     AlreadyThere,
 }
 
+/// Where a message's files go and what they are called.
+#[derive(Debug, Clone)]
+enum Naming {
+    /// `<dir>/<message-id>` (`listen --out-dir`).
+    ById(PathBuf),
+    /// `<root>/<to>/IN/<from>_<MsgId>` (`serve`'s folder drop); the AMQP
+    /// message-id where the payload has no MsgHead MsgId.
+    PerParty(PathBuf),
+}
+
+impl Naming {
+    /// The directory and the file stem (safe characters only) of `message`.
+    fn place(&self, message: &Received) -> (PathBuf, String) {
+        match self {
+            Naming::ById(dir) => (
+                dir.clone(),
+                crate::folder::files::safe_name(&message.message_id),
+            ),
+            Naming::PerParty(root) => {
+                let msg_id = helsemelding_wire::msghead::MsgHead::parse(&message.payload)
+                    .map(|head| head.msg_id)
+                    .unwrap_or_else(|_| message.message_id.clone());
+                let folders = crate::folder::PartyFolders::new(root, message.to);
+                let stem = format!(
+                    "{}_{}",
+                    message.from,
+                    crate::folder::files::safe_name(&msg_id)
+                );
+                (folders.inbox, stem)
+            }
+        }
+    }
+}
+
 impl ToDirectory {
     /// A writer into `dir`, which must exist.
     pub fn new(dir: impl Into<PathBuf>) -> ToDirectory {
+        Self::with(Naming::ById(dir.into()))
+    }
+
+    /// A writer into the IN folder of the HER-id each message is addressed
+    /// to, under the folder drop's `root` (the folders must exist).
+    pub fn per_party(root: impl Into<PathBuf>) -> ToDirectory {
+        Self::with(Naming::PerParty(root.into()))
+    }
+
+    fn with(naming: Naming) -> ToDirectory {
         ToDirectory {
-            dir: dir.into(),
+            naming,
             accepted: AtomicU64::new(0),
             last: std::sync::Mutex::new(Instant::now()),
         }
@@ -61,20 +108,9 @@ impl ToDirectory {
     /// file exists with the same bytes is not written again; with other
     /// bytes it is an error that names the file, which is kept.
     fn write(&self, message: &Received) -> std::io::Result<Written> {
-        // The message id names files: keep only what is safe in a file name.
-        let stem: String = message
-            .message_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let xml = self.dir.join(format!("{stem}.xml"));
-        let json = self.dir.join(format!("{stem}.json"));
+        let (dir, stem) = self.naming.place(message);
+        let xml = dir.join(format!("{stem}.xml"));
+        let json = dir.join(format!("{stem}.json"));
         match std::fs::read(&xml) {
             Ok(existing) if existing == message.payload => {
                 if !json.exists() {
@@ -109,8 +145,6 @@ impl ToDirectory {
             let _ = std::fs::remove_file(&json);
             return Err(error);
         }
-        // The renames are durable only once the directory is.
-        std::fs::File::open(&self.dir)?.sync_all()?;
         Ok(Written::New)
     }
 }
@@ -146,22 +180,6 @@ fn meta_json(message: &Received) -> std::io::Result<Vec<u8>> {
         "metadata": message.metadata,
     });
     Ok(serde_json::to_string_pretty(&meta)?.into_bytes())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let temp = path.with_extension("part");
-    let written = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if written.is_err() {
-        // Never leave a half-written file behind.
-        let _ = std::fs::remove_file(&temp);
-    }
-    written.map_err(|e| std::io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))
 }
 
 #[async_trait]
@@ -224,12 +242,8 @@ mod tests {
     use super::*;
     use helsemelding_wire::HerId;
 
-    fn sink(dir: &Path) -> ToDirectory {
-        ToDirectory {
-            dir: dir.to_path_buf(),
-            accepted: AtomicU64::new(0),
-            last: std::sync::Mutex::new(Instant::now()),
-        }
+    fn sink(dir: &std::path::Path) -> ToDirectory {
+        ToDirectory::new(dir)
     }
 
     fn message(payload: &[u8]) -> Received {
@@ -248,6 +262,27 @@ mod tests {
             received_at: now,
             queue: "8142002_async".into(),
         }
+    }
+
+    #[test]
+    fn serve_writes_into_the_in_folder_of_the_receiver_named_by_sender_and_msgid() {
+        let root = tempfile::tempdir().unwrap();
+        let to = HerId::new(8_142_002).unwrap();
+        let folders = crate::folder::PartyFolders::new(root.path(), to);
+        folders.create().unwrap();
+        let payload = br#"<MsgHead xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24"><MsgInfo><Type V="DIALOG_NOTAT" DN="Notat"/><MIGversion>v1.2 2006-05-24</MIGversion><GenDate>2026-12-01T10:00:00</GenDate><MsgId>m/../1</MsgId><Sender><Organisation><OrganisationName>A</OrganisationName><Ident><Id>8142001</Id><TypeId V="HER" S="2.16.578.1.12.4.1.1.9051" DN="HER-id"/></Ident></Organisation></Sender><Receiver><Organisation><OrganisationName>B</OrganisationName><Ident><Id>8142002</Id><TypeId V="HER" S="2.16.578.1.12.4.1.1.9051" DN="HER-id"/></Ident></Organisation></Receiver></MsgInfo></MsgHead>"#;
+        let sink = ToDirectory::per_party(root.path());
+        let message = message(payload);
+        assert_eq!(sink.write(&message).unwrap(), Written::New);
+        let xml = folders.inbox.join("8142001_m_.._1.xml");
+        assert_eq!(std::fs::read(&xml).unwrap(), payload);
+        assert!(folders.inbox.join("8142001_m_.._1.json").exists());
+        // Not a MsgHead: named by the AMQP message-id.
+        assert_eq!(
+            sink.write(&super::tests::message(b"<x/>")).unwrap(),
+            Written::New
+        );
+        assert!(folders.inbox.join("8142001_4f0c3c1e-id.xml").exists());
     }
 
     #[test]
