@@ -44,6 +44,10 @@
 //! retry_backoff_min_ms = 500         # first pause before a failing message is tried again, doubling
 //! retry_backoff_max_ms = 30000
 //! held_back_per_worker = 4           # deliveries a worker holds for a later retry while it goes on
+//! [folder]                        # `serve`'s folder drop (see the folder module)
+//! root = "folders"                # <root>/<her-id>/OUT, SENT, FAILED, IN
+//! settle_ms = 2000                # a file is taken once its size and time stood still this long
+//! max_mib = 64                    # larger files go to FAILED
 //! [send]
 //! async_ttl_seconds = 345600      # optional; none by default, as the reference
 //! payload_metadata = true         # the X-MessageInfo-* keys beside the encrypted body
@@ -69,6 +73,7 @@ use serde::Deserialize;
 /// Sections whose keys may be overridden from the environment.
 const SECTIONS: &[&str] = &[
     "broker", "identity", "registry", "trust", "store", "receipts", "audit", "receive", "send",
+    "folder",
 ];
 
 /// Variables that share the prefix but are not configuration keys.
@@ -96,6 +101,24 @@ struct RawConfig {
     receive: RawReceive,
     #[serde(default)]
     send: RawSend,
+    folder: Option<RawFolder>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFolder {
+    root: PathBuf,
+    #[serde(default = "default_settle_ms")]
+    settle_ms: u64,
+    #[serde(default = "default_folder_max_mib")]
+    max_mib: usize,
+}
+
+fn default_settle_ms() -> u64 {
+    2000
+}
+fn default_folder_max_mib() -> usize {
+    helsemelding_wire::Limits::default().max_bytes / MIB
 }
 
 #[derive(Deserialize)]
@@ -426,6 +449,19 @@ pub struct Config {
     pub receive: Receive,
     /// `[send]`: what every message we send carries.
     pub send: Send,
+    /// `[folder]`: `serve`'s folder drop; `None` when not configured.
+    pub folder: Option<Folder>,
+}
+
+/// `serve`'s folder drop (`[folder]`).
+#[derive(Debug, Clone)]
+pub struct Folder {
+    /// `<root>/<her-id>/OUT`, `SENT`, `FAILED`, `IN`.
+    pub root: PathBuf,
+    /// How long a file must stand still before it is taken.
+    pub settle: Duration,
+    /// Larger files are refused (FAILED).
+    pub max_bytes: usize,
 }
 
 /// How strictly received messages are judged (`[receive]`).
@@ -881,6 +917,11 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
         );
     }
     let send = validate_send(&raw.send)?;
+    let folder = raw
+        .folder
+        .as_ref()
+        .map(|folder| validate_folder(folder, &resolve))
+        .transpose()?;
     Ok(Config {
         her_id: her_ids[0],
         her_ids,
@@ -919,6 +960,28 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
             held_back_per_worker: raw.receive.held_back_per_worker,
         },
         send,
+        folder,
+    })
+}
+
+fn validate_folder(raw: &RawFolder, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<Folder> {
+    let root = resolve(&raw.root);
+    if root.exists() && !root.is_dir() {
+        bail!("key folder.root: {} is not a directory", root.display());
+    }
+    if raw.settle_ms > 600_000 {
+        bail!("key folder.settle_ms: {} is above 600000 (ten minutes)", raw.settle_ms);
+    }
+    if raw.max_mib == 0 {
+        bail!("key folder.max_mib: must be at least 1");
+    }
+    let max_bytes = raw.max_mib.checked_mul(MIB).ok_or_else(|| {
+        anyhow!("key folder.max_mib: {} MiB is more than this machine can address", raw.max_mib)
+    })?;
+    Ok(Folder {
+        root,
+        settle: Duration::from_millis(raw.settle_ms),
+        max_bytes,
     })
 }
 

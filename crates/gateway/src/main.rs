@@ -57,6 +57,9 @@ enum Command {
     Send(cmd::send::Args),
     /// Run the receive pipelines, writing each accepted message to a directory.
     Listen(cmd::listen::Args),
+    /// Run the gateway daemon: receive pipelines, outbox pump and the folder
+    /// drop ([folder] root), until SIGTERM or SIGINT.
+    Serve(cmd::serve::Args),
     /// Our queues and their message counts (where the broker can tell).
     Queues(cmd::queues::Args),
     /// Communication test against a party: round-trip time, non-zero exit past the limit.
@@ -148,6 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Receipts(args) => cmd::receipts::run(cli.config.as_deref(), args),
         Command::Send(args) => cmd::send::run(cli.config.as_deref(), args),
         Command::Listen(args) => cmd::listen::run(cli.config.as_deref(), args),
+        Command::Serve(args) => cmd::serve::run(cli.config.as_deref(), args),
         Command::Queues(args) => cmd::queues::run(cli.config.as_deref(), args),
         Command::Commtest(args) => cmd::commtest::run(cli.config.as_deref(), args),
         Command::Demo(args) => cmd::demo::run(args),

@@ -207,7 +207,32 @@ pub async fn run(
     config: &Config,
     handler: Arc<dyn Handler>,
     error_handler: Arc<dyn ErrorHandler>,
+    finished: impl FnMut() -> bool,
+) -> Result<()> {
+    run_with_chores(config, handler, error_handler, finished, Vec::new()).await
+}
+
+/// Work a daemon does beside the listener, a step at a time ([`run_with_chores`]).
+#[async_trait::async_trait]
+pub trait Chore: Send {
+    /// One step (a pass over a folder, say); called every
+    /// [`CHORE_INTERVAL`] while the gateway runs. A step that is still
+    /// going when a stop signal comes is dropped where it is: it must leave
+    /// nothing that the next start cannot pick up.
+    async fn step(&mut self, messenger: &Messenger);
+}
+
+/// How often the chores take a step.
+pub const CHORE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// [`run`], with `chores` stepped in turn every [`CHORE_INTERVAL`] once the
+/// listener runs (`serve`'s folder drops).
+pub async fn run_with_chores(
+    config: &Config,
+    handler: Arc<dyn Handler>,
+    error_handler: Arc<dyn ErrorHandler>,
     mut finished: impl FnMut() -> bool,
+    mut chores: Vec<Box<dyn Chore>>,
 ) -> Result<()> {
     // From here on SIGTERM (systemd, docker stop) and SIGINT (Ctrl-C)
     // no longer end the process at once: start-up and the loop below
@@ -229,9 +254,25 @@ pub async fn run(
     // whatever a broker outage left there is resent while we listen.
     let pump = messenger.spawn_outbox_pump(Duration::from_secs(5));
     let mut overdue_check = tokio::time::interval(Duration::from_secs(60));
+    let mut chore_tick = tokio::time::interval(CHORE_INTERVAL);
+    let have_chores = !chores.is_empty();
     loop {
+        let chores_step = async {
+            for chore in chores.iter_mut() {
+                chore.step(messenger).await;
+            }
+        };
         tokio::select! {
             _ = overdue_check.tick() => report_overdue(messenger).await,
+            _ = chore_tick.tick(), if have_chores => {
+                tokio::select! {
+                    () = chores_step => {}
+                    signal = stop.next() => {
+                        eprintln!("{signal}: stopping; the folder pass in hand is left where it is");
+                        break;
+                    }
+                }
+            }
             signal = stop.next() => {
                 eprintln!(
                     "{signal}: stopping; no new deliveries, the hand-overs in hand finish \

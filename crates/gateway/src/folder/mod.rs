@@ -26,6 +26,7 @@
 //! - [`files`]: names, atomic writes, claims and moves;
 //! - [`drop_box`]: the loop that takes OUT files and sends them.
 
+pub mod drop_box;
 pub mod files;
 pub mod outgoing;
 pub mod settle;

@@ -1,0 +1,300 @@
+//! Issue 14: `helsemelding serve` with the folder drop, two processes (two
+//! HER-ids) over the local transport, each with its own store, the EHR
+//! played by the test writing and reading files:
+//! - files dropped into one side's OUT arrive in the other's IN exactly
+//!   once, byte for byte; bad ones go to FAILED with a reason, the
+//!   original kept; a file sent again with the same MsgId and bytes is a
+//!   replay, with other bytes a failure;
+//! - SIGKILL in the middle of a stream and a restart: no file lost, none
+//!   sent twice, none written twice to IN;
+//! - a file still being written is not taken before it stands still;
+//! - SIGTERM: exit 0 within 10 s, nothing half-written.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{BrokerSection, Setup};
+
+const A: u32 = 8_143_001;
+const B: u32 = 8_143_002;
+
+/// Both parties' configurations, with a folder drop under `<dir>/folders`
+/// and a short settle time.
+fn two_parties(settle_ms: u64) -> (Setup, PathBuf, PathBuf) {
+    let setup = Setup::new(BrokerSection::Local);
+    let root = setup.dir.path().join("folders");
+    let configs = [A, B].map(|her_id| {
+        let config = setup.party(her_id);
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!(
+            "[folder]\nroot = \"{}\"\nsettle_ms = {settle_ms}\n",
+            root.display()
+        ));
+        std::fs::write(&config, text).unwrap();
+        config
+    });
+    let [a, b] = configs;
+    (setup, a, b)
+}
+
+fn folder(setup: &Setup, her_id: u32, name: &str) -> PathBuf {
+    setup
+        .dir
+        .path()
+        .join("folders")
+        .join(her_id.to_string())
+        .join(name)
+}
+
+fn serve(setup: &Setup, config: &Path, log: &str) -> Child {
+    let log = std::fs::File::create(setup.dir.path().join(log)).unwrap();
+    setup
+        .command(config)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+fn log_of(setup: &Setup, log: &str) -> String {
+    std::fs::read_to_string(setup.dir.path().join(log)).unwrap_or_default()
+}
+
+/// A MsgHead from A to B with `msg_id` and a body of its own.
+fn note(msg_id: &str, n: usize) -> String {
+    common::msghead(A, B)
+        .replace("2b1c7c86-64a4-4a38-a1b4-0f4f4b5d2c11", msg_id)
+        .replace("Hei, æøå", &format!("Hei nr. {n}, æøå"))
+}
+
+/// As an EHR should: written under another name, then renamed into OUT.
+fn drop_file(out: &Path, name: &str, bytes: &[u8]) {
+    std::fs::create_dir_all(out).unwrap();
+    let temp = out.join(format!(".{name}.tmp"));
+    std::fs::write(&temp, bytes).unwrap();
+    std::fs::rename(&temp, out.join(name)).unwrap();
+}
+
+/// Names in `dir` ending with `suffix`.
+fn names(dir: &Path, suffix: &str) -> BTreeSet<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return BTreeSet::new();
+    };
+    entries
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(suffix))
+        .collect()
+}
+
+fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool, logs: impl Fn() -> String) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} not within {within:?}:\n{}", logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stop(child: &mut Child, signal: libc::c_int) -> Option<std::process::ExitStatus> {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    None
+}
+
+/// No `.part` (half-written file) anywhere under `dir`.
+fn assert_nothing_half_written(dir: &Path) {
+    for entry in walk(dir) {
+        let name = entry.to_string_lossy().into_owned();
+        assert!(!name.ends_with(".part"), "half-written: {name}");
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.extend(walk(&path));
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn files_dropped_into_out_arrive_in_the_receivers_in_once_and_bad_ones_go_to_failed() {
+    let (setup, a, b) = two_parties(200);
+    let mut serve_a = serve(&setup, &a, "a.log");
+    let mut serve_b = serve(&setup, &b, "b.log");
+    let logs = || format!("A:\n{}\nB:\n{}", log_of(&setup, "a.log"), log_of(&setup, "b.log"));
+    let out = folder(&setup, A, "OUT");
+    const COUNT: usize = 40;
+    let notes: Vec<(String, String)> = (0..COUNT)
+        .map(|n| (uuid::Uuid::new_v4().to_string(), format!("note-{n}.xml")))
+        .collect();
+    for (n, (msg_id, name)) in notes.iter().enumerate() {
+        drop_file(&out, name, note(msg_id, n).as_bytes());
+    }
+    drop_file(&out, "garbage.xml", b"this is not XML");
+    drop_file(&out, "theirs.xml", common::msghead(5555, B).as_bytes());
+
+    let inbox = folder(&setup, B, "IN");
+    wait_until("every note in B's IN", Duration::from_secs(90), || names(&inbox, ".xml").len() >= COUNT, logs);
+    wait_until("both bad files in FAILED", Duration::from_secs(30), || {
+        names(&folder(&setup, A, "FAILED"), ".error.json").len() == 2
+    }, logs);
+    // Exactly once and byte for byte, named by sender and MsgId.
+    assert_eq!(names(&inbox, ".xml").len(), COUNT, "{}", logs());
+    for (n, (msg_id, name)) in notes.iter().enumerate() {
+        let arrived = inbox.join(format!("{A}_{msg_id}.xml"));
+        assert_eq!(std::fs::read_to_string(&arrived).unwrap(), note(msg_id, n), "{name}");
+        assert!(inbox.join(format!("{A}_{msg_id}.json")).exists(), "{name}");
+        let stem = name.trim_end_matches(".xml");
+        let sent = folder(&setup, A, "SENT").join(format!("{stem}_{msg_id}.xml"));
+        assert_eq!(std::fs::read_to_string(&sent).unwrap(), note(msg_id, n));
+    }
+    assert!(names(&out, ".xml").is_empty(), "OUT emptied");
+    // The originals of bad files are kept, each with what to do about it.
+    let failed = folder(&setup, A, "FAILED");
+    let garbage: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(failed.join("garbage_unknown.error.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(garbage["code"], "not-a-msghead", "{garbage}");
+    assert!(garbage["hint"].as_str().is_some_and(|h| !h.is_empty()));
+    assert_eq!(std::fs::read(failed.join("garbage_unknown.xml")).unwrap(), b"this is not XML");
+    let theirs: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(failed.join("theirs_2b1c7c86-64a4-4a38-a1b4-0f4f4b5d2c11.error.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(theirs["code"], "sender-not-ours", "{theirs}");
+
+    // The same MsgId and bytes again: a replay, not sent a second time;
+    // the same MsgId with other bytes: a failure that says so.
+    let (first_id, _) = &notes[0];
+    drop_file(&out, "again.xml", note(first_id, 0).as_bytes());
+    drop_file(&out, "other.xml", note(first_id, 999).as_bytes());
+    wait_until("the replay in SENT", Duration::from_secs(30), || {
+        folder(&setup, A, "SENT").join(format!("again_{first_id}.xml")).exists()
+    }, logs);
+    wait_until("the reuse in FAILED", Duration::from_secs(30), || {
+        failed.join(format!("other_{first_id}.error.json")).exists()
+    }, logs);
+    let reused: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(failed.join(format!("other_{first_id}.error.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(reused["code"], "msgid-reused", "{reused}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(names(&inbox, ".xml").len(), COUNT, "nothing arrived twice: {}", logs());
+
+    for child in [&mut serve_a, &mut serve_b] {
+        let status = stop(child, libc::SIGTERM).expect("serve stops within 10 s of SIGTERM");
+        assert!(status.success(), "{status}: {}", logs());
+    }
+    assert!(log_of(&setup, "a.log").contains("SIGTERM"), "{}", logs());
+    assert_nothing_half_written(&setup.dir.path().join("folders"));
+}
+
+#[test]
+fn serve_killed_mid_stream_loses_nothing_and_sends_nothing_twice() {
+    let (setup, a, b) = two_parties(100);
+    let mut serve_b = serve(&setup, &b, "b.log");
+    let mut serve_a = serve(&setup, &a, "a1.log");
+    let logs = || {
+        format!(
+            "A1:\n{}\nA2:\n{}\nB:\n{}",
+            log_of(&setup, "a1.log"),
+            log_of(&setup, "a2.log"),
+            log_of(&setup, "b.log")
+        )
+    };
+    let out = folder(&setup, A, "OUT");
+    let sent = folder(&setup, A, "SENT");
+    const COUNT: usize = 120;
+    let ids: Vec<String> = (0..COUNT).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    for (n, msg_id) in ids.iter().enumerate() {
+        drop_file(&out, &format!("n{n}.xml"), note(msg_id, n).as_bytes());
+    }
+    wait_until("some sent", Duration::from_secs(60), || names(&sent, ".xml").len() >= 10, logs);
+    // Killed without a chance to tidy up.
+    assert!(stop(&mut serve_a, libc::SIGKILL).is_some());
+    let sent_before = names(&sent, ".xml").len();
+    assert!(sent_before < COUNT, "all sent before the kill: raise COUNT");
+    let mut serve_a = serve(&setup, &a, "a2.log");
+    let inbox = folder(&setup, B, "IN");
+    wait_until("every note in B's IN", Duration::from_secs(120), || names(&inbox, ".xml").len() >= COUNT, logs);
+    wait_until("every note in A's SENT", Duration::from_secs(30), || names(&sent, ".xml").len() >= COUNT, logs);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(names(&inbox, ".xml").len(), COUNT, "{}", logs());
+    assert_eq!(names(&sent, ".xml").len(), COUNT, "{}", logs());
+    for (n, msg_id) in ids.iter().enumerate() {
+        let arrived = std::fs::read_to_string(inbox.join(format!("{A}_{msg_id}.xml"))).unwrap();
+        assert_eq!(arrived, note(msg_id, n));
+        assert!(sent.join(format!("n{n}_{msg_id}.xml")).exists(), "n{n}");
+    }
+    // B handed each over once: a second delivery would say so.
+    let b_log = log_of(&setup, "b.log");
+    assert!(!b_log.contains("already in the out dir"), "{b_log}");
+    assert!(names(&folder(&setup, A, ".work"), ".xml").is_empty());
+    for child in [&mut serve_a, &mut serve_b] {
+        let status = stop(child, libc::SIGTERM).expect("serve stops within 10 s of SIGTERM");
+        assert!(status.success(), "{status}: {}", logs());
+    }
+}
+
+#[test]
+fn a_file_still_being_written_is_not_taken_before_it_stands_still() {
+    let (setup, a, b) = two_parties(1500);
+    let mut serve_a = serve(&setup, &a, "a.log");
+    let mut serve_b = serve(&setup, &b, "b.log");
+    let logs = || format!("A:\n{}\nB:\n{}", log_of(&setup, "a.log"), log_of(&setup, "b.log"));
+    let out = folder(&setup, A, "OUT");
+    std::fs::create_dir_all(&out).unwrap();
+    let msg_id = uuid::Uuid::new_v4().to_string();
+    let whole = note(&msg_id, 1);
+    let path = out.join("slow.xml");
+    // Written straight into OUT in five pieces, 800 ms apart: never still
+    // for the 1.5 s settle time until the last piece.
+    let pieces: Vec<&[u8]> = whole.as_bytes().chunks(whole.len() / 5 + 1).collect();
+    for piece in pieces {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+        file.write_all(piece).unwrap();
+        drop(file);
+        std::thread::sleep(Duration::from_millis(800));
+        assert!(path.exists(), "taken while being written: {}", logs());
+    }
+    let inbox = folder(&setup, B, "IN");
+    let arrived = inbox.join(format!("{A}_{msg_id}.xml"));
+    wait_until("the file in B's IN", Duration::from_secs(30), || arrived.exists(), logs);
+    assert_eq!(std::fs::read_to_string(&arrived).unwrap(), whole);
+    for child in [&mut serve_a, &mut serve_b] {
+        let status = stop(child, libc::SIGTERM).expect("serve stops within 10 s of SIGTERM");
+        assert!(status.success(), "{status}: {}", logs());
+    }
+}
+
+#[test]
+fn serve_without_a_folder_drop_says_what_to_configure() {
+    let setup = Setup::new(BrokerSection::Local);
+    let config = setup.party(A);
+    let (ok, _, stderr) = setup.run(&config, &["serve"]);
+    assert!(!ok);
+    assert!(stderr.contains("[folder] root"), "{stderr}");
+}
