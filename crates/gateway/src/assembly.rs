@@ -24,6 +24,7 @@ use helsemelding_registry::{
     Registry,
 };
 use helsemelding_store::Store;
+use helsemelding_store_sqlite::SqliteStore;
 use helsemelding_transport::Transport;
 use helsemelding_transport_amqp::AmqpOptions;
 
@@ -42,7 +43,7 @@ pub struct Parts {
     /// Where parties, their certificates and their agreements come from.
     pub registry: Arc<dyn Registry>,
     /// Outbox, de-duplication, receipts and the audit log.
-    pub store: Store,
+    pub store: Arc<dyn Store>,
 }
 
 /// Opens everything `config` names: the messenger over it.
@@ -135,9 +136,11 @@ pub(crate) async fn open_transport(url: &str, options: AmqpOptions) -> Result<Ar
     Ok(Arc::from(transport))
 }
 
-/// The SQLite store at `path`, created if missing.
-pub(crate) fn open_store(path: &Path) -> Result<Store> {
-    Store::open(path).with_context(|| format!("store {}", path.display()))
+/// The SQLite store at `path`, created if missing: the one place that
+/// picks the store's backend.
+pub(crate) fn open_store(path: &Path) -> Result<Arc<dyn Store>> {
+    let store = SqliteStore::open(path).with_context(|| format!("store {}", path.display()))?;
+    Ok(Arc::new(store))
 }
 /// The transport URL and options the broker configuration names.
 pub(crate) fn transport_endpoint(config: &Config) -> (String, AmqpOptions) {

@@ -6,6 +6,7 @@ use chrono::{Duration, Utc};
 use helsemelding_store::audit::{AuditEvent, AuditKind};
 use helsemelding_store::receipts::{ExpectedReceipt, ReceivedReceipt};
 use helsemelding_store::Store;
+use helsemelding_store_sqlite::SqliteStore;
 
 fn helsemelding(store: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_helsemelding"))
@@ -20,10 +21,19 @@ fn helsemelding(store: &std::path::Path, args: &[&str]) -> (bool, String, String
     )
 }
 
+/// Runs a store call from this synchronous test (the store is async).
+fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(work)
+}
+
 fn store_with_events() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
-    let store = Store::open(&path).unwrap();
+    let store = SqliteStore::open(&path).unwrap();
     for (n, kind) in [AuditKind::Sent, AuditKind::Accepted, AuditKind::Rejected]
         .into_iter()
         .enumerate()
@@ -31,7 +41,7 @@ fn store_with_events() -> (tempfile::TempDir, std::path::PathBuf) {
         let mut event = AuditEvent::new(kind, "91462@test", "ok");
         event.counterpart_her_id = Some(93252 + n as u32);
         event.message_id = Some(format!("m{n}"));
-        store.audit().append(Utc::now(), &event).unwrap();
+        block_on(store.audit().append(Utc::now(), &event)).unwrap();
     }
     (dir, path)
 }
@@ -76,36 +86,32 @@ fn list_filters_by_party_and_prune_refuses_young_rows() {
 fn receipts_lists_what_is_overdue() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
-    let store = Store::open(&path).unwrap();
+    let store = SqliteStore::open(&path).unwrap();
     let now = Utc::now();
     for (id, due) in [
         ("late", now - Duration::hours(1)),
         ("answered", now - Duration::hours(1)),
         ("fresh", now + Duration::hours(5)),
     ] {
-        store
-            .receipts()
-            .expect(&ExpectedReceipt {
-                message_id: id.into(),
-                to_her_id: 93252,
-                function: "DIALOG_INNBYGGER_EKONTAKT".into(),
-                sent_at: now - Duration::hours(25),
-                due_at: due,
-            })
-            .unwrap();
-    }
-    store
-        .receipts()
-        .record(
-            "answered",
-            93252,
-            &ReceivedReceipt {
-                at: now,
-                status: "1".into(),
-                receipt_message_id: "r".into(),
-            },
-        )
+        block_on(store.receipts().expect(&ExpectedReceipt {
+            message_id: id.into(),
+            to_her_id: 93252,
+            function: "DIALOG_INNBYGGER_EKONTAKT".into(),
+            sent_at: now - Duration::hours(25),
+            due_at: due,
+        }))
         .unwrap();
+    }
+    block_on(store.receipts().record(
+        "answered",
+        93252,
+        &ReceivedReceipt {
+            at: now,
+            status: "1".into(),
+            receipt_message_id: "r".into(),
+        },
+    ))
+    .unwrap();
     let (ok, stdout, _) = helsemelding(&path, &["receipts", "--overdue", "--json"]);
     assert!(ok);
     let rows: serde_json::Value = serde_json::from_str(&stdout).unwrap();

@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use helsemelding_store::Store;
+use helsemelding_store_sqlite::SqliteStore;
 use helsemelding_testkit::broker::Broker;
 use serde_json::Value;
 
@@ -150,6 +151,15 @@ fn assert_no_secrets(output: &Output) {
     }
 }
 
+/// Runs a store call from this synchronous test (the store is async).
+fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(work)
+}
+
 #[test]
 fn the_demo_runs_on_the_local_queue_and_reports_every_outcome() {
     let kept = tempfile::tempdir().unwrap();
@@ -167,8 +177,8 @@ fn the_demo_runs_on_the_local_queue_and_reports_every_outcome() {
     ] {
         assert!(dir.join(path).is_file(), "{path} missing");
     }
-    let store = Store::open(&dir.join("4210.sqlite")).unwrap();
-    let report = store.audit().verify().unwrap();
+    let store = SqliteStore::open(&dir.join("4210.sqlite")).unwrap();
+    let report = block_on(store.audit().verify()).unwrap();
     assert!(report.is_intact());
     assert_eq!(report.rows_checked, 9);
     let again = demo(&["--keep", dir.to_str().unwrap()], &[]);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use helsemelding_store::audit::{AuditFilter, AuditKind};
 use helsemelding_store::Store;
+use helsemelding_store_sqlite::SqliteStore;
 use helsemelding_testkit::broker::Broker;
 
 mod common;
@@ -18,19 +19,26 @@ use common::{msghead, BrokerSection, Setup};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// How many times the receiver's pipeline took delivery of `id` (audit).
-fn deliveries_taken(store: &Store, id: &str, kind: AuditKind) -> Vec<String> {
-    store
-        .audit()
-        .list(&AuditFilter {
-            message_id: Some(id.to_owned()),
-            ..AuditFilter::default()
-        })
+/// Runs a store call from this synchronous test (the store is async).
+fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap()
-        .into_iter()
-        .filter(|record| record.event.kind == kind)
-        .map(|record| record.event.outcome)
-        .collect()
+        .block_on(work)
+}
+
+/// How many times the receiver's pipeline took delivery of `id` (audit).
+fn deliveries_taken(store: &dyn Store, id: &str, kind: AuditKind) -> Vec<String> {
+    block_on(store.audit().list(&AuditFilter {
+        message_id: Some(id.to_owned()),
+        ..AuditFilter::default()
+    }))
+    .unwrap()
+    .into_iter()
+    .filter(|record| record.event.kind == kind)
+    .map(|record| record.event.outcome)
+    .collect()
 }
 
 fn wait_until(what: &str, child: &mut Child, log: &Path, mut done: impl FnMut() -> bool) {
@@ -89,7 +97,7 @@ fn a_listener_killed_while_holding_a_delivery_leaves_it_for_the_next_exactly_onc
         .stderr(std::fs::File::create(&first_log).unwrap())
         .spawn()
         .unwrap();
-    let store = Store::open(&setup.store_path(b_id)).unwrap();
+    let store = SqliteStore::open(&setup.store_path(b_id)).unwrap();
     // The second delivery proves the first one failed in the handler and
     // was released; the worker now holds the second during its backoff.
     wait_until("the second delivery", &mut first, &first_log, || {

@@ -9,24 +9,32 @@ use chrono::Utc;
 use helsemelding_store::audit::{AuditFilter, AuditKind};
 use helsemelding_store::outbox::OutgoingMessage;
 use helsemelding_store::Store;
+use helsemelding_store_sqlite::SqliteStore;
+
+/// Runs a store call from this synchronous test (the store is async).
+fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(work)
+}
 
 /// Records an entry that can never be sent (its envelope is unreadable, as
 /// after a bad write or an incompatible version) in `store`.
 fn poison(store: &std::path::Path, id: &str, to: u32) {
-    let store = Store::open(store).unwrap();
-    store
-        .outbox()
-        .enqueue(&OutgoingMessage {
-            message_id: id.into(),
-            to_her_id: to,
-            queue: format!("{to}_async"),
-            function: "DIALOG_INNBYGGER_TEST".into(),
-            envelope: b"not an envelope".to_vec(),
-            body: vec![0x30, 0x80, 0, 0],
-            created_at: Utc::now() - chrono::Duration::minutes(1),
-            expires_at: None,
-        })
-        .unwrap();
+    let store = SqliteStore::open(store).unwrap();
+    block_on(store.outbox().enqueue(&OutgoingMessage {
+        message_id: id.into(),
+        to_her_id: to,
+        queue: format!("{to}_async"),
+        function: "DIALOG_INNBYGGER_TEST".into(),
+        envelope: b"not an envelope".to_vec(),
+        body: vec![0x30, 0x80, 0, 0],
+        created_at: Utc::now() - chrono::Duration::minutes(1),
+        expires_at: None,
+    }))
+    .unwrap();
 }
 
 fn listed(setup: &Setup, config: &std::path::Path) -> Vec<serde_json::Value> {
@@ -146,14 +154,12 @@ fn a_poisoned_outbox_entry_stops_neither_send_nor_listen_and_can_be_retried_or_d
         stderr.contains("poisoned-2 is not in the outbox"),
         "{stderr}"
     );
-    let store = Store::open(&setup.store_path(91462)).unwrap();
-    let events = store
-        .audit()
-        .list(&AuditFilter {
-            message_id: Some("poisoned-2".into()),
-            ..AuditFilter::default()
-        })
-        .unwrap();
+    let store = SqliteStore::open(&setup.store_path(91462)).unwrap();
+    let events = block_on(store.audit().list(&AuditFilter {
+        message_id: Some("poisoned-2".into()),
+        ..AuditFilter::default()
+    }))
+    .unwrap();
     let dropped: Vec<_> = events
         .iter()
         .filter(|e| e.event.kind == AuditKind::OutboxDropped)
@@ -167,15 +173,13 @@ fn a_poisoned_outbox_entry_stops_neither_send_nor_listen_and_can_be_retried_or_d
         reason.contains("failed") && reason.contains("unreadable"),
         "{reason}"
     );
-    let retried = store
-        .audit()
-        .list(&AuditFilter {
-            message_id: Some("poisoned-1".into()),
-            ..AuditFilter::default()
-        })
-        .unwrap();
+    let retried = block_on(store.audit().list(&AuditFilter {
+        message_id: Some("poisoned-1".into()),
+        ..AuditFilter::default()
+    }))
+    .unwrap();
     assert!(retried
         .iter()
         .any(|e| e.event.kind == AuditKind::OutboxRetried));
-    assert!(store.audit().verify().unwrap().is_intact());
+    assert!(block_on(store.audit().verify()).unwrap().is_intact());
 }

@@ -220,7 +220,9 @@ async fn match_receipt(messenger: &Node, received: &Received, apprec: &AppRec) {
     };
     let id = original.clone();
     let matched = messenger
-        .with_store(move |s| s.receipts().record(&id, from, &receipt))
+        .store()
+        .receipts()
+        .record(&id, from, &receipt)
         .await;
     let (outcome, reason) = match &matched {
         Ok(ReceiptMatch::Matched(_)) => ("matched", apprec.status.display_name().to_owned()),

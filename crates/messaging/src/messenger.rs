@@ -259,7 +259,7 @@ impl Messenger {
         config: MessengerConfig,
         transport: Arc<dyn Transport>,
         registry: Arc<dyn Registry>,
-        store: Store,
+        store: Arc<dyn Store>,
     ) -> Self {
         assert!(!config.her_ids.is_empty(), "a messenger needs a HER-id");
         let node = Node {
@@ -367,7 +367,7 @@ pub(crate) struct Inner {
     pub(crate) config: MessengerConfig,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) registry: Arc<dyn Registry>,
-    pub(crate) store: Store,
+    pub(crate) store: Arc<dyn Store>,
     pub(crate) waiters: Waiters,
     /// Our queues per HER-id, as the registry named them.
     our_queues: Mutex<HashMap<HerId, QueueAddresses>>,
@@ -414,7 +414,7 @@ impl Node {
     }
 
     /// The store this messenger records in.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }
 
@@ -776,10 +776,7 @@ impl Node {
     /// (the message itself must still go).
     async fn track_receipt(&self, expected: ExpectedReceipt) {
         let id = expected.message_id.clone();
-        if let Err(error) = self
-            .with_store(move |s| s.receipts().expect(&expected))
-            .await
-        {
+        if let Err(error) = self.store().receipts().expect(&expected).await {
             tracing::warn!(%error, msg_id = id, "receipt not tracked");
         }
     }
@@ -820,15 +817,15 @@ impl Node {
 
     async fn flush_outbox_older_than(&self, age: Duration) -> Result<FlushReport> {
         let cutoff = Utc::now() - chrono::Duration::from_std(age).unwrap_or_default();
-        let due = self
-            .with_store(|s| s.outbox().due(Utc::now(), 1000))
-            .await?;
+        let due = self.store().outbox().due(Utc::now(), 1000).await?;
         let mut report = FlushReport::default();
         for entry in due.into_iter().filter(|e| e.created_at <= cutoff) {
             let now = Utc::now();
             let id = entry.message_id.clone();
             if entry.expires_at.is_some_and(|at| at <= now) {
-                self.with_store(move |s| s.outbox().mark_failed(&id, now, "expired in the outbox"))
+                self.store()
+                    .outbox()
+                    .mark_failed(&id, now, "expired in the outbox")
                     .await?;
                 report.failed += 1;
                 continue;
@@ -847,8 +844,7 @@ impl Node {
                         why,
                         "outbox entry failed"
                     );
-                    self.with_store(move |s| s.outbox().mark_failed(&id, now, &why))
-                        .await?;
+                    self.store().outbox().mark_failed(&id, now, &why).await?;
                     report.failed += 1;
                     continue;
                 }
@@ -888,22 +884,21 @@ impl Node {
             created_at: now,
             expires_at: ttl.and_then(|t| chrono::Duration::from_std(t).ok().map(|t| now + t)),
         };
-        message.body = self
-            .with_store(move |s| {
-                match &answers {
-                    None => s.outbox().enqueue(&entry)?,
-                    Some(of) => {
-                        let key = MessageKey {
-                            ours: of.ours.get(),
-                            sender: of.sender.get(),
-                            message_id: &of.message_id,
-                        };
-                        s.outbox().enqueue_answer(&entry, key, &of.answer)?
-                    }
-                }
-                Ok(entry.body)
-            })
-            .await?;
+        match &answers {
+            None => self.store().outbox().enqueue(&entry).await?,
+            Some(of) => {
+                let key = MessageKey {
+                    ours: of.ours.get(),
+                    sender: of.sender.get(),
+                    message_id: &of.message_id,
+                };
+                self.store()
+                    .outbox()
+                    .enqueue_answer(&entry, key, &of.answer)
+                    .await?
+            }
+        }
+        message.body = entry.body;
         Ok(())
     }
 
@@ -926,7 +921,9 @@ impl Node {
                     function,
                     ..AuditEvent::new(AuditKind::Sent, self.actor(), "ok")
                 };
-                self.with_store(move |s| s.outbox().mark_sent_audited(&id, now, &sent))
+                self.store()
+                    .outbox()
+                    .mark_sent_audited(&id, now, &sent)
                     .await?;
                 return Ok(Settled::Sent);
             }
@@ -938,8 +935,7 @@ impl Node {
                     reason,
                     "outbox entry refused by the broker"
                 );
-                self.with_store(move |s| s.outbox().mark_failed(&id, now, &why))
-                    .await?;
+                self.store().outbox().mark_failed(&id, now, &why).await?;
                 return Ok(Settled::GaveUp(Error::Refused {
                     message_id,
                     queue: queue.to_owned(),
@@ -951,21 +947,18 @@ impl Node {
         let why = error.to_string();
         if let Error::Transport(transport) = &error {
             if classify_send_failure(transport) == SendFailure::Broker {
-                self.with_store(move |s| s.outbox().record_outage(&id, &why))
-                    .await?;
+                self.store().outbox().record_outage(&id, &why).await?;
                 return Ok(Settled::Outage(error));
             }
         }
         let policy = self.inner.config.outbox;
-        let (reason, pending_id) = (why.clone(), id.clone());
+        let retry_at = Box::new(move |attempts| {
+            now + chrono::Duration::from_std(policy.backoff(attempts)).unwrap_or_default()
+        });
         let attempts = self
-            .with_store(move |s| {
-                s.outbox()
-                    .record_attempt_failed(&pending_id, &reason, |attempts| {
-                        now + chrono::Duration::from_std(policy.backoff(attempts))
-                            .unwrap_or_default()
-                    })
-            })
+            .store()
+            .outbox()
+            .record_attempt_failed(&id, &why, retry_at)
             .await?;
         match policy.after_failed_attempt(attempts) {
             OutboxStep::RetryAfter(wait) => {
@@ -982,8 +975,7 @@ impl Node {
             OutboxStep::GiveUp => {
                 let reason = format!("{why} (given up after {attempts} attempts)");
                 tracing::warn!(msg_id = id, queue, reason, "outbox entry failed");
-                self.with_store(move |s| s.outbox().mark_failed(&id, now, &reason))
-                    .await?;
+                self.store().outbox().mark_failed(&id, now, &reason).await?;
                 Ok(Settled::GaveUp(error))
             }
         }
@@ -1179,23 +1171,10 @@ impl Node {
         }
     }
 
-    /// Runs a store operation off the async threads.
-    pub(crate) async fn with_store<T, F>(&self, operation: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Store) -> helsemelding_store::Result<T> + Send + 'static,
-    {
-        let store = self.inner.store.clone();
-        tokio::task::spawn_blocking(move || operation(&store))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))?
-            .map_err(Error::from)
-    }
-
     /// Audits, once per messenger, each sent message whose AppRec is
     /// overdue at `now`; returns the newly overdue ones.
     pub async fn audit_overdue_receipts(&self, now: DateTime<Utc>) -> Result<Vec<ReceiptRecord>> {
-        let overdue = self.with_store(move |s| s.receipts().overdue(now)).await?;
+        let overdue = self.store().receipts().overdue(now).await?;
         let mut reported = self.inner.overdue_reported.lock().await;
         let mut fresh = Vec::new();
         for record in overdue {
@@ -1219,10 +1198,7 @@ impl Node {
     /// (the message must still be settled).
     pub async fn audit(&self, event: AuditEvent) {
         let kind = event.kind;
-        if let Err(error) = self
-            .with_store(move |s| s.audit().append(Utc::now(), &event).map(|_| ()))
-            .await
-        {
+        if let Err(error) = self.store().audit().append(Utc::now(), &event).await {
             tracing::error!(%error, kind = kind.as_str(), "audit append failed");
         }
     }

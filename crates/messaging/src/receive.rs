@@ -465,7 +465,9 @@ impl Worker {
         let (queue, id) = (delivery.queue.clone(), message_id_of(delivery));
         let now = Utc::now();
         self.messenger
-            .with_store(move |s| s.inbox().count_delivery(&queue, &id, now))
+            .store()
+            .inbox()
+            .count_delivery(&queue, &id, now)
             .await
             .map_err(|e| e.to_string())
     }
@@ -477,12 +479,12 @@ impl Worker {
         message_id: String,
     ) -> std::result::Result<Option<HandOver>, String> {
         self.messenger
-            .with_store(move |s| {
-                s.inbox().hand_over(MessageKey {
-                    ours: ours.get(),
-                    sender: sender.get(),
-                    message_id: &message_id,
-                })
+            .store()
+            .inbox()
+            .hand_over(MessageKey {
+                ours: ours.get(),
+                sender: sender.get(),
+                message_id: &message_id,
             })
             .await
             .map_err(|e| e.to_string())
@@ -525,7 +527,9 @@ impl Worker {
         let (queue, id) = (delivery.queue.clone(), message_id_of(delivery));
         let now = Utc::now();
         self.messenger
-            .with_store(move |s| s.inbox().revocation_unknown_since(&queue, &id, now))
+            .store()
+            .inbox()
+            .revocation_unknown_since(&queue, &id, now)
             .await
             .unwrap_or(now)
     }
@@ -658,7 +662,9 @@ impl Worker {
                     let (queue, id) = (delivery.queue.clone(), message_id_of(&delivery));
                     let _ = self
                         .messenger
-                        .with_store(move |s| s.inbox().uncount_delivery(&queue, &id))
+                        .store()
+                        .inbox()
+                        .uncount_delivery(&queue, &id)
                         .await;
                 }
                 self.write_audit(&delivery, sender, settlement.audit).await;
@@ -701,7 +707,9 @@ impl Worker {
         // Best effort: the store may be the fault.
         let _ = self
             .messenger
-            .with_store(move |s| s.inbox().uncount_delivery(&queue, &id))
+            .store()
+            .inbox()
+            .uncount_delivery(&queue, &id)
             .await;
         if let Err(error) = receiver.release(delivery).await {
             tracing::warn!(%error, "release failed; the broker redelivers");
@@ -815,9 +823,7 @@ impl Worker {
             envelope: serde_json::to_vec(&delivery.message).unwrap_or_default(),
             body: delivery.message.body.clone(),
         };
-        self.messenger
-            .with_store(move |s| s.parked().park(&parked))
-            .await
+        Ok(self.messenger.store().parked().park(&parked).await?)
     }
 
     /// Accepts the delivery and forgets its count, unless that was done
@@ -846,7 +852,9 @@ impl Worker {
         let (queue, id) = (delivery.queue.clone(), message_id.to_owned());
         let count = self
             .messenger
-            .with_store(move |s| s.inbox().count_delivery(&queue, &id, now))
+            .store()
+            .inbox()
+            .count_delivery(&queue, &id, now)
             .await?;
         Ok(count.attempt(0))
     }
@@ -855,14 +863,16 @@ impl Worker {
         if is_first_delivery(delivery, self.promised) {
             return;
         }
-        let (queue, id) = (delivery.queue.clone(), message_id.to_owned());
-        let _ = self
-            .messenger
-            .with_store(move |s| {
-                s.inbox().forget_deliveries(&queue, &id)?;
-                s.inbox().forget_revocation_unknown(&queue, &id)
-            })
-            .await;
+        let inbox = self.messenger.store().inbox();
+        if inbox
+            .forget_deliveries(&delivery.queue, message_id)
+            .await
+            .is_ok()
+        {
+            let _ = inbox
+                .forget_revocation_unknown(&delivery.queue, message_id)
+                .await;
+        }
     }
 
     /// Remembers a message the application took (with the answer it got),
@@ -896,21 +906,21 @@ impl Worker {
         let audit = event.clone();
         let recorded = self
             .messenger
-            .with_store(move |s| {
-                s.inbox().record_hand_over_audited(&HandOverRecord {
-                    key: MessageKey {
-                        ours: to,
-                        sender: from,
-                        message_id: &id,
-                    },
-                    at: Utc::now(),
-                    outcome: "accepted",
-                    answer: answer.as_ref(),
-                    delivery: counted
-                        .as_ref()
-                        .map(|(queue, message_id)| DeliveryKey { queue, message_id }),
-                    audit: &audit,
-                })
+            .store()
+            .inbox()
+            .record_hand_over_audited(&HandOverRecord {
+                key: MessageKey {
+                    ours: to,
+                    sender: from,
+                    message_id: &id,
+                },
+                at: Utc::now(),
+                outcome: "accepted",
+                answer: answer.as_ref(),
+                delivery: counted
+                    .as_ref()
+                    .map(|(queue, message_id)| DeliveryKey { queue, message_id }),
+                audit: &audit,
             })
             .await;
         match recorded {

@@ -131,7 +131,7 @@ async fn a_redelivery_after_a_crash_gets_neither_a_second_hand_over_nor_a_second
     eventually(
         "the hand-over and the lost accept",
         Duration::from_secs(20),
-        || (app.distinct() == 1 && lost.load(Ordering::SeqCst)).then_some(()),
+        async || (app.distinct() == 1 && lost.load(Ordering::SeqCst)).then_some(()),
     )
     .await;
     // The crash: the unsettled delivery goes back to the queue.
@@ -144,8 +144,8 @@ async fn a_redelivery_after_a_crash_gets_neither_a_second_hand_over_nor_a_second
     eventually(
         "the redelivery to be settled",
         Duration::from_secs(20),
-        || {
-            let audit = store.audit().list(&AuditFilter::default()).unwrap();
+        async || {
+            let audit = store.audit().list(&AuditFilter::default()).await.unwrap();
             audit
                 .iter()
                 .any(|r| {
@@ -165,7 +165,7 @@ async fn a_redelivery_after_a_crash_gets_neither_a_second_hand_over_nor_a_second
     let a_listener = Listener::start(&a.messenger, a_app.clone(), a_app.clone(), options())
         .await
         .unwrap();
-    eventually("the AppRec", Duration::from_secs(20), || {
+    eventually("the AppRec", Duration::from_secs(20), async || {
         (a_app.distinct() >= 1).then_some(())
     })
     .await;

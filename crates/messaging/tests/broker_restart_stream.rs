@@ -66,7 +66,7 @@ async fn every_message_of_a_stream_through_a_broker_restart_is_handed_over_once(
         })
     };
 
-    eventually("the first messages", Duration::from_secs(30), || {
+    eventually("the first messages", Duration::from_secs(30), async || {
         (app.distinct() >= RESTART_AT).then_some(())
     })
     .await;
@@ -78,12 +78,14 @@ async fn every_message_of_a_stream_through_a_broker_restart_is_handed_over_once(
     let outage = outage.elapsed();
 
     stream.await.unwrap();
-    eventually("every message handed over", Duration::from_secs(40), || {
-        (app.distinct() >= MESSAGES).then_some(())
-    })
+    eventually(
+        "every message handed over",
+        Duration::from_secs(40),
+        async || (app.distinct() >= MESSAGES).then_some(()),
+    )
     .await;
-    eventually("an empty outbox", Duration::from_secs(10), || {
-        (a.store.outbox().pending_count().unwrap() == 0).then_some(())
+    eventually("an empty outbox", Duration::from_secs(10), async || {
+        (a.store.outbox().pending_count().await.unwrap() == 0).then_some(())
     })
     .await;
     // Late duplicates (resent or redelivered copies) would arrive now.

@@ -129,7 +129,7 @@ impl Pair {
         // Long beside the checks, so that unbounded workers overlap here.
         let gauge = Gauge::taking(Duration::from_millis(400));
         let listener = self.listen(&gauge, max_bytes_in_flight).await;
-        eventually("every hand-over", Duration::from_secs(60), || {
+        eventually("every hand-over", Duration::from_secs(60), async || {
             (gauge.distinct() == MESSAGES).then_some(())
         })
         .await;
@@ -206,7 +206,7 @@ async fn a_stop_does_not_wait_for_the_budget() {
     pair.send_large(3).await;
     let stuck = Gauge::taking(Duration::from_secs(120));
     let listener = pair.listen(&stuck, PAYLOAD + MIB / 2).await;
-    eventually("the first hand-over", Duration::from_secs(20), || {
+    eventually("the first hand-over", Duration::from_secs(20), async || {
         (stuck.entered.load(Ordering::SeqCst) == 1).then_some(())
     })
     .await;
@@ -221,7 +221,7 @@ async fn a_stop_does_not_wait_for_the_budget() {
     // None lost: the local transport gives back what the aborted worker held.
     let quick = Gauge::taking(Duration::ZERO);
     let listener = pair.listen(&quick, 256 * MIB).await;
-    eventually("all three again", Duration::from_secs(20), || {
+    eventually("all three again", Duration::from_secs(20), async || {
         (quick.distinct() == 3).then_some(())
     })
     .await;

@@ -104,7 +104,7 @@ async fn two_copies_taken_at_once_are_handed_over_once() {
     tokio::task::spawn_blocking(move || broker.wait_for_count(&q, 0, Duration::from_secs(20)))
         .await
         .unwrap();
-    eventually("the hand-over", Duration::from_secs(5), || {
+    eventually("the hand-over", Duration::from_secs(5), async || {
         (app.distinct() == 1).then_some(())
     })
     .await;

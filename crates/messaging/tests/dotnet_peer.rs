@@ -121,7 +121,7 @@ async fn reports_from_a_released_dotnet_listener_reach_the_error_callback_once_u
             .await
             .unwrap();
         // One at a time, so that the script's steps meet the messages in order.
-        let decision = eventually("the .NET listener's refusal", WAIT, || {
+        let decision = eventually("the .NET listener's refusal", WAIT, async || {
             peer.decisions_on(&their_async)
                 .into_iter()
                 .find(|d| d.message_id.as_deref() == Some(id.as_str()))
@@ -141,7 +141,7 @@ async fn reports_from_a_released_dotnet_listener_reach_the_error_callback_once_u
         sent.push((id, *shape, *condition, data.clone()));
     }
 
-    let reports = eventually("three reports in the error callback", WAIT, || {
+    let reports = eventually("three reports in the error callback", WAIT, async || {
         let errors = app.errors();
         (errors.len() >= sent.len()).then_some(errors)
     })
@@ -308,10 +308,14 @@ async fn reports_are_taken_in(bus: &Bus, dotnet: &Peer, us: &Party, cases: Vec<R
     }
     sender.close().await.unwrap();
 
-    let decisions = eventually("the .NET listener's decisions on our reports", WAIT, || {
-        let decisions = peer.decisions_on(&their_error);
-        (decisions.len() >= expected.len()).then_some(decisions)
-    })
+    let decisions = eventually(
+        "the .NET listener's decisions on our reports",
+        WAIT,
+        async || {
+            let decisions = peer.decisions_on(&their_error);
+            (decisions.len() >= expected.len()).then_some(decisions)
+        },
+    )
     .await;
     for (what, id, condition, data) in &expected {
         let about: Vec<&Decision> = decisions

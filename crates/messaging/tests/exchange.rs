@@ -19,6 +19,7 @@ use helsemelding_registry::FileRegistry;
 use helsemelding_store::audit::{AuditFilter, AuditKind};
 use helsemelding_store::outbox::{OutboxState, OutgoingMessage};
 use helsemelding_store::Store;
+use helsemelding_store_sqlite::SqliteStore;
 use helsemelding_testkit::broker::{Broker, PartyQueues};
 use helsemelding_testkit::pki::{Issued, LeafOptions, TestPki, Usage};
 use helsemelding_transport::local::LocalTransport;
@@ -102,10 +103,10 @@ impl Inbox {
     }
 }
 
-async fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + WAIT;
     loop {
-        if let Some(value) = probe() {
+        if let Some(value) = probe().await {
             return value;
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -115,20 +116,28 @@ async fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
 
 /// Whether `store` audited an event of `kind` with `outcome` (about
 /// `message_id`, when given).
-fn audited(store: &Store, message_id: Option<&str>, kind: AuditKind, outcome: &str) -> bool {
+async fn audited(
+    store: &Arc<dyn Store>,
+    message_id: Option<&str>,
+    kind: AuditKind,
+    outcome: &str,
+) -> bool {
     let filter = AuditFilter {
         message_id: message_id.map(str::to_owned),
         ..AuditFilter::default()
     };
-    let events = store.audit().list(&filter).unwrap();
+    let events = store.audit().list(&filter).await.unwrap();
     events
         .iter()
         .any(|e| e.event.kind == kind && e.event.outcome == outcome)
 }
 
 /// Every audit event of `kind` in `store`.
-fn events_of(store: &Store, kind: AuditKind) -> Vec<helsemelding_store::audit::AuditRecord> {
-    let events = store.audit().list(&AuditFilter::default()).unwrap();
+async fn events_of(
+    store: &Arc<dyn Store>,
+    kind: AuditKind,
+) -> Vec<helsemelding_store::audit::AuditRecord> {
+    let events = store.audit().list(&AuditFilter::default()).await.unwrap();
     events
         .into_iter()
         .filter(|e| e.event.kind == kind)
@@ -151,7 +160,7 @@ struct Party {
     her_id: HerId,
     signing: Issued,
     encryption: Issued,
-    store: Store,
+    store: Arc<dyn Store>,
     messenger: Messenger,
     inbox: Arc<Inbox>,
     listener: Option<Listener>,
@@ -242,7 +251,8 @@ impl World {
                 backoff_max: Duration::from_millis(200),
             };
             tweak(&mut config);
-            let store = Store::open(&dir.path().join(format!("{her_id}.db"))).unwrap();
+            let store: Arc<dyn Store> =
+                Arc::new(SqliteStore::open(&dir.path().join(format!("{her_id}.db"))).unwrap());
             let messenger =
                 Messenger::new(config, transport.clone(), registry.clone(), store.clone());
             let inbox = Arc::new(Inbox::default());
@@ -367,7 +377,7 @@ impl World {
     ) -> ReceivedErrorReport {
         let id = message.message_id.clone().unwrap();
         self.put_to_b(message).await;
-        let report = eventually("the error report", || {
+        let report = eventually("the error report", async || {
             self.a
                 .inbox
                 .errors()
@@ -385,9 +395,11 @@ impl World {
             "the refused message was handed to the application"
         );
         // B audits after settling, which may be after A saw the report.
-        eventually("the error-reported audit event", || {
+        eventually("the error-reported audit event", async || {
             let kind = AuditKind::ErrorReported;
-            audited(&self.b.store, Some(&id), kind, condition.as_str()).then_some(())
+            audited(&self.b.store, Some(&id), kind, condition.as_str())
+                .await
+                .then_some(())
         })
         .await;
         report
@@ -404,7 +416,10 @@ async fn exchange_both_ways(net: Net) {
         .await
         .unwrap();
     assert!(Uuid::parse_str(&id).is_ok());
-    let got = eventually("B's hand-over", || b.inbox.received().into_iter().next()).await;
+    let got = eventually("B's hand-over", async || {
+        b.inbox.received().into_iter().next()
+    })
+    .await;
     assert_eq!(got.payload, to_b, "payload bytes exactly as signed");
     assert_eq!(got.message_id, id);
     assert_eq!(got.correlation_id.as_deref(), Some(id.as_str()));
@@ -414,7 +429,7 @@ async fn exchange_both_ways(net: Net) {
     assert_eq!(got.metadata["X-MessageInfo-Type"], FUNCTION);
     assert_eq!(got.queue, queue_name(b.her_id, QueueKind::Async));
     assert!(matches!(
-        a.store.outbox().state(&id).unwrap(),
+        a.store.outbox().state(&id).await.unwrap(),
         Some(OutboxState::Sent { .. })
     ));
 
@@ -424,7 +439,10 @@ async fn exchange_both_ways(net: Net) {
         .send(SendRequest::new(a.her_id, FUNCTION, to_a.clone()))
         .await
         .unwrap();
-    let got = eventually("A's hand-over", || a.inbox.received().into_iter().next()).await;
+    let got = eventually("A's hand-over", async || {
+        a.inbox.received().into_iter().next()
+    })
+    .await;
     assert_eq!((got.message_id, got.payload), (reply, to_a));
     assert!(a.inbox.errors().is_empty() && b.inbox.errors().is_empty());
     assert_eq!(b.inbox.received().len(), 1);
@@ -468,7 +486,7 @@ async fn error_paths_end_on_the_senders_error_queue(net: Net) {
         .remove("applicationTimeStamp");
     let id = message.message_id.clone().unwrap();
     world.put_to_b(message).await;
-    let report = eventually("the header report", || {
+    let report = eventually("the header report", async || {
         world
             .a
             .inbox
@@ -527,13 +545,15 @@ async fn a_redelivered_message_is_handed_over_once(net: Net) {
     );
     let id = message.message_id.clone().unwrap();
     world.put_to_b(message.clone()).await;
-    eventually("the first hand-over", || {
+    eventually("the first hand-over", async || {
         (!world.b.inbox.received().is_empty()).then_some(())
     })
     .await;
     world.put_to_b(message).await;
-    eventually("the duplicate accepted", || {
-        audited(&world.b.store, Some(&id), AuditKind::Accepted, "duplicate").then_some(())
+    eventually("the duplicate accepted", async || {
+        audited(&world.b.store, Some(&id), AuditKind::Accepted, "duplicate")
+            .await
+            .then_some(())
     })
     .await;
     assert_eq!(world.b.inbox.received().len(), 1);
@@ -561,6 +581,7 @@ async fn an_outbox_entry_left_by_a_crash_is_sent_once_on_restart(net: Net) {
             created_at: Utc::now(),
             expires_at: None,
         })
+        .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(world.b.inbox.received().is_empty());
@@ -580,13 +601,13 @@ async fn an_outbox_entry_left_by_a_crash_is_sent_once_on_restart(net: Net) {
     );
     assert_eq!(restarted.flush_outbox().await.unwrap().sent, 1);
     assert_eq!(restarted.flush_outbox().await.unwrap().sent, 0, "sent once");
-    let got = eventually("the hand-over", || {
+    let got = eventually("the hand-over", async || {
         world.b.inbox.received().into_iter().next()
     })
     .await;
     assert_eq!((got.message_id, got.payload), (id.clone(), payload));
     assert!(matches!(
-        world.a.store.outbox().state(&id).unwrap(),
+        world.a.store.outbox().state(&id).await.unwrap(),
         Some(OutboxState::Sent { .. })
     ));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -618,7 +639,7 @@ async fn sending_refuses_an_unknown_receiver_and_non_xml(net: Net) {
         matches!(error, helsemelding_messaging::Error::Payload(_)),
         "{error}"
     );
-    assert_eq!(world.a.store.outbox().pending_count().unwrap(), 0);
+    assert_eq!(world.a.store.outbox().pending_count().await.unwrap(), 0);
 
     // A receiver whose encryption certificate expired: refused before
     // anything is signed, and the failed check is in the audit log.
@@ -657,7 +678,7 @@ async fn sending_refuses_an_unknown_receiver_and_non_xml(net: Net) {
         matches!(&error, helsemelding_messaging::Error::Certificate { problems, .. } if problems.contains("expired")),
         "{error}"
     );
-    let checks = events_of(&world.a.store, AuditKind::CertificateCheck);
+    let checks = events_of(&world.a.store, AuditKind::CertificateCheck).await;
     assert_eq!(checks.len(), 1);
     assert_eq!(checks[0].event.outcome, "failed");
     assert!(checks[0]
@@ -666,7 +687,7 @@ async fn sending_refuses_an_unknown_receiver_and_non_xml(net: Net) {
         .as_deref()
         .unwrap()
         .contains(&format!("receiver {stale}")));
-    assert_eq!(world.a.store.outbox().pending_count().unwrap(), 0);
+    assert_eq!(world.a.store.outbox().pending_count().await.unwrap(), 0);
     world.stop().await;
 }
 
@@ -712,7 +733,7 @@ async fn sync_calls_get_their_own_replies(net: Net) {
     assert_eq!(b.inbox.received().len(), 4);
     assert!(a.inbox.received().is_empty());
     // Sync requests do not wait in the outbox.
-    assert_eq!(a.store.outbox().pending_count().unwrap(), 0);
+    assert_eq!(a.store.outbox().pending_count().await.unwrap(), 0);
     world.stop().await;
 }
 
@@ -731,7 +752,10 @@ async fn a_refused_sync_request_is_reported_to_the_requester(net: Net) {
         "{error}"
     );
     assert!(started.elapsed() < Duration::from_secs(4));
-    let report = eventually("the error report", || a.inbox.errors().into_iter().next()).await;
+    let report = eventually("the error report", async || {
+        a.inbox.errors().into_iter().next()
+    })
+    .await;
     assert_eq!(report.condition, Some(ErrorCondition::UnsupportedMessage));
     assert_eq!(report.from, Some(b.her_id));
     world.stop().await;
@@ -769,9 +793,11 @@ async fn a_silent_peer_times_out_and_its_late_reply_is_dropped(net: Net) {
     // not be taken for the answer to the next call.
     world.b.listener = Some(listen(&world.b.messenger, &world.b.inbox).await);
     let (a, b) = (&world.a, &world.b);
-    eventually("the late reply dropped", || {
+    eventually("the late reply dropped", async || {
         let kind = AuditKind::Accepted;
-        audited(&a.store, None, kind, "late sync reply dropped").then_some(())
+        audited(&a.store, None, kind, "late sync reply dropped")
+            .await
+            .then_some(())
     })
     .await;
     let next = World::payload(a.her_id, b.her_id);
@@ -801,11 +827,14 @@ async fn apprecs_come_back_and_are_matched(net: Net) {
         .send(SendRequest::new(b.her_id, FUNCTION, payload))
         .await
         .unwrap();
-    let tracked = a.store.receipts().get(&msg_id).unwrap().unwrap();
+    let tracked = a.store.receipts().get(&msg_id).await.unwrap().unwrap();
     assert_eq!(tracked.expected.to_her_id, b.her_id.get());
     assert!(tracked.received.is_none());
     let a_day_later = Utc::now() + chrono::Duration::hours(25);
-    assert_eq!(a.store.receipts().overdue(a_day_later).unwrap().len(), 1);
+    assert_eq!(
+        a.store.receipts().overdue(a_day_later).await.unwrap().len(),
+        1
+    );
     let overdue = a
         .messenger
         .audit_overdue_receipts(a_day_later)
@@ -820,18 +849,27 @@ async fn apprecs_come_back_and_are_matched(net: Net) {
             .is_empty(),
         "audited once"
     );
-    assert_eq!(events_of(&a.store, AuditKind::ReceiptOverdue).len(), 1);
+    assert_eq!(
+        events_of(&a.store, AuditKind::ReceiptOverdue).await.len(),
+        1
+    );
     world.a.listener = Some(listen(&world.a.messenger, &world.a.inbox).await);
     let (a, b) = (&world.a, &world.b);
 
-    let receipt = eventually("the AppRec matched", || {
-        a.store.receipts().get(&msg_id).unwrap()?.received
+    let receipt = eventually("the AppRec matched", async || {
+        a.store.receipts().get(&msg_id).await.unwrap()?.received
     })
     .await;
     assert_eq!(receipt.status, "1");
-    assert!(a.store.receipts().overdue(a_day_later).unwrap().is_empty());
+    assert!(a
+        .store
+        .receipts()
+        .overdue(a_day_later)
+        .await
+        .unwrap()
+        .is_empty());
     // A's application sees the AppRec too; B's sees the message once.
-    let apprec = eventually("A's AppRec hand-over", || {
+    let apprec = eventually("A's AppRec hand-over", async || {
         a.inbox.received().into_iter().next()
     })
     .await;
@@ -848,12 +886,12 @@ async fn apprecs_come_back_and_are_matched(net: Net) {
         .send(SendRequest::new(b.her_id, FUNCTION, payload))
         .await
         .unwrap();
-    let receipt = eventually("the rejecting AppRec", || {
-        a.store.receipts().get(&msg_id).unwrap()?.received
+    let receipt = eventually("the rejecting AppRec", async || {
+        a.store.receipts().get(&msg_id).await.unwrap()?.received
     })
     .await;
     assert_eq!(receipt.status, "2");
-    let got = eventually("the rejecting AppRec at A", || {
+    let got = eventually("the rejecting AppRec at A", async || {
         a.inbox
             .received()
             .into_iter()
@@ -885,7 +923,7 @@ async fn communication_tests_are_answered_on_both_paths(net: Net) {
     // Answered by the responder: neither application saw the tests.
     assert!(b.inbox.received().is_empty(), "{:?}", b.inbox.received());
     assert!(a.inbox.received().is_empty());
-    let tests = events_of(&a.store, AuditKind::Commtest);
+    let tests = events_of(&a.store, AuditKind::Commtest).await;
     assert_eq!(tests.iter().filter(|e| e.event.outcome == "ok").count(), 2);
     world.stop().await;
 }
@@ -927,18 +965,19 @@ async fn functions_outside_the_senders_cpp_are_handed_over_and_audited(net: Net)
         ))
         .await
         .unwrap();
-    let got = eventually("the message outside the CPP", || {
+    let got = eventually("the message outside the CPP", async || {
         b.inbox.received().into_iter().next()
     })
     .await;
     assert_eq!(got.message_id, outside);
-    let audited_outside = eventually("the audit event", || {
+    let audited_outside = eventually("the audit event", async || {
         audited(
             &b.store,
             Some(&outside),
             AuditKind::FunctionOutsideProfile,
             "handed-over",
         )
+        .await
         .then_some(())
     })
     .await;
@@ -963,7 +1002,7 @@ async fn functions_outside_the_senders_cpp_are_refused_when_strict(net: Net) {
         ))
         .await
         .unwrap();
-    let report = eventually("the unsupported-message report", || {
+    let report = eventually("the unsupported-message report", async || {
         a.inbox
             .errors()
             .into_iter()
@@ -981,7 +1020,7 @@ async fn functions_outside_the_senders_cpp_are_refused_when_strict(net: Net) {
         ))
         .await
         .unwrap();
-    let got = eventually("the allowed message", || {
+    let got = eventually("the allowed message", async || {
         b.inbox.received().into_iter().next()
     })
     .await;
@@ -1014,18 +1053,19 @@ async fn a_message_that_keeps_failing_is_dead_lettered_after_the_limit(net: Net)
         .receiver(&queue_name(b.her_id, QueueKind::DeadLetter), 1)
         .await
         .unwrap();
-    let delivery = dead.receive(WAIT).await.unwrap().unwrap_or_else(|| {
+    let Some(delivery) = dead.receive(WAIT).await.unwrap() else {
         let tries = b.inbox.received().len();
         let events: Vec<_> = b
             .store
             .audit()
             .list(&AuditFilter::default())
+            .await
             .unwrap()
             .into_iter()
             .map(|e| (e.event.kind, e.event.outcome))
             .collect();
         panic!("not on the dead-letter queue after {tries} hand-overs: {events:?}")
-    });
+    };
     assert_eq!(delivery.message.message_id.as_deref(), Some(id.as_str()));
     dead.accept(&delivery).await.unwrap();
     dead.close().await.unwrap();
@@ -1038,8 +1078,10 @@ async fn a_message_that_keeps_failing_is_dead_lettered_after_the_limit(net: Net)
         .count();
     assert_eq!(tries, 10);
     // B audits after rejecting, which may be after the dead-letter queue has it.
-    eventually("the dead-lettered audit event", || {
-        audited(&b.store, Some(&id), AuditKind::Rejected, "dead-lettered").then_some(())
+    eventually("the dead-lettered audit event", async || {
+        audited(&b.store, Some(&id), AuditKind::Rejected, "dead-lettered")
+            .await
+            .then_some(())
     })
     .await;
     assert!(
@@ -1253,7 +1295,8 @@ async fn concurrent_sends_through_one_messenger_pipeline(net: Net) {
         Arc::new(StaticCrls::new(vec![crl])),
     );
     let store_dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&store_dir.path().join("sender.db")).unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&store_dir.path().join("sender.db")).unwrap());
     let messenger = Messenger::new(config, gated, world.registry.clone(), store.clone());
 
     let started = Instant::now();
@@ -1278,8 +1321,8 @@ async fn concurrent_sends_through_one_messenger_pipeline(net: Net) {
         "sends in flight at once (took {:?})",
         started.elapsed()
     );
-    assert_eq!(store.outbox().pending_count().unwrap(), 0);
-    let received = eventually("every message at B", || {
+    assert_eq!(store.outbox().pending_count().await.unwrap(), 0);
+    let received = eventually("every message at B", async || {
         let received = b.inbox.received();
         (received.len() >= SENDS).then_some(received)
     })
@@ -1429,7 +1472,8 @@ async fn an_outbox_entry_that_cannot_be_sent_holds_up_nobody() {
         backoff_max: BACKOFF,
     };
     let store_dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&store_dir.path().join("sender.db")).unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&store_dir.path().join("sender.db")).unwrap());
     let messenger = Messenger::new(config, refusing, world.registry.clone(), store.clone());
 
     // The send to the ghost fails, names its queue, and is recorded.
@@ -1443,7 +1487,7 @@ async fn an_outbox_entry_that_cannot_be_sent_holds_up_nobody() {
         .unwrap_err();
     let ghost_queue = queue_name(ghost, QueueKind::Async);
     assert!(error.to_string().contains(&ghost_queue), "{error}");
-    let entries = store.outbox().entries(10).unwrap();
+    let entries = store.outbox().entries(10).await.unwrap();
     assert_eq!(entries.len(), 1);
     let poisoned = entries[0].message_id.clone();
     assert!(
@@ -1455,9 +1499,9 @@ async fn an_outbox_entry_that_cannot_be_sent_holds_up_nobody() {
         attempts: 1,
         next_attempt_at,
         ..
-    }) = store.outbox().state(&poisoned).unwrap()
+    }) = store.outbox().state(&poisoned).await.unwrap()
     else {
-        panic!("{:?}", store.outbox().state(&poisoned));
+        panic!("{:?}", store.outbox().state(&poisoned).await);
     };
     assert!(next_attempt_at > Utc::now(), "it waits its backoff");
 
@@ -1478,13 +1522,14 @@ async fn an_outbox_entry_that_cannot_be_sent_holds_up_nobody() {
     let waiting = store
         .outbox()
         .pending(10)
+        .await
         .unwrap()
         .into_iter()
         .map(|m| m.message_id)
         .find(|id| *id != poisoned)
         .expect("the message to B is recorded");
     assert!(matches!(
-        store.outbox().state(&waiting).unwrap(),
+        store.outbox().state(&waiting).await.unwrap(),
         Some(OutboxState::Pending { attempts: 0, .. })
     ));
     tokio::time::sleep(BACKOFF).await;
@@ -1492,7 +1537,7 @@ async fn an_outbox_entry_that_cannot_be_sent_holds_up_nobody() {
     assert!(report.outage.is_some(), "{report:?}");
     assert_eq!(report.sent, 0);
     assert!(matches!(
-        store.outbox().state(&poisoned).unwrap(),
+        store.outbox().state(&poisoned).await.unwrap(),
         Some(OutboxState::Pending { attempts: 1, .. })
     ));
 
@@ -1502,7 +1547,7 @@ async fn an_outbox_entry_that_cannot_be_sent_holds_up_nobody() {
     let report = messenger.flush_outbox().await.unwrap();
     assert_eq!((report.sent, report.retrying, report.failed), (1, 1, 0));
     assert!(report.outage.is_none());
-    let got = eventually("the message to B", || {
+    let got = eventually("the message to B", async || {
         b.inbox
             .received()
             .into_iter()
@@ -1520,7 +1565,7 @@ async fn an_outbox_entry_that_cannot_be_sent_holds_up_nobody() {
     tokio::time::sleep(BACKOFF).await;
     let report = messenger.flush_outbox().await.unwrap();
     assert_eq!((report.sent, report.retrying, report.failed), (0, 0, 1));
-    match store.outbox().state(&poisoned).unwrap() {
+    match store.outbox().state(&poisoned).await.unwrap() {
         Some(OutboxState::Failed {
             attempts, reason, ..
         }) => {
@@ -1531,6 +1576,6 @@ async fn an_outbox_entry_that_cannot_be_sent_holds_up_nobody() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(store.outbox().due(Utc::now(), 10).unwrap().is_empty());
+    assert!(store.outbox().due(Utc::now(), 10).await.unwrap().is_empty());
     world.stop().await;
 }

@@ -38,7 +38,7 @@ async fn a_messenger_dropped_without_close_stops_its_reply_consumer_and_frees_it
     eventually(
         "A's parts to be freed once A is dropped",
         Duration::from_secs(10),
-        || (Arc::strong_count(&transport) == held - 1).then_some(()),
+        async || (Arc::strong_count(&transport) == held - 1).then_some(()),
     )
     .await;
     b.close().await.unwrap();

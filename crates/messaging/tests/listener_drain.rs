@@ -81,9 +81,11 @@ async fn a_hand_over_in_hand_finishes_and_one_past_the_bound_goes_back_unsettled
     let listener = Listener::start(&b.messenger, quick.clone(), quick.clone(), one_worker())
         .await
         .unwrap();
-    eventually("the hand-over to start", Duration::from_secs(10), || {
-        (quick.entered.load(Ordering::SeqCst) == 1).then_some(())
-    })
+    eventually(
+        "the hand-over to start",
+        Duration::from_secs(10),
+        async || (quick.entered.load(Ordering::SeqCst) == 1).then_some(()),
+    )
     .await;
     let cut_short = listener.stop_within(Duration::from_secs(10)).await.unwrap();
     assert_eq!(cut_short, 0);
@@ -112,7 +114,7 @@ async fn a_hand_over_in_hand_finishes_and_one_past_the_bound_goes_back_unsettled
     eventually(
         "the stuck hand-over to start",
         Duration::from_secs(10),
-        || (stuck.entered.load(Ordering::SeqCst) == 1).then_some(()),
+        async || (stuck.entered.load(Ordering::SeqCst) == 1).then_some(()),
     )
     .await;
     let started = Instant::now();
@@ -147,7 +149,7 @@ async fn a_drain_is_cut_short_when_asked() {
     eventually(
         "the stuck hand-over to start",
         Duration::from_secs(10),
-        || (stuck.entered.load(Ordering::SeqCst) == 1).then_some(()),
+        async || (stuck.entered.load(Ordering::SeqCst) == 1).then_some(()),
     )
     .await;
     // A second stop signal, as it were.

@@ -27,6 +27,7 @@ use helsemelding_protect::{protect, Certificate, Crl, ProtectOptions, StaticCrls
 use helsemelding_registry::file::NewParty;
 use helsemelding_store::audit::{AuditFilter, AuditKind};
 use helsemelding_store::Store;
+use helsemelding_store_sqlite::SqliteStore;
 use helsemelding_testkit::fixtures::read_nhn;
 use helsemelding_testkit::pki::{TestPki, Usage};
 use helsemelding_transport::{Message, Outcome};
@@ -160,7 +161,8 @@ async fn municipality(bus: &Bus) -> Municipality {
         bus.crls.clone(),
     );
     config.her_ids = vec![her(PARENT), her(SERVICE)];
-    let store = Store::open(&bus.dir.path().join("municipality.db")).unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&bus.dir.path().join("municipality.db")).unwrap());
     let messenger = Messenger::new(config, bus.transport.clone(), bus.registry.clone(), store);
     let app = Arc::new(Counting::default());
     let listener = listen(&messenger, &app).await;
@@ -191,7 +193,7 @@ async fn one_installation_serves_a_parent_and_its_service_on_inherited_queues() 
         ))
         .await
         .unwrap();
-    let got = eventually("the hand-over to 8141705", WAIT, || {
+    let got = eventually("the hand-over to 8141705", WAIT, async || {
         municipality
             .app
             .received()
@@ -203,7 +205,7 @@ async fn one_installation_serves_a_parent_and_its_service_on_inherited_queues() 
     assert_eq!(got.queue, "8141703_async");
 
     // Its AppRec leaves from 8141705.
-    let apprec = eventually("the AppRec at the GP", WAIT, || {
+    let apprec = eventually("the AppRec at the GP", WAIT, async || {
         gp_app
             .received()
             .into_iter()
@@ -230,7 +232,7 @@ async fn one_installation_serves_a_parent_and_its_service_on_inherited_queues() 
         ),
     )
     .await;
-    let report = eventually("the report on 8141703_error", WAIT, || {
+    let report = eventually("the report on 8141703_error", WAIT, async || {
         municipality
             .app
             .errors()
@@ -256,7 +258,7 @@ async fn one_installation_serves_a_parent_and_its_service_on_inherited_queues() 
         )
         .await
         .unwrap();
-    let got = eventually("the GP's hand-over", WAIT, || {
+    let got = eventually("the GP's hand-over", WAIT, async || {
         gp_app
             .received()
             .into_iter()
@@ -313,7 +315,8 @@ async fn a_peer_with_queues_unlike_its_her_id_is_reached_on_exactly_those() {
         bus.crls.clone(),
     );
     config.retry.backoff_min = Duration::from_millis(50);
-    let odd_store = Store::open(&bus.dir.path().join("odd.db")).unwrap();
+    let odd_store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&bus.dir.path().join("odd.db")).unwrap());
     let odd = Messenger::new(
         config,
         bus.transport.clone(),
@@ -333,7 +336,7 @@ async fn a_peer_with_queues_unlike_its_her_id_is_reached_on_exactly_those() {
         ))
         .await
         .unwrap();
-    let got = eventually("the odd peer's hand-over", WAIT, || {
+    let got = eventually("the odd peer's hand-over", WAIT, async || {
         odd_app.received().into_iter().find(|r| r.message_id == id)
     })
     .await;
@@ -360,7 +363,7 @@ async fn a_peer_with_queues_unlike_its_her_id_is_reached_on_exactly_those() {
         message_with_id(&odd_peer, &us.peer, &queue, &refused, b"junk".to_vec()),
     )
     .await;
-    let report = eventually("the report on the odd error queue", WAIT, || {
+    let report = eventually("the report on the odd error queue", WAIT, async || {
         odd_app
             .errors()
             .into_iter()
@@ -400,7 +403,7 @@ async fn a_corrected_resend_is_handed_over_and_a_true_repeat_gets_its_apprec_aga
         ),
     )
     .await;
-    eventually("the report about the broken copy", WAIT, || {
+    eventually("the report about the broken copy", WAIT, async || {
         sender_app
             .errors()
             .into_iter()
@@ -418,7 +421,7 @@ async fn a_corrected_resend_is_handed_over_and_a_true_repeat_gets_its_apprec_aga
         message_with_id(&sender.peer, &receiver.peer, &queue, &id, body.clone()),
     )
     .await;
-    let got = eventually("the corrected copy", WAIT, || {
+    let got = eventually("the corrected copy", WAIT, async || {
         receiver_app
             .received()
             .into_iter()
@@ -433,7 +436,7 @@ async fn a_corrected_resend_is_handed_over_and_a_true_repeat_gets_its_apprec_aga
             .map(|r| r.payload)
             .collect::<Vec<_>>()
     };
-    eventually("the first AppRec", WAIT, || {
+    eventually("the first AppRec", WAIT, async || {
         (apprecs(&sender_app).len() == 1).then_some(())
     })
     .await;
@@ -445,7 +448,7 @@ async fn a_corrected_resend_is_handed_over_and_a_true_repeat_gets_its_apprec_aga
         message_with_id(&sender.peer, &receiver.peer, &queue, &id, body),
     )
     .await;
-    let both = eventually("the AppRec again", WAIT, || {
+    let both = eventually("the AppRec again", WAIT, async || {
         let both = apprecs(&sender_app);
         (both.len() == 2).then_some(both)
     })
@@ -494,7 +497,8 @@ async fn unknown_revocation_is_dead_lettered_after_its_time_while_others_flow() 
     config.receive.revocation_unknown_for = Duration::from_secs(2);
     config.retry.backoff_min = Duration::from_millis(100);
     config.retry.backoff_max = Duration::from_millis(300);
-    let store = Store::open(&bus.dir.path().join("strict.db")).unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&bus.dir.path().join("strict.db")).unwrap());
     let messenger = Messenger::new(
         config,
         bus.transport.clone(),
@@ -534,18 +538,18 @@ async fn unknown_revocation_is_dead_lettered_after_its_time_while_others_flow() 
                 .unwrap(),
         );
     }
-    eventually("the other senders' messages", WAIT, || {
+    eventually("the other senders' messages", WAIT, async || {
         sent.iter()
             .all(|id| app.hand_overs().contains_key(id))
             .then_some(())
     })
     .await;
     assert!(
-        !audited_dead_letter(&store, &unknown),
+        !audited_dead_letter(&store, &unknown).await,
         "dead-lettered before its time"
     );
-    eventually("the dead-letter audit event", WAIT, || {
-        audited_dead_letter(&store, &unknown).then_some(())
+    eventually("the dead-letter audit event", WAIT, async || {
+        audited_dead_letter(&store, &unknown).await.then_some(())
     })
     .await;
     bus.broker
@@ -554,20 +558,26 @@ async fn unknown_revocation_is_dead_lettered_after_its_time_while_others_flow() 
     listener.stop().await.unwrap();
 }
 
-fn audited_dead_letter(store: &Store, message_id: &str) -> bool {
+async fn audited_dead_letter(store: &Arc<dyn Store>, message_id: &str) -> bool {
     let filter = AuditFilter {
         message_id: Some(message_id.to_owned()),
         ..AuditFilter::default()
     };
-    store.audit().list(&filter).unwrap().iter().any(|record| {
-        record.event.kind == AuditKind::Rejected
-            && record.event.outcome == "dead-lettered"
-            && record
-                .event
-                .reason
-                .as_deref()
-                .is_some_and(|r| r.contains("revocation"))
-    })
+    store
+        .audit()
+        .list(&filter)
+        .await
+        .unwrap()
+        .iter()
+        .any(|record| {
+            record.event.kind == AuditKind::Rejected
+                && record.event.outcome == "dead-lettered"
+                && record
+                    .event
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("revocation"))
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -596,7 +606,7 @@ async fn a_sender_named_by_a_healthcare_professional_below_the_organisation_pass
         ))
         .await
         .unwrap();
-    eventually("the hand-over", WAIT, || {
+    eventually("the hand-over", WAIT, async || {
         app.hand_overs().contains_key(&id).then_some(())
     })
     .await;
@@ -613,7 +623,8 @@ async fn a_signer_rotation_the_cache_has_not_seen_is_looked_up_again_not_called_
         helsemelding_registry::FileRegistry::new(bus.registry.dir()),
         Duration::from_secs(3600),
     ));
-    let store = Store::open(&bus.dir.path().join("cached.db")).unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&bus.dir.path().join("cached.db")).unwrap());
     let messenger = Messenger::new(
         MessengerConfig::new(
             receiver.her_id,
@@ -637,7 +648,7 @@ async fn a_signer_rotation_the_cache_has_not_seen_is_looked_up_again_not_called_
         ))
         .await
         .unwrap();
-    eventually("the first message", WAIT, || {
+    eventually("the first message", WAIT, async || {
         app.hand_overs().contains_key(&before).then_some(())
     })
     .await;
@@ -671,7 +682,7 @@ async fn a_signer_rotation_the_cache_has_not_seen_is_looked_up_again_not_called_
         ),
     )
     .await;
-    eventually("the message signed after the rotation", WAIT, || {
+    eventually("the message signed after the rotation", WAIT, async || {
         app.hand_overs().contains_key(&after).then_some(())
     })
     .await;

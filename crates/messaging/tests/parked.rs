@@ -102,9 +102,11 @@ async fn a_message_given_up_on_a_queue_without_dead_letter_path_is_kept_and_can_
     .await
     .unwrap();
     let store = b.store.clone();
-    let parked = eventually("the message to be kept", Duration::from_secs(30), || {
-        store.parked().list(10).unwrap().into_iter().next()
-    })
+    let parked = eventually(
+        "the message to be kept",
+        Duration::from_secs(30),
+        async || store.parked().list(10).await.unwrap().into_iter().next(),
+    )
     .await;
     assert_eq!(parked.queue, queue);
     assert_eq!(parked.message_id.as_deref(), Some(message_id.as_str()));
@@ -118,7 +120,7 @@ async fn a_message_given_up_on_a_queue_without_dead_letter_path_is_kept_and_can_
     // Accepted, not rejected into nothing: the queue and the `_dl` are empty.
     assert_eq!(count(&bus, &queue).await, 0);
     assert_eq!(count(&bus, &format!("{b_id}_dl")).await, 0);
-    let audit = b.store.audit().list(&AuditFilter::default()).unwrap();
+    let audit = b.store.audit().list(&AuditFilter::default()).await.unwrap();
     assert!(
         audit.iter().any(|r| r.event.kind.as_str() == "parked"
             && r.event.message_id.as_deref() == Some(message_id.as_str())),
@@ -127,11 +129,11 @@ async fn a_message_given_up_on_a_queue_without_dead_letter_path_is_kept_and_can_
     listener.stop().await.unwrap();
 
     // Put back where it came from, exactly as it came: judged afresh.
-    let (summary, body) = b.store.parked().get(parked.id).unwrap().unwrap();
+    let (summary, body) = b.store.parked().get(parked.id).await.unwrap().unwrap();
     let mut message: Message = serde_json::from_slice(&summary.envelope).unwrap();
     message.body = body;
     b.messenger.put_back(&queue, message).await.unwrap();
-    b.store.parked().remove(parked.id).unwrap();
+    b.store.parked().remove(parked.id).await.unwrap();
     let (broker, back) = (bus.broker.clone(), queue.clone());
     tokio::task::spawn_blocking(move || broker.wait_for_count(&back, 1, Duration::from_secs(20)))
         .await
@@ -192,8 +194,8 @@ async fn a_message_nobody_can_be_told_of_is_kept_with_its_header_even_where_the_
     .await
     .unwrap();
     let store = b.store.clone();
-    let parked = eventually("all five to be kept", Duration::from_secs(30), || {
-        let parked = store.parked().list(10).unwrap();
+    let parked = eventually("all five to be kept", Duration::from_secs(30), async || {
+        let parked = store.parked().list(10).await.unwrap();
         (parked.len() == hostile.len()).then_some(parked)
     })
     .await;
@@ -223,7 +225,7 @@ async fn a_message_nobody_can_be_told_of_is_kept_with_its_header_even_where_the_
         reasons.iter().any(|r| r.contains("fromHerId (missing)")),
         "{reasons:?}"
     );
-    let audit = b.store.audit().list(&AuditFilter::default()).unwrap();
+    let audit = b.store.audit().list(&AuditFilter::default()).await.unwrap();
     let kept = audit
         .iter()
         .filter(|r| r.event.kind.as_str() == "parked")

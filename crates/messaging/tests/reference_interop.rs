@@ -97,7 +97,10 @@ async fn a_message_exactly_as_the_reference_library_sends_it_is_handed_over() {
     message.ttl = None;
     put(&bus, &our_async, message).await;
 
-    let got = eventually("the hand-over", WAIT, || app.received().into_iter().next()).await;
+    let got = eventually("the hand-over", WAIT, async || {
+        app.received().into_iter().next()
+    })
+    .await;
     assert_eq!(got.payload, payload, "payload bytes exactly as signed");
     assert_eq!(got.message_id, id);
     assert_eq!(got.correlation_id.as_deref(), Some(id.as_str()));
@@ -153,7 +156,7 @@ async fn an_error_report_as_the_reference_library_sends_it_reaches_the_error_cal
     report.durable = false;
     put(&bus, &our_error, report).await;
 
-    let got = eventually("the error callback", WAIT, || {
+    let got = eventually("the error callback", WAIT, async || {
         app.errors().into_iter().next()
     })
     .await;
@@ -248,7 +251,10 @@ async fn a_proton_peer_with_integer_her_ids_is_accepted_and_receives_ours_as_the
     .await
     .unwrap();
     assert_eq!(out.trim(), "sent");
-    let got = eventually("the hand-over", WAIT, || app.received().into_iter().next()).await;
+    let got = eventually("the hand-over", WAIT, async || {
+        app.received().into_iter().next()
+    })
+    .await;
     assert_eq!(got.payload, payload);
     assert_eq!(got.message_id, id);
     assert_eq!((got.from, got.to), (python.her_id, us.peer.her_id));

@@ -2,7 +2,9 @@
 //! metadata`: dependencies between our crates point downward only, the
 //! testkit is never a normal dependency, `wire` stays free of I/O, and the
 //! transport trait crate free of AMQP (that is `transport-amqp`'s, which
-//! only the gateway picks; other crates' tests may use it).
+//! only the gateway picks; other crates' tests may use it), and the store
+//! trait crate free of databases (SQLite is `store-sqlite`'s, which only
+//! the gateway picks, as it picks the transport).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -15,6 +17,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("transport", &["wire"]),
     ("transport-amqp", &["wire", "transport"]),
     ("store", &["wire"]),
+    ("store-sqlite", &["wire", "store"]),
     (
         "messaging",
         &["wire", "protect", "registry", "transport", "store"],
@@ -28,6 +31,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "transport",
             "transport-amqp",
             "store",
+            "store-sqlite",
             "messaging",
         ],
     ),
@@ -40,6 +44,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "transport",
             "transport-amqp",
             "store",
+            "store-sqlite",
             "messaging",
         ],
     ),
@@ -51,6 +56,15 @@ const AMQP_CRATES: &[&str] = &[
     "rustls",
     "tokio-rustls",
     "rustls-native-certs",
+];
+
+/// Database drivers: a backend's, never the store trait crate's.
+const DATABASE_CRATES: &[&str] = &[
+    "rusqlite",
+    "libsqlite3-sys",
+    "postgres",
+    "tokio-postgres",
+    "sqlx",
 ];
 
 /// Crates that would bring I/O or async into the sans-I/O core.
@@ -141,7 +155,14 @@ fn our_crates_depend_downward_only() {
         "architecture violations:\n{}",
         violations.join("\n")
     );
-    for name in ["wire", "transport", "transport-amqp", "gateway"] {
+    for name in [
+        "wire",
+        "transport",
+        "transport-amqp",
+        "store",
+        "store-sqlite",
+        "gateway",
+    ] {
         assert!(
             crates.contains_key(name),
             "metadata read: {:?}",
@@ -180,6 +201,30 @@ fn an_upward_reach_fails_and_a_test_only_one_does_not() {
             "transport-amqp depends on messaging, which it may not use",
         ]
     );
+    let with_sqlite = BTreeMap::from([
+        (
+            "messaging".to_string(),
+            vec![
+                dependency("store", false),
+                dependency("store-sqlite", false),
+            ],
+        ),
+        (
+            "store-sqlite".to_string(),
+            vec![dependency("store", false), dependency("transport", false)],
+        ),
+        (
+            "gateway".to_string(),
+            vec![dependency("store-sqlite", false)],
+        ),
+    ]);
+    assert_eq!(
+        violations(&with_sqlite),
+        [
+            "messaging depends on store-sqlite, which it may not use",
+            "store-sqlite depends on transport, which it may not use",
+        ]
+    );
     let with_amqp = BTreeMap::from([(
         "messaging".to_string(),
         vec![dependency("transport-amqp", false)],
@@ -215,5 +260,32 @@ fn the_transport_trait_crate_is_free_of_amqp() {
     assert!(
         amqp.is_empty(),
         "AMQP belongs in transport-amqp, but transport depends on {amqp:?}"
+    );
+}
+
+#[test]
+fn the_store_trait_crate_is_free_of_databases() {
+    let crates = workspace_dependencies();
+    let databases: Vec<_> = crates["store"]
+        .iter()
+        .filter(|d| DATABASE_CRATES.contains(&d.name.as_str()))
+        .map(|d| d.name.clone())
+        .collect();
+    assert!(
+        databases.is_empty(),
+        "a database belongs in its backend crate (store-sqlite), but store depends on {databases:?}"
+    );
+    // Only the gateway picks the backend: messaging's own code never names it.
+    let messaging_backends: Vec<_> = crates["messaging"]
+        .iter()
+        .filter(|d| !d.dev)
+        .filter(|d| {
+            d.name == "helsemelding-store-sqlite" || DATABASE_CRATES.contains(&d.name.as_str())
+        })
+        .map(|d| d.name.clone())
+        .collect();
+    assert!(
+        messaging_backends.is_empty(),
+        "messaging must use the store traits only, but depends on {messaging_backends:?}"
     );
 }

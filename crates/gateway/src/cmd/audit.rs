@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use helsemelding_store::audit::{AuditFilter, AuditRecord, MINIMUM_RETENTION_DAYS};
+use helsemelding_store::Store;
 use helsemelding_wire::text::{for_display, for_display_or};
 
 use super::store_args::StoreArgs;
@@ -59,10 +60,14 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
 /// that `--store` or the configuration `config` names.
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let store = args.store.open(config)?;
+    super::block_on(audit(&*store, args.action))
+}
+
+async fn audit(store: &dyn Store, action: Action) -> Result<ExitCode> {
     let audit = store.audit();
-    match args.action {
+    match action {
         Action::Verify { json } => {
-            let report = audit.verify().context("verifying the audit log")?;
+            let report = audit.verify().await.context("verifying the audit log")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else if report.is_intact() {
@@ -99,7 +104,7 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
                 message_id,
                 limit: None,
             };
-            let records = audit.list(&filter)?;
+            let records = audit.list(&filter).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&records)?);
             } else {
@@ -111,7 +116,7 @@ pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
             before,
             retention_days,
         } => {
-            let removed = audit.prune(Utc::now(), before, retention_days)?;
+            let removed = audit.prune(Utc::now(), before, retention_days).await?;
             println!(
                 "removed {removed} audit rows older than {}",
                 before.to_rfc3339()

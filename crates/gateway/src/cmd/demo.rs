@@ -140,7 +140,7 @@ async fn run_demo(args: Args) -> Result<ExitCode> {
     reporter
         .note("\n5. Every party keeps a hash-chained audit log (who, what, when; never content): is it intact?");
     for (actor, store) in &stores {
-        audit_line(&mut reporter, actor, store);
+        audit_line(&mut reporter, actor, &**store).await;
     }
     let ok = reporter.finish();
     match temporary {
@@ -487,7 +487,7 @@ impl World {
             });
             return;
         };
-        let tracked = from.messenger.store().receipts().get(msg_id);
+        let tracked = from.messenger.store().receipts().get(msg_id).await;
         let matched = matches!(
             &tracked,
             Ok(Some(record)) if record.received.as_ref().is_some_and(|r| r.status == Status::Ok.code())
@@ -619,7 +619,7 @@ impl World {
         let is_spoofing = report.condition == Some(ErrorCondition::SpoofingAttack);
         // The receiver's own record of the refusal (written as it settles).
         let refusal = audit_event(
-            target.messenger.store(),
+            &**target.messenger.store(),
             &message_id,
             AuditKind::ErrorReported,
             self.within,
@@ -740,7 +740,7 @@ impl World {
 
     /// Stops the pipelines (each settles its current delivery first) and
     /// closes the transport; hands back the stores for the audit check.
-    async fn shut_down(self) -> Vec<(Actor, Store)> {
+    async fn shut_down(self) -> Vec<(Actor, Arc<dyn Store>)> {
         let mut stores = Vec::new();
         for participant in [self.municipality, self.directorate, self.gp] {
             if let Err(error) = participant.listener.stop().await {
@@ -878,7 +878,7 @@ async fn check_queues(transport: &dyn Transport, parties: &[&DevParty]) -> Resul
 
 /// The first audit record of `kind` about `message_id`, polled for at most `within`.
 async fn audit_event(
-    store: &Store,
+    store: &dyn Store,
     message_id: &str,
     kind: AuditKind,
     within: Duration,
@@ -892,6 +892,7 @@ async fn audit_event(
         let found = store
             .audit()
             .list(&filter)
+            .await
             .ok()
             .and_then(|records| records.into_iter().find(|r| r.event.kind == kind));
         if found.is_some() || tokio::time::Instant::now() >= deadline {
@@ -902,9 +903,9 @@ async fn audit_event(
 }
 
 /// Verifies a party's audit chain and counts its events by kind.
-fn audit_line(reporter: &mut Reporter, actor: &Actor, store: &Store) {
-    let verified = store.audit().verify();
-    let listed = store.audit().list(&AuditFilter::default());
+async fn audit_line(reporter: &mut Reporter, actor: &Actor, store: &dyn Store) {
+    let verified = store.audit().verify().await;
+    let listed = store.audit().list(&AuditFilter::default()).await;
     let (ok, outcome) = match (verified, listed) {
         (Ok(report), Ok(events)) => {
             let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();

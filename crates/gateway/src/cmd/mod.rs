@@ -38,6 +38,15 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
     Config::load(path)
 }
 
+/// Runs `work` (a command that only uses the store) on a runtime of its
+/// own: the store is async, the command is not.
+fn block_on<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(work)
+}
+
 /// Who an operator's command acts as, for the audit log.
 fn operator() -> String {
     let user = std::env::var("USER")

@@ -63,15 +63,17 @@ enum Action {
 /// (or the store `--store` names, where no broker is needed).
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     match args.action {
-        Action::List { limit, json, store } => list(&store.open(config)?, limit, json),
+        Action::List { limit, json, store } => {
+            super::block_on(list(&*store.open(config)?, limit, json))
+        }
         Action::Flush => flush(config),
-        Action::Retry { id, store } => retry(&store.open(config)?, &id),
-        Action::Drop { id, store } => drop_entry(&store.open(config)?, &id),
+        Action::Retry { id, store } => super::block_on(retry(&*store.open(config)?, &id)),
+        Action::Drop { id, store } => super::block_on(drop_entry(&*store.open(config)?, &id)),
     }
 }
 
-fn list(store: &Store, limit: usize, as_json: bool) -> Result<ExitCode> {
-    let entries = store.outbox().entries(limit)?;
+async fn list(store: &dyn Store, limit: usize, as_json: bool) -> Result<ExitCode> {
+    let entries = store.outbox().entries(limit).await?;
     if as_json {
         let rows: Vec<_> = entries.iter().map(to_json).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -153,7 +155,7 @@ fn flush(config: Option<&Path>) -> Result<ExitCode> {
     runtime.block_on(async {
         let messenger = assembly::open(&super::load_config(config)?).await?;
         let report = messenger.flush_outbox().await?;
-        let left = messenger.store().outbox().pending_count()?;
+        let left = messenger.store().outbox().pending_count().await?;
         let mut said = format!("sent {}; {left} pending", report.sent);
         if report.retrying > 0 {
             said += &format!(
@@ -176,11 +178,12 @@ fn flush(config: Option<&Path>) -> Result<ExitCode> {
     })
 }
 
-fn retry(store: &Store, id: &str) -> Result<ExitCode> {
-    let entry = store.outbox().entry(id)?;
+async fn retry(store: &dyn Store, id: &str) -> Result<ExitCode> {
+    let entry = store.outbox().entry(id).await?;
     store
         .outbox()
         .retry(id, Utc::now())
+        .await
         .with_context(|| format!("outbox retry {id}"))?;
     let mut event = AuditEvent::new(AuditKind::OutboxRetried, super::operator(), "pending");
     event.message_id = Some(id.to_owned());
@@ -189,15 +192,16 @@ fn retry(store: &Store, id: &str) -> Result<ExitCode> {
         event.function = Some(entry.function);
         event.reason = Some(format!("retried by the operator (queue {})", entry.queue));
     }
-    store.audit().append(Utc::now(), &event)?;
+    store.audit().append(Utc::now(), &event).await?;
     println!("{id}: pending again; `listen` or `outbox flush` sends it");
     Ok(ExitCode::SUCCESS)
 }
 
-fn drop_entry(store: &Store, id: &str) -> Result<ExitCode> {
+async fn drop_entry(store: &dyn Store, id: &str) -> Result<ExitCode> {
     let entry = store
         .outbox()
         .remove(id)
+        .await
         .with_context(|| format!("outbox drop {id}"))?;
     let (attempts, _, last_error) = details(&entry.state);
     let mut event = AuditEvent::new(AuditKind::OutboxDropped, super::operator(), "dropped");
@@ -212,7 +216,7 @@ fn drop_entry(store: &Store, id: &str) -> Result<ExitCode> {
             .map(|e| format!("; last error: {e}"))
             .unwrap_or_default()
     ));
-    store.audit().append(Utc::now(), &event)?;
+    store.audit().append(Utc::now(), &event).await?;
     println!(
         "{id}: dropped ({} to {} on {}); it will not be sent",
         entry.state.name(),

@@ -59,17 +59,19 @@ enum Action {
 /// the store `--store` names, where no broker is needed).
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     match args.action {
-        Action::List { limit, json, store } => list(&store.open(config)?, limit, json),
+        Action::List { limit, json, store } => {
+            super::block_on(list(&*store.open(config)?, limit, json))
+        }
         Action::Requeue { id } => requeue(config, id),
-        Action::Drop { id, store } => drop_parked(&store.open(config)?, id),
+        Action::Drop { id, store } => super::block_on(drop_parked(&*store.open(config)?, id)),
     }
 }
 
 /// How much of a peer's message-id is shown.
 const ID_CHARS: usize = 100;
 
-fn list(store: &Store, limit: usize, as_json: bool) -> Result<ExitCode> {
-    let parked = store.parked().list(limit)?;
+async fn list(store: &dyn Store, limit: usize, as_json: bool) -> Result<ExitCode> {
+    let parked = store.parked().list(limit).await?;
     if as_json {
         let rows: Vec<_> = parked.iter().map(to_json).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -110,7 +112,8 @@ fn requeue(config: Option<&Path>, id: i64) -> Result<ExitCode> {
         let store = messenger.store().clone();
         let (summary, body) = store
             .parked()
-            .get(id)?
+            .get(id)
+            .await?
             .with_context(|| format!("parked requeue {id}: no parked message has this id"))?;
         let mut message: Message = serde_json::from_slice(&summary.envelope)
             .with_context(|| format!("parked requeue {id}: its stored header is unreadable"))?;
@@ -119,8 +122,8 @@ fn requeue(config: Option<&Path>, id: i64) -> Result<ExitCode> {
             .put_back(&summary.queue, message)
             .await
             .with_context(|| format!("parked requeue {id}"))?;
-        store.parked().remove(id)?;
-        audit_removal(&store, &summary, "requeued", "put back on its queue")?;
+        store.parked().remove(id).await?;
+        audit_removal(&*store, &summary, "requeued", "put back on its queue").await?;
         println!(
             "{id}: put back on {}; the listener judges it afresh",
             summary.queue
@@ -129,27 +132,34 @@ fn requeue(config: Option<&Path>, id: i64) -> Result<ExitCode> {
     })
 }
 
-fn drop_parked(store: &Store, id: i64) -> Result<ExitCode> {
+async fn drop_parked(store: &dyn Store, id: i64) -> Result<ExitCode> {
     let (summary, _) = store
         .parked()
-        .get(id)?
+        .get(id)
+        .await?
         .with_context(|| format!("parked drop {id}: no parked message has this id"))?;
     store
         .parked()
         .remove(id)
+        .await
         .with_context(|| format!("parked drop {id}"))?;
-    audit_removal(store, &summary, "dropped", "dropped for good")?;
+    audit_removal(store, &summary, "dropped", "dropped for good").await?;
     println!("{id}: dropped from {}; it is gone", summary.queue);
     Ok(ExitCode::SUCCESS)
 }
 
-fn audit_removal(store: &Store, parked: &ParkedSummary, outcome: &str, what: &str) -> Result<()> {
+async fn audit_removal(
+    store: &dyn Store,
+    parked: &ParkedSummary,
+    outcome: &str,
+    what: &str,
+) -> Result<()> {
     let mut event = AuditEvent::new(AuditKind::ParkedRemoved, super::operator(), outcome);
     event.message_id = parked.message_id.clone();
     event.reason = Some(format!(
         "parked message {} {what} by the operator (queue {}); it was parked because: {}",
         parked.id, parked.queue, parked.reason
     ));
-    store.audit().append(Utc::now(), &event)?;
+    store.audit().append(Utc::now(), &event).await?;
     Ok(())
 }

@@ -30,11 +30,13 @@ pub struct Args {
 pub fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let store = args.store.open(config)?;
     let now = Utc::now();
-    let records = if args.overdue {
-        store.receipts().overdue(now)?
-    } else {
-        store.receipts().all(args.limit)?
-    };
+    let records = super::block_on(async {
+        Ok(if args.overdue {
+            store.receipts().overdue(now).await?
+        } else {
+            store.receipts().all(args.limit).await?
+        })
+    })?;
     if args.json {
         let rows: Vec<_> = records.iter().map(|r| to_json(r, now)).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);

@@ -1,6 +1,7 @@
 //! Finding the store: from `--store PATH`, else from the configuration.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Result;
 use helsemelding_store::Store;
@@ -17,7 +18,7 @@ pub struct StoreArgs {
 
 impl StoreArgs {
     /// Opens the store named by `--store` or by the configuration file.
-    pub fn open(&self, config: Option<&Path>) -> Result<Store> {
+    pub fn open(&self, config: Option<&Path>) -> Result<Arc<dyn Store>> {
         let path = match (&self.store, config) {
             (Some(path), _) => path.clone(),
             (None, Some(config)) => Config::load(config)?.store_path,

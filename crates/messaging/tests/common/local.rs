@@ -9,6 +9,7 @@ use helsemelding_protect::{Certificate, Crl, RevocationPolicy, StaticCrls, Trust
 use helsemelding_registry::file::NewParty;
 use helsemelding_registry::FileRegistry;
 use helsemelding_store::Store;
+use helsemelding_store_sqlite::SqliteStore;
 use helsemelding_testkit::pki::{TestPki, Usage};
 use helsemelding_transport::local::LocalTransport;
 use helsemelding_transport::Transport;
@@ -56,7 +57,8 @@ impl LocalPair {
                 crls.clone(),
             );
             config.revocation = RevocationPolicy::Require;
-            let store = Store::open(&dir.path().join(format!("{her_id}.db"))).unwrap();
+            let store: Arc<dyn Store> =
+                Arc::new(SqliteStore::open(&dir.path().join(format!("{her_id}.db"))).unwrap());
             Some(Messenger::new(
                 config,
                 transport.clone(),

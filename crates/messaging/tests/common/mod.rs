@@ -21,6 +21,7 @@ use helsemelding_protect::{
 use helsemelding_registry::file::NewParty;
 use helsemelding_registry::FileRegistry;
 use helsemelding_store::Store;
+use helsemelding_store_sqlite::SqliteStore;
 use helsemelding_testkit::broker::{Broker, PartyQueues};
 use helsemelding_testkit::pki::{Issued, TestPki, Usage};
 use helsemelding_transport::Transport;
@@ -54,7 +55,7 @@ impl Peer {
 /// A party that runs our code: a [`Peer`] with a messenger and store.
 pub struct Party {
     pub peer: Peer,
-    pub store: Store,
+    pub store: Arc<dyn Store>,
     pub messenger: Messenger,
 }
 
@@ -140,7 +141,9 @@ impl Bus {
             backoff_max: Duration::from_millis(200),
         };
         adjust(&mut config);
-        let store = Store::open(&self.dir.path().join(format!("{}.db", peer.her_id))).unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&self.dir.path().join(format!("{}.db", peer.her_id))).unwrap(),
+        );
         let messenger = Messenger::new(
             config,
             self.transport.clone(),
@@ -235,11 +238,11 @@ impl Counting {
 pub async fn eventually<T>(
     what: &str,
     within: Duration,
-    mut probe: impl FnMut() -> Option<T>,
+    mut probe: impl AsyncFnMut() -> Option<T>,
 ) -> T {
     let deadline = Instant::now() + within;
     loop {
-        if let Some(value) = probe() {
+        if let Some(value) = probe().await {
             return value;
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Barrier};
 
-use helsemelding_store::Store;
+use helsemelding_store_sqlite::SqliteStore;
 
 #[test]
 fn many_openers_of_a_new_store_all_succeed() {
@@ -18,7 +18,7 @@ fn many_openers_of_a_new_store_all_succeed() {
                 let (path, start) = (path.clone(), Arc::clone(&start));
                 std::thread::spawn(move || {
                     start.wait();
-                    Store::open(&path).map(|_| ())
+                    SqliteStore::open(&path).map(|_| ())
                 })
             })
             .collect();

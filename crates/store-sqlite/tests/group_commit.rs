@@ -2,12 +2,14 @@
 //! another connection to the same file) when it returns; a failing write
 //! rolls back alone, never its batch.
 
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 
 use chrono::Utc;
 use helsemelding_store::audit::{AuditEvent, AuditKind};
 use helsemelding_store::outbox::{OutboxState, OutgoingMessage};
 use helsemelding_store::{Error, Store};
+use helsemelding_store_sqlite::SqliteStore;
+use tokio::sync::Barrier;
 
 fn message(id: String) -> OutgoingMessage {
     OutgoingMessage {
@@ -22,37 +24,38 @@ fn message(id: String) -> OutgoingMessage {
     }
 }
 
-#[test]
-fn concurrent_writes_are_committed_when_they_return_and_fail_alone() {
-    const THREADS: usize = 8;
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_are_committed_when_they_return_and_fail_alone() {
+    const WRITERS: usize = 8;
     const EACH: usize = 40;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
-    let store = Store::open(&path).unwrap();
-    let start = Arc::new(Barrier::new(THREADS));
-    let threads: Vec<_> = (0..THREADS)
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    let start = Arc::new(Barrier::new(WRITERS));
+    let writers: Vec<_> = (0..WRITERS)
         .map(|t| {
             let (store, start, path) = (store.clone(), start.clone(), path.clone());
-            std::thread::spawn(move || {
+            tokio::spawn(async move {
                 // Another connection: sees only committed data.
-                let observer = Store::open(&path).unwrap();
-                start.wait();
+                let observer = SqliteStore::open(&path).unwrap();
+                start.wait().await;
                 for i in 0..EACH {
                     let id = format!("{t}-{i}");
-                    store.outbox().enqueue(&message(id.clone())).unwrap();
+                    store.outbox().enqueue(&message(id.clone())).await.unwrap();
                     // A duplicate fails in the same batches as the others' writes.
-                    let duplicate = store.outbox().enqueue(&message(id.clone()));
+                    let duplicate = store.outbox().enqueue(&message(id.clone())).await;
                     assert!(matches!(duplicate, Err(Error::DuplicateMessageId { .. })));
                     store
                         .audit()
                         .append(
                             Utc::now(),
-                            &AuditEvent::new(AuditKind::Sent, format!("thread {t}"), "ok"),
+                            &AuditEvent::new(AuditKind::Sent, format!("writer {t}"), "ok"),
                         )
+                        .await
                         .unwrap();
                     assert!(
                         matches!(
-                            observer.outbox().state(&id).unwrap(),
+                            observer.outbox().state(&id).await.unwrap(),
                             Some(OutboxState::Pending {
                                 attempts: 0,
                                 last_error: None,
@@ -65,19 +68,24 @@ fn concurrent_writes_are_committed_when_they_return_and_fail_alone() {
             })
         })
         .collect();
-    for thread in threads {
-        thread.join().unwrap();
+    for writer in writers {
+        writer.await.unwrap();
     }
     drop(store);
-    let reopened = Store::open(&path).unwrap();
+    let reopened = SqliteStore::open(&path).unwrap();
     assert_eq!(
-        reopened.outbox().pending_count().unwrap(),
-        (THREADS * EACH) as u64
+        reopened.outbox().pending_count().await.unwrap(),
+        (WRITERS * EACH) as u64
     );
-    let report = reopened.audit().verify().unwrap();
+    let report = reopened.audit().verify().await.unwrap();
     assert!(report.is_intact(), "{report:?}");
     assert_eq!(
-        reopened.audit().list(&Default::default()).unwrap().len(),
-        THREADS * EACH
+        reopened
+            .audit()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .len(),
+        WRITERS * EACH
     );
 }
