@@ -970,13 +970,19 @@ fn validate_folder(raw: &RawFolder, resolve: &dyn Fn(&Path) -> PathBuf) -> Resul
         bail!("key folder.root: {} is not a directory", root.display());
     }
     if raw.settle_ms > 600_000 {
-        bail!("key folder.settle_ms: {} is above 600000 (ten minutes)", raw.settle_ms);
+        bail!(
+            "key folder.settle_ms: {} is above 600000 (ten minutes)",
+            raw.settle_ms
+        );
     }
     if raw.max_mib == 0 {
         bail!("key folder.max_mib: must be at least 1");
     }
     let max_bytes = raw.max_mib.checked_mul(MIB).ok_or_else(|| {
-        anyhow!("key folder.max_mib: {} MiB is more than this machine can address", raw.max_mib)
+        anyhow!(
+            "key folder.max_mib: {} MiB is more than this machine can address",
+            raw.max_mib
+        )
     })?;
     Ok(Folder {
         root,

@@ -33,6 +33,7 @@ fn poison(store: &std::path::Path, id: &str, to: u32) {
         body: vec![0x30, 0x80, 0, 0],
         created_at: Utc::now() - chrono::Duration::minutes(1),
         expires_at: None,
+        payload_digest: None,
     }))
     .unwrap();
 }

@@ -90,10 +90,19 @@ fn names(dir: &Path, suffix: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool, logs: impl Fn() -> String) {
+fn wait_until(
+    what: &str,
+    within: Duration,
+    mut done: impl FnMut() -> bool,
+    logs: impl Fn() -> String,
+) {
     let deadline = Instant::now() + within;
     while !done() {
-        assert!(Instant::now() < deadline, "{what} not within {within:?}:\n{}", logs());
+        assert!(
+            Instant::now() < deadline,
+            "{what} not within {within:?}:\n{}",
+            logs()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -141,7 +150,13 @@ fn files_dropped_into_out_arrive_in_the_receivers_in_once_and_bad_ones_go_to_fai
     let (setup, a, b) = two_parties(200);
     let mut serve_a = serve(&setup, &a, "a.log");
     let mut serve_b = serve(&setup, &b, "b.log");
-    let logs = || format!("A:\n{}\nB:\n{}", log_of(&setup, "a.log"), log_of(&setup, "b.log"));
+    let logs = || {
+        format!(
+            "A:\n{}\nB:\n{}",
+            log_of(&setup, "a.log"),
+            log_of(&setup, "b.log")
+        )
+    };
     let out = folder(&setup, A, "OUT");
     const COUNT: usize = 40;
     let notes: Vec<(String, String)> = (0..COUNT)
@@ -154,15 +169,27 @@ fn files_dropped_into_out_arrive_in_the_receivers_in_once_and_bad_ones_go_to_fai
     drop_file(&out, "theirs.xml", common::msghead(5555, B).as_bytes());
 
     let inbox = folder(&setup, B, "IN");
-    wait_until("every note in B's IN", Duration::from_secs(90), || names(&inbox, ".xml").len() >= COUNT, logs);
-    wait_until("both bad files in FAILED", Duration::from_secs(30), || {
-        names(&folder(&setup, A, "FAILED"), ".error.json").len() == 2
-    }, logs);
+    wait_until(
+        "every note in B's IN",
+        Duration::from_secs(90),
+        || names(&inbox, ".xml").len() >= COUNT,
+        logs,
+    );
+    wait_until(
+        "both bad files in FAILED",
+        Duration::from_secs(30),
+        || names(&folder(&setup, A, "FAILED"), ".error.json").len() == 2,
+        logs,
+    );
     // Exactly once and byte for byte, named by sender and MsgId.
     assert_eq!(names(&inbox, ".xml").len(), COUNT, "{}", logs());
     for (n, (msg_id, name)) in notes.iter().enumerate() {
         let arrived = inbox.join(format!("{A}_{msg_id}.xml"));
-        assert_eq!(std::fs::read_to_string(&arrived).unwrap(), note(msg_id, n), "{name}");
+        assert_eq!(
+            std::fs::read_to_string(&arrived).unwrap(),
+            note(msg_id, n),
+            "{name}"
+        );
         assert!(inbox.join(format!("{A}_{msg_id}.json")).exists(), "{name}");
         let stem = name.trim_end_matches(".xml");
         let sent = folder(&setup, A, "SENT").join(format!("{stem}_{msg_id}.xml"));
@@ -171,15 +198,18 @@ fn files_dropped_into_out_arrive_in_the_receivers_in_once_and_bad_ones_go_to_fai
     assert!(names(&out, ".xml").is_empty(), "OUT emptied");
     // The originals of bad files are kept, each with what to do about it.
     let failed = folder(&setup, A, "FAILED");
-    let garbage: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(failed.join("garbage_unknown.error.json")).unwrap(),
-    )
-    .unwrap();
+    let garbage: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(failed.join("garbage_unknown.error.json")).unwrap())
+            .unwrap();
     assert_eq!(garbage["code"], "not-a-msghead", "{garbage}");
     assert!(garbage["hint"].as_str().is_some_and(|h| !h.is_empty()));
-    assert_eq!(std::fs::read(failed.join("garbage_unknown.xml")).unwrap(), b"this is not XML");
+    assert_eq!(
+        std::fs::read(failed.join("garbage_unknown.xml")).unwrap(),
+        b"this is not XML"
+    );
     let theirs: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(failed.join("theirs_2b1c7c86-64a4-4a38-a1b4-0f4f4b5d2c11.error.json")).unwrap(),
+        &std::fs::read(failed.join("theirs_2b1c7c86-64a4-4a38-a1b4-0f4f4b5d2c11.error.json"))
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(theirs["code"], "sender-not-ours", "{theirs}");
@@ -189,19 +219,34 @@ fn files_dropped_into_out_arrive_in_the_receivers_in_once_and_bad_ones_go_to_fai
     let (first_id, _) = &notes[0];
     drop_file(&out, "again.xml", note(first_id, 0).as_bytes());
     drop_file(&out, "other.xml", note(first_id, 999).as_bytes());
-    wait_until("the replay in SENT", Duration::from_secs(30), || {
-        folder(&setup, A, "SENT").join(format!("again_{first_id}.xml")).exists()
-    }, logs);
-    wait_until("the reuse in FAILED", Duration::from_secs(30), || {
-        failed.join(format!("other_{first_id}.error.json")).exists()
-    }, logs);
+    wait_until(
+        "the replay in SENT",
+        Duration::from_secs(30),
+        || {
+            folder(&setup, A, "SENT")
+                .join(format!("again_{first_id}.xml"))
+                .exists()
+        },
+        logs,
+    );
+    wait_until(
+        "the reuse in FAILED",
+        Duration::from_secs(30),
+        || failed.join(format!("other_{first_id}.error.json")).exists(),
+        logs,
+    );
     let reused: serde_json::Value = serde_json::from_slice(
         &std::fs::read(failed.join(format!("other_{first_id}.error.json"))).unwrap(),
     )
     .unwrap();
     assert_eq!(reused["code"], "msgid-reused", "{reused}");
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(names(&inbox, ".xml").len(), COUNT, "nothing arrived twice: {}", logs());
+    assert_eq!(
+        names(&inbox, ".xml").len(),
+        COUNT,
+        "nothing arrived twice: {}",
+        logs()
+    );
 
     for child in [&mut serve_a, &mut serve_b] {
         let status = stop(child, libc::SIGTERM).expect("serve stops within 10 s of SIGTERM");
@@ -227,19 +272,36 @@ fn serve_killed_mid_stream_loses_nothing_and_sends_nothing_twice() {
     let out = folder(&setup, A, "OUT");
     let sent = folder(&setup, A, "SENT");
     const COUNT: usize = 120;
-    let ids: Vec<String> = (0..COUNT).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let ids: Vec<String> = (0..COUNT)
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
     for (n, msg_id) in ids.iter().enumerate() {
         drop_file(&out, &format!("n{n}.xml"), note(msg_id, n).as_bytes());
     }
-    wait_until("some sent", Duration::from_secs(60), || names(&sent, ".xml").len() >= 10, logs);
+    wait_until(
+        "some sent",
+        Duration::from_secs(60),
+        || names(&sent, ".xml").len() >= 10,
+        logs,
+    );
     // Killed without a chance to tidy up.
     assert!(stop(&mut serve_a, libc::SIGKILL).is_some());
     let sent_before = names(&sent, ".xml").len();
     assert!(sent_before < COUNT, "all sent before the kill: raise COUNT");
     let mut serve_a = serve(&setup, &a, "a2.log");
     let inbox = folder(&setup, B, "IN");
-    wait_until("every note in B's IN", Duration::from_secs(120), || names(&inbox, ".xml").len() >= COUNT, logs);
-    wait_until("every note in A's SENT", Duration::from_secs(30), || names(&sent, ".xml").len() >= COUNT, logs);
+    wait_until(
+        "every note in B's IN",
+        Duration::from_secs(120),
+        || names(&inbox, ".xml").len() >= COUNT,
+        logs,
+    );
+    wait_until(
+        "every note in A's SENT",
+        Duration::from_secs(30),
+        || names(&sent, ".xml").len() >= COUNT,
+        logs,
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(names(&inbox, ".xml").len(), COUNT, "{}", logs());
     assert_eq!(names(&sent, ".xml").len(), COUNT, "{}", logs());
@@ -263,7 +325,13 @@ fn a_file_still_being_written_is_not_taken_before_it_stands_still() {
     let (setup, a, b) = two_parties(1500);
     let mut serve_a = serve(&setup, &a, "a.log");
     let mut serve_b = serve(&setup, &b, "b.log");
-    let logs = || format!("A:\n{}\nB:\n{}", log_of(&setup, "a.log"), log_of(&setup, "b.log"));
+    let logs = || {
+        format!(
+            "A:\n{}\nB:\n{}",
+            log_of(&setup, "a.log"),
+            log_of(&setup, "b.log")
+        )
+    };
     let out = folder(&setup, A, "OUT");
     std::fs::create_dir_all(&out).unwrap();
     let msg_id = uuid::Uuid::new_v4().to_string();
@@ -274,7 +342,11 @@ fn a_file_still_being_written_is_not_taken_before_it_stands_still() {
     let pieces: Vec<&[u8]> = whole.as_bytes().chunks(whole.len() / 5 + 1).collect();
     for piece in pieces {
         use std::io::Write;
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
         file.write_all(piece).unwrap();
         drop(file);
         std::thread::sleep(Duration::from_millis(800));
@@ -282,7 +354,12 @@ fn a_file_still_being_written_is_not_taken_before_it_stands_still() {
     }
     let inbox = folder(&setup, B, "IN");
     let arrived = inbox.join(format!("{A}_{msg_id}.xml"));
-    wait_until("the file in B's IN", Duration::from_secs(30), || arrived.exists(), logs);
+    wait_until(
+        "the file in B's IN",
+        Duration::from_secs(30),
+        || arrived.exists(),
+        logs,
+    );
     assert_eq!(std::fs::read_to_string(&arrived).unwrap(), whole);
     for child in [&mut serve_a, &mut serve_b] {
         let status = stop(child, libc::SIGTERM).expect("serve stops within 10 s of SIGTERM");

@@ -126,6 +126,13 @@ pub enum Error {
         /// `async`, `sync`, `error` or `syncreply`.
         kind: &'static str,
     },
+    /// A message-id given by the caller was submitted before with another
+    /// payload.
+    #[error("message-id {message_id} was submitted before with other content: give the message a new id")]
+    MessageIdConflict {
+        /// The message-id.
+        message_id: String,
+    },
     /// The transport lacks what the receive pipeline needs.
     #[error("queue {queue}: the transport cannot {capability}, which the receive pipeline needs for {needed_for}")]
     TransportLacks {

@@ -52,4 +52,4 @@ pub use commtest::{CommtestMode, CommtestOutcome};
 pub use engine::{DeadLetters, Decision, HandlerError, OutboxPolicy, ReceivePolicy, RetryPolicy};
 pub use error::{Error, Result};
 pub use listener::Listener;
-pub use messenger::{FlushReport, Messenger, MessengerConfig, Node, SendRequest};
+pub use messenger::{FlushReport, Messenger, MessengerConfig, Node, SendRequest, Submitted};

@@ -16,7 +16,7 @@ use helsemelding_protect::{
 use helsemelding_registry::{resolve, Direction, QueueAddresses, Registry, WorkingProfile};
 use helsemelding_store::audit::{AuditEvent, AuditKind};
 use helsemelding_store::inbox::{Answer, MessageKey};
-use helsemelding_store::outbox::OutgoingMessage;
+use helsemelding_store::outbox::{OutboxState, OutgoingMessage};
 use helsemelding_store::receipts::{ExpectedReceipt, ReceiptRecord};
 use helsemelding_store::Store;
 use helsemelding_transport::{Message, Outcome, Sender, Transport};
@@ -165,6 +165,37 @@ pub struct SendRequest {
     pub function: String,
     /// The XML payload, sent (signed) byte for byte.
     pub payload: Vec<u8>,
+    /// The message-id to send it under (a GUID, "D" form, as the reference
+    /// library's callers give it); `None`: a new one. A caller that gives
+    /// its own can submit again safely ([`Node::submit`]).
+    pub message_id: Option<String>,
+}
+
+/// What [`Node::submit`] came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    /// Recorded and accepted by the broker, under this message-id.
+    Sent(String),
+    /// This message-id was submitted before with the same payload: not
+    /// sent again; where the first submission is now.
+    Replay {
+        /// The message-id.
+        message_id: String,
+        /// Its outbox state.
+        state: OutboxState,
+    },
+}
+
+/// When an outbox entry is recorded and how long it may live.
+struct Timing {
+    now: DateTime<Utc>,
+    ttl: Option<Duration>,
+}
+
+/// SHA-256 (hex) of a payload before it is protected.
+fn payload_digest(payload: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(payload))
 }
 
 impl SendRequest {
@@ -175,7 +206,14 @@ impl SendRequest {
             to,
             function: function.into(),
             payload: payload.into(),
+            message_id: None,
         }
+    }
+
+    /// The same request, sent under the caller's `message_id`.
+    pub fn with_message_id(mut self, message_id: impl Into<String>) -> Self {
+        self.message_id = Some(message_id.into());
+        self
     }
 
     /// The same request, sent from `from` (one of our HER-ids).
@@ -507,6 +545,55 @@ impl Node {
     /// the function is not empty, and a MsgHead names the sending HER-id
     /// in its Sender and the receiving one in its Receiver.
     pub async fn send(&self, request: SendRequest) -> Result<String> {
+        self.send_new(request).await
+    }
+
+    /// [`Node::send`], safe to repeat: a request with its own message-id
+    /// that was submitted before is not sent again. With the same payload
+    /// it is a [`Submitted::Replay`] that says where the first one is; with
+    /// another it is [`Error::MessageIdConflict`]. A request without a
+    /// message-id is simply sent.
+    pub async fn submit(&self, request: SendRequest) -> Result<Submitted> {
+        if let Some(earlier) = self.earlier_submission(&request).await? {
+            return earlier;
+        }
+        match self.send_new(request.clone()).await {
+            Ok(message_id) => Ok(Submitted::Sent(message_id)),
+            // Submitted at the same moment by another caller or gateway.
+            Err(Error::Store(helsemelding_store::Error::DuplicateMessageId { .. })) => {
+                self.earlier_submission(&request).await?.unwrap_or_else(|| {
+                    Err(Error::MessageIdConflict {
+                        message_id: request.message_id.clone().unwrap_or_default(),
+                    })
+                })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// What became of an earlier submission of `request`'s message-id.
+    async fn earlier_submission(&self, request: &SendRequest) -> Result<Option<Result<Submitted>>> {
+        let Some(message_id) = request.message_id.as_deref() else {
+            return Ok(None);
+        };
+        let Some(entry) = self.store().outbox().entry(message_id).await? else {
+            return Ok(None);
+        };
+        let same =
+            entry.payload_digest.as_deref() == Some(payload_digest(&request.payload).as_str());
+        Ok(Some(if same {
+            Ok(Submitted::Replay {
+                message_id: message_id.to_owned(),
+                state: entry.state,
+            })
+        } else {
+            Err(Error::MessageIdConflict {
+                message_id: message_id.to_owned(),
+            })
+        }))
+    }
+
+    async fn send_new(&self, request: SendRequest) -> Result<String> {
         let from = self.sender_for(request.from)?;
         check_payload_parties(&request.payload, from, request.to)?;
         let target = self.target(from, request.to, &request.function).await?;
@@ -560,7 +647,13 @@ impl Node {
     ) -> Result<String> {
         let to = request.to;
         let queue = target.queue(QueueKind::Async)?;
-        let message_id = new_message_id();
+        // A caller's own id is kept with the payload's digest, so that
+        // submitting it again is known as a replay or a reuse.
+        let digest = request
+            .message_id
+            .is_some()
+            .then(|| payload_digest(&request.payload));
+        let message_id = request.message_id.clone().unwrap_or_else(new_message_id);
         let ttl = self.inner.config.async_ttl;
         let routing = Routing::Async {
             reply_to: self.our_queue(from, QueueKind::Async).await?,
@@ -587,7 +680,8 @@ impl Node {
                 now,
             )
             .await?;
-        self.record_in_outbox(&mut message, to, &queue, now, ttl, answers)
+        let timing = Timing { now, ttl };
+        self.record_in_outbox(&mut message, to, &queue, timing, digest, answers)
             .await?;
         if let Some(expected) = expects_receipt {
             self.track_receipt(expected).await;
@@ -868,8 +962,8 @@ impl Node {
         message: &mut Message,
         to: HerId,
         queue: &str,
-        now: DateTime<Utc>,
-        ttl: Option<Duration>,
+        Timing { now, ttl }: Timing,
+        payload_digest: Option<String>,
         answers: Option<AnswerOf>,
     ) -> Result<()> {
         let entry = OutgoingMessage {
@@ -883,6 +977,7 @@ impl Node {
             body: std::mem::take(&mut message.body),
             created_at: now,
             expires_at: ttl.and_then(|t| chrono::Duration::from_std(t).ok().map(|t| now + t)),
+            payload_digest,
         };
         match &answers {
             None => self.store().outbox().enqueue(&entry).await?,

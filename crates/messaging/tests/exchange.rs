@@ -580,6 +580,7 @@ async fn an_outbox_entry_left_by_a_crash_is_sent_once_on_restart(net: Net) {
             body: message.body.clone(),
             created_at: Utc::now(),
             expires_at: None,
+            payload_digest: None,
         })
         .await
         .unwrap();

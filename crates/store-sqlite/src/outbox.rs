@@ -15,7 +15,7 @@ use crate::time::{from_ms, to_ms};
 use crate::SqliteStore;
 
 const MESSAGE_COLUMNS: &str =
-    "message_id, to_her_id, queue, function, envelope, body, created_ms, expires_ms";
+    "message_id, to_her_id, queue, function, envelope, body, created_ms, expires_ms, payload_digest";
 
 fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OutgoingMessage> {
     Ok(OutgoingMessage {
@@ -27,6 +27,7 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OutgoingMessage
         body: row.get::<_, Option<Vec<u8>>>(5)?.unwrap_or_default(),
         created_at: from_ms(row.get(6)?),
         expires_at: row.get::<_, Option<i64>>(7)?.map(from_ms),
+        payload_digest: row.get(8)?,
     })
 }
 
@@ -58,8 +59,8 @@ fn state_from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Out
 fn insert_pending(connection: &Connection, message: &OutgoingMessage) -> Inner<()> {
     let inserted = connection.execute(
         "INSERT INTO outbox (message_id, to_her_id, queue, function, envelope, body,
-                             created_ms, expires_ms, state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending')
+                             created_ms, expires_ms, payload_digest, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending')
          ON CONFLICT(message_id) DO NOTHING",
         params![
             message.message_id,
@@ -70,6 +71,7 @@ fn insert_pending(connection: &Connection, message: &OutgoingMessage) -> Inner<(
             message.body,
             to_ms(message.created_at),
             message.expires_at.map(to_ms),
+            message.payload_digest,
         ],
     )?;
     if inserted == 0 {
@@ -345,7 +347,7 @@ impl SqliteStore {
 }
 
 const ENTRY_COLUMNS: &str = "message_id, to_her_id, queue, function, created_ms, expires_ms,
-     state, attempts, last_error, settled_ms, next_attempt_ms";
+     payload_digest, state, attempts, last_error, settled_ms, next_attempt_ms";
 
 fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
     Ok(OutboxEntry {
@@ -355,7 +357,8 @@ fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
         function: row.get(3)?,
         created_at: from_ms(row.get(4)?),
         expires_at: row.get::<_, Option<i64>>(5)?.map(from_ms),
-        state: state_from_row(row, 6)?,
+        payload_digest: row.get(6)?,
+        state: state_from_row(row, 7)?,
     })
 }
 
@@ -413,6 +416,7 @@ mod tests {
             body: vec![0x30, 0x80, 1, 2, 3],
             created_at: from_ms(1_700_000_000_000),
             expires_at: None,
+            payload_digest: None,
         }
     }
 

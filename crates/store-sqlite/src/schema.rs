@@ -5,7 +5,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use crate::error::Inner;
 use crate::Error;
 
-const VERSION: i64 = 4;
+const VERSION: i64 = 5;
 
 const V1: &str = r#"
 CREATE TABLE outbox (
@@ -145,6 +145,14 @@ CREATE TABLE parked (
 ALTER TABLE delivery_attempts ADD COLUMN free INTEGER NOT NULL DEFAULT 0;
 "#;
 
+/// Version 5: the digest of an outbox entry's payload before it was
+/// protected, kept after its bytes are dropped, so that a message-id
+/// submitted again (a file dropped twice, an API call repeated) is told a
+/// replay from a reuse.
+const V5: &str = r#"
+ALTER TABLE outbox ADD COLUMN payload_digest TEXT;
+"#;
+
 /// How long opening waits for other processes opening or writing the file.
 const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -185,6 +193,9 @@ pub(crate) fn prepare(connection: &Connection) -> Inner<()> {
     }
     if found < 4 {
         tx.execute_batch(V4)?;
+    }
+    if found < 5 {
+        tx.execute_batch(V5)?;
     }
     if found < VERSION {
         tx.pragma_update(None, "user_version", VERSION)?;

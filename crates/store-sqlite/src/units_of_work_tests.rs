@@ -25,6 +25,7 @@ fn message(id: &str) -> OutgoingMessage {
         body: vec![0x30, 0x80, 1, 2, 3],
         created_at: at(0),
         expires_at: None,
+        payload_digest: None,
     }
 }
 

@@ -21,6 +21,7 @@ fn message(id: String) -> OutgoingMessage {
         body: vec![1, 2, 3],
         created_at: Utc::now(),
         expires_at: None,
+        payload_digest: None,
     }
 }
 

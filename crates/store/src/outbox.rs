@@ -43,6 +43,11 @@ pub struct OutgoingMessage {
     pub created_at: DateTime<Utc>,
     /// After this instant the message is not worth sending (its TTL ran out).
     pub expires_at: Option<DateTime<Utc>>,
+    /// SHA-256 (hex) of the payload before it was protected, when the
+    /// caller's message-id is its own (a MsgHead's MsgId): kept after the
+    /// bytes are gone, so that the same id submitted again can be told a
+    /// replay (same digest) from a reuse (another).
+    pub payload_digest: Option<String>,
 }
 
 /// Where a message is in the outbox.
@@ -99,6 +104,8 @@ pub struct OutboxEntry {
     pub created_at: DateTime<Utc>,
     /// When its TTL runs out, if it has one.
     pub expires_at: Option<DateTime<Utc>>,
+    /// See [`OutgoingMessage::payload_digest`].
+    pub payload_digest: Option<String>,
     /// Where it is.
     pub state: OutboxState,
 }

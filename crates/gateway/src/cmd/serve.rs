@@ -27,9 +27,10 @@ pub struct Args {}
 /// Runs `serve` with the configuration at `config` until a stop signal.
 pub fn run(config: Option<&Path>, _args: Args) -> Result<ExitCode> {
     let config = super::load_config(config)?;
-    let folder = config.folder.clone().context(
-        "serve needs a folder drop: set [folder] root = \"DIR\" in the configuration",
-    )?;
+    let folder = config
+        .folder
+        .clone()
+        .context("serve needs a folder drop: set [folder] root = \"DIR\" in the configuration")?;
     let mut chores: Vec<Box<dyn Chore>> = Vec::new();
     for her_id in &config.her_ids {
         let folders = PartyFolders::new(&folder.root, *her_id);
@@ -93,7 +94,10 @@ fn report(her_id: helsemelding_wire::HerId, outcome: &Outcome) {
     match outcome {
         Outcome::Sent(path) => eprintln!("HER-id {her_id}: sent {}", name(path)),
         Outcome::Replay(path) => {
-            eprintln!("HER-id {her_id}: {} was sent before: not sent again", name(path))
+            eprintln!(
+                "HER-id {her_id}: {} was sent before: not sent again",
+                name(path)
+            )
         }
         Outcome::Failed(path) => eprintln!(
             "HER-id {her_id}: FAILED {} (see its .error.json)",

@@ -42,7 +42,8 @@ pub fn message_id_for(from: HerId, msg_id: &str) -> String {
 
 /// The namespace of [`message_id_for`]'s name-based ids (fixed forever:
 /// changing it would send old files again).
-const MSG_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6d1f_0c6a_8e4b_4f0e_9a53_2f6e_7c1d_4b21);
+const MSG_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6d1f_0c6a_8e4b_4f0e_9a53_2f6e_7c1d_4b21);
 
 /// What one file came to, for the log and the tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +101,11 @@ impl DropBox {
     /// The drop box of `folders` (created if missing); files must stand
     /// still for `settle` and be at most `max_bytes` long. What an earlier
     /// run left in `.work` is taken up again.
-    pub fn open(folders: PartyFolders, settle: Duration, max_bytes: usize) -> std::io::Result<DropBox> {
+    pub fn open(
+        folders: PartyFolders,
+        settle: Duration,
+        max_bytes: usize,
+    ) -> std::io::Result<DropBox> {
         folders.create()?;
         let mut drop_box = DropBox {
             folders,
@@ -208,7 +213,10 @@ impl DropBox {
     /// found in the outbox already (submitted by this run or an earlier
     /// one, or dropped again by the EHR) and followed to its state there.
     async fn submit(&self, messenger: &Messenger, file: &mut Claimed) -> std::io::Result<Outcome> {
-        let outgoing = file.outgoing.clone().expect("judged before it is submitted");
+        let outgoing = file
+            .outgoing
+            .clone()
+            .expect("judged before it is submitted");
         let message_id = file.message_id.clone().unwrap_or_default();
         let payload = std::fs::read(&file.work)?;
         let request = SendRequest::new(outgoing.to, &outgoing.function, payload)
@@ -231,7 +239,12 @@ impl DropBox {
     /// Moves a file whose message is in the outbox as far as its state
     /// says; `replay`: the file was not submitted by this run (a second
     /// drop of the same message, or what a crash left in `.work`).
-    fn follow(&self, file: &Claimed, state: &OutboxState, replay: bool) -> std::io::Result<Outcome> {
+    fn follow(
+        &self,
+        file: &Claimed,
+        state: &OutboxState,
+        replay: bool,
+    ) -> std::io::Result<Outcome> {
         match state {
             OutboxState::Sent { .. } => self.to_sent(file, replay),
             OutboxState::Pending { last_error, .. } => Ok(Outcome::Waiting(
