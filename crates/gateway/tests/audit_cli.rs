@@ -5,7 +5,7 @@ use std::process::Command;
 use chrono::{Duration, Utc};
 use helsemelding_store::audit::{AuditEvent, AuditKind};
 use helsemelding_store::receipts::{ExpectedReceipt, ReceivedReceipt};
-use helsemelding_store::Store;
+use helsemelding_testkit::party::open_store;
 
 fn helsemelding(store: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_helsemelding"))
@@ -23,7 +23,7 @@ fn helsemelding(store: &std::path::Path, args: &[&str]) -> (bool, String, String
 fn store_with_events() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
-    let store = Store::open(&path).unwrap();
+    let store = open_store(&path);
     for (n, kind) in [AuditKind::Sent, AuditKind::Accepted, AuditKind::Rejected]
         .into_iter()
         .enumerate()
@@ -76,7 +76,7 @@ fn list_filters_by_party_and_prune_refuses_young_rows() {
 fn receipts_lists_what_is_overdue() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
-    let store = Store::open(&path).unwrap();
+    let store = open_store(&path);
     let now = Utc::now();
     for (id, due) in [
         ("late", now - Duration::hours(1)),

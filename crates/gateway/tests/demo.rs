@@ -5,8 +5,8 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use helsemelding_store::Store;
 use helsemelding_testkit::broker::Broker;
+use helsemelding_testkit::party::open_store;
 use serde_json::Value;
 
 /// Every event the demo must report, in order, each with `ok: true`.
@@ -167,7 +167,7 @@ fn the_demo_runs_on_the_local_queue_and_reports_every_outcome() {
     ] {
         assert!(dir.join(path).is_file(), "{path} missing");
     }
-    let store = Store::open(&dir.join("4210.sqlite")).unwrap();
+    let store = open_store(&dir.join("4210.sqlite"));
     let report = store.audit().verify().unwrap();
     assert!(report.is_intact());
     assert_eq!(report.rows_checked, 9);
