@@ -17,6 +17,7 @@ use helsemelding_store::outbox::{OutboxState, OutgoingMessage};
 use helsemelding_store::Store;
 use helsemelding_testkit::broker::{Broker, PartyQueues};
 use helsemelding_testkit::party::{OurMessenger, Parties, TestParty};
+use helsemelding_testkit::payload;
 use helsemelding_testkit::pki::{Issued, LeafOptions, Usage};
 use helsemelding_transport::local::LocalTransport;
 use helsemelding_transport::{Message, Transport};
@@ -266,22 +267,8 @@ impl World {
     }
 
     fn msghead(from: HerId, to: HerId, ack: bool, note: &str) -> Vec<u8> {
-        let ack = if ack { r#"<Ack V="J" DN="Ja" />"# } else { "" };
-        format!(
-            r#"<MsgHead xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24">
-  <MsgInfo>
-    <Type V="{FUNCTION}" DN="Test" />
-    <MIGversion>v1.2 2006-05-24</MIGversion>
-    <GenDate>2026-11-23T10:00:00Z</GenDate>
-    <MsgId>{id}</MsgId>{ack}
-    <Sender><Organisation><OrganisationName>A</OrganisationName><Ident><Id>{from}</Id><TypeId V="HER" S="2.16.578.1.12.4.1.1.9051" DN="HER-id" /></Ident></Organisation></Sender>
-    <Receiver><Organisation><OrganisationName>B</OrganisationName><Ident><Id>{to}</Id><TypeId V="HER" S="2.16.578.1.12.4.1.1.9051" DN="HER-id" /></Ident></Organisation></Receiver>
-  </MsgInfo>
-  <Document><RefDoc><MsgType V="XML" DN="XML-instans" /><Content><Note xmlns="urn:test">{note}</Note></Content></RefDoc></Document>
-</MsgHead>"#,
-            id = Uuid::new_v4()
-        )
-        .into_bytes()
+        let document = payload::msghead(from, to).function(FUNCTION).note(note);
+        if ack { document.ack() } else { document }.into_bytes()
     }
 
     /// A message as a peer might put it on the wire: `payload` signed by

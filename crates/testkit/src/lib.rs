@@ -1,6 +1,7 @@
 //! What the tests of every crate share: one PKI builder ([`pki`]), one
 //! party set-up ([`party`]: certificates issued and registered in the file
-//! registry, and a messenger or a gateway configuration around them), paths
+//! registry, and a messenger or a gateway configuration around them), the
+//! MsgHead the suites send ([`payload`]), paths
 //! to the real third-party samples in `../shared/fixtures` ([`fixtures`]),
 //! the private RabbitMQ harness ([`broker`]), a small HTTP server ([`http`])
 //! and independent peers ([`peers`], and a stand-in for the released .NET
@@ -15,5 +16,6 @@ pub mod dotnet;
 pub mod fixtures;
 pub mod http;
 pub mod party;
+pub mod payload;
 pub mod peers;
 pub mod pki;

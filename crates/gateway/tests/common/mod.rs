@@ -10,6 +10,7 @@ use std::process::Command;
 
 use helsemelding_testkit::party::Parties;
 pub use helsemelding_testkit::party::{GatewayBroker, BROKER_PASSWORD_ENV};
+use helsemelding_testkit::payload;
 
 /// The parties of one CLI test and the broker their configurations name.
 pub struct Setup {
@@ -80,21 +81,12 @@ impl Setup {
     }
 }
 
-/// A MsgHead from `from` to `to` around a short note with Norwegian letters.
+/// A MsgHead from `from` to `to` around a short note with Norwegian
+/// letters; always the same MsgId.
 pub fn msghead(from: u32, to: u32) -> String {
-    format!(
-        r#"<MsgHead xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24">
-  <MsgInfo>
-    <Type V="DIALOG_INNBYGGER_TEST" DN="Test" />
-    <MIGversion>v1.2 2006-05-24</MIGversion>
-    <GenDate>2026-11-23T10:00:00Z</GenDate>
-    <MsgId>2b1c7c86-64a4-4a38-a1b4-0f4f4b5d2c11</MsgId>
-    <Sender><Organisation><OrganisationName>A</OrganisationName><Ident><Id>{from}</Id><TypeId V="HER" S="2.16.578.1.12.4.1.1.9051" DN="HER-id" /></Ident></Organisation></Sender>
-    <Receiver><Organisation><OrganisationName>B</OrganisationName><Ident><Id>{to}</Id><TypeId V="HER" S="2.16.578.1.12.4.1.1.9051" DN="HER-id" /></Ident></Organisation></Receiver>
-  </MsgInfo>
-  <Document><RefDoc><MsgType V="XML" DN="XML-instans" /><Content><Note xmlns="urn:test">Hei, æøå</Note></Content></RefDoc></Document>
-</MsgHead>"#
-    )
+    payload::msghead(from, to)
+        .msg_id("2b1c7c86-64a4-4a38-a1b4-0f4f4b5d2c11")
+        .build()
 }
 
 /// How many times `listen`'s stderr says it handed `message_id` over.

@@ -17,12 +17,12 @@ use helsemelding_messaging::{
 use helsemelding_store::Store;
 use helsemelding_testkit::broker::{Broker, PartyQueues};
 use helsemelding_testkit::party::{Parties, TestParty};
+use helsemelding_testkit::payload;
 use helsemelding_testkit::pki::Issued;
 use helsemelding_transport::Transport;
 use helsemelding_transport_amqp::{AmqpOptions, AmqpTransport};
 use helsemelding_wire::error_report::ReceivedErrorReport;
 use helsemelding_wire::HerId;
-use uuid::Uuid;
 
 pub const FUNCTION: &str = "DIALOG_INNBYGGER_TEST";
 
@@ -121,21 +121,10 @@ impl Bus {
 
 /// A MsgHead from `from` to `to` around a short note; `n` makes it unique.
 pub fn msghead(from: HerId, to: HerId, n: usize) -> Vec<u8> {
-    format!(
-        r#"<MsgHead xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24">
-  <MsgInfo>
-    <Type V="{FUNCTION}" DN="Test" />
-    <MIGversion>v1.2 2006-05-24</MIGversion>
-    <GenDate>2026-11-23T10:00:00Z</GenDate>
-    <MsgId>{id}</MsgId>
-    <Sender><Organisation><OrganisationName>A</OrganisationName><Ident><Id>{from}</Id><TypeId V="HER" S="2.16.578.1.12.4.1.1.9051" DN="HER-id" /></Ident></Organisation></Sender>
-    <Receiver><Organisation><OrganisationName>B</OrganisationName><Ident><Id>{to}</Id><TypeId V="HER" S="2.16.578.1.12.4.1.1.9051" DN="HER-id" /></Ident></Organisation></Receiver>
-  </MsgInfo>
-  <Document><RefDoc><MsgType V="XML" DN="XML-instans" /><Content><Note xmlns="urn:test">Melding {n}, æøå</Note></Content></RefDoc></Document>
-</MsgHead>"#,
-        id = Uuid::new_v4()
-    )
-    .into_bytes()
+    payload::msghead(from, to)
+        .function(FUNCTION)
+        .note(format!("Melding {n}, æøå"))
+        .into_bytes()
 }
 
 /// The application: every hand-over and error report, counted by id.
