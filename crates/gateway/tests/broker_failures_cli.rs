@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use helsemelding_testkit::broker::Broker;
 
 mod common;
-use common::{hand_overs, msghead, BrokerSection, Setup, BROKER_PASSWORD_ENV};
+use common::{hand_overs, msghead, GatewayBroker, Setup, BROKER_PASSWORD_ENV};
 
 fn send_args(to: u32, file: &str) -> Vec<String> {
     [
@@ -37,10 +37,10 @@ fn a_wrong_broker_password_is_said_within_seconds_and_the_message_waits_in_the_o
     let (a_id, b_id) = (base, base + 1);
     let _queues = [broker.party_queues(a_id), broker.party_queues(b_id)];
     let user = broker.credentials().0.to_owned();
-    let setup = Setup::new(BrokerSection::RabbitMq(broker.clone()));
+    let setup = Setup::new(GatewayBroker::RabbitMq(broker.clone()));
     let a = setup.party(a_id);
     let b = setup.party(b_id);
-    let payload = setup.dir.path().join("note.xml");
+    let payload = setup.dir().join("note.xml");
     std::fs::write(&payload, msghead(a_id, b_id)).unwrap();
 
     let started = Instant::now();
@@ -92,7 +92,7 @@ fn a_wrong_broker_password_is_said_within_seconds_and_the_message_waits_in_the_o
     let (ok, flushed, stderr) = setup.run(&a, &["outbox", "flush"]);
     assert!(ok, "{flushed} {stderr}");
     assert_eq!(flushed.trim(), "sent 1; 0 pending");
-    let out = setup.dir.path().join("b-in");
+    let out = setup.dir().join("b-in");
     let listened = setup.listen_until_idle(&b, &out);
     assert_eq!(hand_overs(&listened, id), 1, "{listened}");
 }
@@ -102,7 +102,7 @@ fn a_wrong_broker_password_is_said_within_seconds_and_the_message_waits_in_the_o
 /// with status 75, the id on stdout, what happened on stderr, and the
 /// message in the outbox.
 fn send_to_an_unreachable_broker(port: u16) {
-    let setup = Setup::new(BrokerSection::Local);
+    let setup = Setup::new(GatewayBroker::Local);
     let a = setup.party(91462);
     setup.party(109989);
     let config = std::fs::read_to_string(&a).unwrap();
@@ -118,7 +118,7 @@ fn send_to_an_unreachable_broker(port: u16) {
         ),
     );
     std::fs::write(&a, config).unwrap();
-    let payload = setup.dir.path().join("note.xml");
+    let payload = setup.dir().join("note.xml");
     std::fs::write(&payload, msghead(91462, 109989)).unwrap();
 
     let started = Instant::now();

@@ -16,7 +16,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{BrokerSection, Setup};
+use common::{GatewayBroker, Setup};
 
 const MESSAGES: usize = 4;
 
@@ -73,8 +73,8 @@ fn wait_for(what: &str, bound: Duration, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn a_full_out_dir_pauses_listen_without_spending_attempts_and_it_resumes() {
-    let setup = Setup::new(BrokerSection::Local);
-    let out = setup.dir.path().join("out");
+    let setup = Setup::new(GatewayBroker::Local);
+    let out = setup.dir().join("out");
     let Some(_tmpfs) = Tmpfs::mount(&out, "64k") else {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -95,7 +95,7 @@ fn a_full_out_dir_pauses_listen_without_spending_attempts_and_it_resumes() {
     )
     .unwrap();
     for n in 0..MESSAGES {
-        let file = setup.dir.path().join(format!("note-{n}.xml"));
+        let file = setup.dir().join(format!("note-{n}.xml"));
         let payload = common::msghead(a_id, b_id).replace("Hei, æøå", &format!("Hei nr. {n}"));
         std::fs::write(&file, payload).unwrap();
         let (ok, _, stderr) = setup.run(
@@ -105,7 +105,7 @@ fn a_full_out_dir_pauses_listen_without_spending_attempts_and_it_resumes() {
         assert!(ok, "send {n}: {stderr}");
     }
 
-    let log = setup.dir.path().join("listen.log");
+    let log = setup.dir().join("listen.log");
     let mut listen = setup
         .command(&b)
         .args(["listen", "--count", &MESSAGES.to_string(), "--out-dir"])

@@ -9,20 +9,20 @@ use std::time::Duration;
 use helsemelding_testkit::broker::Broker;
 
 mod common;
-use common::{BrokerSection, Setup};
+use common::{GatewayBroker, Setup};
 
 #[test]
 fn listen_warns_at_start_of_a_queue_without_a_dead_letter_path() {
     let broker = Broker::from_env();
     let her_id = 700_000_000 + fastrand::u32(0..100_000_000);
     let _queues = broker.party_queues(her_id);
-    let setup = Setup::new(BrokerSection::RabbitMq(broker.clone()));
+    let setup = Setup::new(GatewayBroker::RabbitMq(broker.clone()));
     let config = setup.party(her_id);
     let async_queue = format!("{her_id}_async");
     broker.redeclare_without_dead_letter(&async_queue);
 
     // Without the management API: a note that nothing was checked.
-    let out = setup.dir.path().join("out");
+    let out = setup.dir().join("out");
     let (ok, _, stderr) = setup.run(
         &config,
         &[
@@ -116,7 +116,7 @@ fn listen_keeps_what_it_gives_up_where_the_broker_would_delete_it_and_parked_man
     let broker = Broker::from_env();
     let her_id = 700_000_000 + fastrand::u32(0..100_000_000);
     let _queues = broker.party_queues(her_id);
-    let setup = Setup::new(BrokerSection::RabbitMq(broker.clone()));
+    let setup = Setup::new(GatewayBroker::RabbitMq(broker.clone()));
     let config = setup.party(her_id);
     let async_queue = format!("{her_id}_async");
     broker.redeclare_without_dead_letter(&async_queue);
@@ -128,7 +128,7 @@ fn listen_keeps_what_it_gives_up_where_the_broker_would_delete_it_and_parked_man
     std::fs::write(&config, text.replacen("[broker]\n", &management, 1)).unwrap();
     send_unreportable(&broker, &async_queue, her_id);
 
-    let out = setup.dir.path().join("out");
+    let out = setup.dir().join("out");
     let listen = |setup: &Setup| {
         let (ok, _, stderr) = setup.run(
             &config,

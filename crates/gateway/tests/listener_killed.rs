@@ -15,7 +15,7 @@ use helsemelding_store_sqlite::SqliteStore;
 use helsemelding_testkit::broker::Broker;
 
 mod common;
-use common::{msghead, BrokerSection, Setup};
+use common::{msghead, GatewayBroker, Setup};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -61,11 +61,11 @@ fn a_listener_killed_while_holding_a_delivery_leaves_it_for_the_next_exactly_onc
         (base, base + 1)
     };
     let _queues = [broker.party_queues(a_id), broker.party_queues(b_id)];
-    let setup = Setup::new(BrokerSection::RabbitMq(broker.clone()));
+    let setup = Setup::new(GatewayBroker::RabbitMq(broker.clone()));
     let a = setup.party(a_id);
     let b = setup.party(b_id);
     let payload = msghead(a_id, b_id);
-    let payload_file = setup.dir.path().join("note.xml");
+    let payload_file = setup.dir().join("note.xml");
     std::fs::write(&payload_file, &payload).unwrap();
     let b_async = format!("{b_id}_async");
 
@@ -86,9 +86,9 @@ fn a_listener_killed_while_holding_a_delivery_leaves_it_for_the_next_exactly_onc
 
     // An out dir that cannot take this message: where its file is written
     // first (`<id>.part`) there is a directory (EISDIR, even for root).
-    let blocked = setup.dir.path().join("blocked");
+    let blocked = setup.dir().join("blocked");
     std::fs::create_dir_all(blocked.join(format!("{id}.part"))).unwrap();
-    let first_log = setup.dir.path().join("first-listen.log");
+    let first_log = setup.dir().join("first-listen.log");
     let mut first = setup
         .command(&b)
         .args(["listen", "--workers", "1", "--out-dir"])
@@ -112,7 +112,7 @@ fn a_listener_killed_while_holding_a_delivery_leaves_it_for_the_next_exactly_onc
     // The broker gives the unsettled delivery back when the connection dies.
     broker.wait_for_count(&b_async, 1, Duration::from_secs(10));
 
-    let good = setup.dir.path().join("good");
+    let good = setup.dir().join("good");
     let stderr = setup.listen_until_idle(&b, &good);
     assert_eq!(common::hand_overs(&stderr, &id), 1, "{stderr}");
     assert_eq!(

@@ -12,7 +12,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{BrokerSection, Setup};
+use common::{GatewayBroker, Setup};
 
 /// How long `listen` may take to stop after SIGTERM (its drain is 10 s).
 const STOP_BOUND: Duration = Duration::from_secs(20);
@@ -53,11 +53,11 @@ fn files_ending(dir: &Path, suffix: &str) -> Vec<String> {
 
 #[test]
 fn sigterm_drains_listen_and_a_restart_hands_over_each_message_once() {
-    let setup = Setup::new(BrokerSection::Local);
+    let setup = Setup::new(GatewayBroker::Local);
     let (a_id, b_id) = (8_142_001, 8_142_002);
     let a = setup.party(a_id);
     let b = setup.party(b_id);
-    let dir = setup.dir.path().to_path_buf();
+    let dir = setup.dir().to_path_buf();
 
     // The sender sends while the listener runs; each payload is its own.
     let payloads: Vec<String> = (0..MESSAGES)
@@ -189,7 +189,7 @@ fn sigterm_drains_listen_and_a_restart_hands_over_each_message_once() {
 /// nothing was taken yet.
 #[test]
 fn sigterm_during_start_up_stops_listen_at_once() {
-    let setup = Setup::new(BrokerSection::Local);
+    let setup = Setup::new(GatewayBroker::Local);
     let config = setup.party(8_142_003);
     // A "broker" that takes the connection and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -201,12 +201,12 @@ fn sigterm_during_start_up_stops_listen_at_once() {
         &format!("url = \"amqp://her@127.0.0.1:{port}/NHNTestServiceBus\""),
     );
     std::fs::write(&config, unreachable).unwrap();
-    let log = setup.dir.path().join("listen.log");
+    let log = setup.dir().join("listen.log");
     let mut listen = setup
         .command(&config)
         .env("HELSEMELDING_BROKER_PASSWORD", "x")
         .args(["listen", "--out-dir"])
-        .arg(setup.dir.path().join("out"))
+        .arg(setup.dir().join("out"))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()

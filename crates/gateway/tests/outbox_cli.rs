@@ -3,7 +3,7 @@
 //! `outbox retry` and `outbox drop` (audited) act on it.
 
 mod common;
-use common::{msghead, BrokerSection, Setup};
+use common::{msghead, GatewayBroker, Setup};
 
 use chrono::Utc;
 use helsemelding_store::audit::{AuditFilter, AuditKind};
@@ -50,14 +50,14 @@ fn row<'a>(rows: &'a [serde_json::Value], id: &str) -> Option<&'a serde_json::Va
 
 #[test]
 fn a_poisoned_outbox_entry_stops_neither_send_nor_listen_and_can_be_retried_or_dropped() {
-    let setup = Setup::new(BrokerSection::Local);
+    let setup = Setup::new(GatewayBroker::Local);
     let a = setup.party(91462);
     let b = setup.party(109989);
     poison(&setup.store_path(91462), "poisoned-1", 109989);
     poison(&setup.store_path(91462), "poisoned-2", 109989);
 
     // A new message is recorded, sent, and its id printed.
-    let payload_file = setup.dir.path().join("note.xml");
+    let payload_file = setup.dir().join("note.xml");
     std::fs::write(&payload_file, msghead(91462, 109989)).unwrap();
     let (ok, stdout, stderr) = setup.run(
         &a,
@@ -95,7 +95,7 @@ fn a_poisoned_outbox_entry_stops_neither_send_nor_listen_and_can_be_retried_or_d
     );
 
     // The message arrived.
-    let out = setup.dir.path().join("out");
+    let out = setup.dir().join("out");
     let (ok, _, stderr) = setup.run(
         &b,
         &[
@@ -127,7 +127,7 @@ fn a_poisoned_outbox_entry_stops_neither_send_nor_listen_and_can_be_retried_or_d
     assert!(r["next_attempt_at"].is_string(), "{r}");
 
     // `listen` starts with a pending entry that cannot be sent.
-    let out_a = setup.dir.path().join("out-a");
+    let out_a = setup.dir().join("out-a");
     let (ok, _, stderr) = setup.run(
         &a,
         &[

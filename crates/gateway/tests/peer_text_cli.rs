@@ -8,7 +8,7 @@ use helsemelding_transport::local::LocalTransport;
 use helsemelding_transport::{Message, Transport};
 
 mod common;
-use common::{BrokerSection, Setup};
+use common::{GatewayBroker, Setup};
 
 const FORGED: &str = "bad XML\n received FAKE-ID from 109989 (1)\x1b[2J";
 
@@ -17,7 +17,7 @@ const FORGED: &str = "bad XML\n received FAKE-ID from 109989 (1)\x1b[2J";
 fn report_error(setup: &Setup, about: &str, description: &str) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let transport = LocalTransport::open(setup.dir.path().join("queues.db")).unwrap();
+        let transport = LocalTransport::open(setup.dir().join("queues.db")).unwrap();
         let mut sender = transport.sender("91462_error").await.unwrap();
         let report = Message {
             message_id: Some(uuid::Uuid::new_v4().to_string()),
@@ -38,14 +38,14 @@ fn report_error(setup: &Setup, about: &str, description: &str) {
 
 #[test]
 fn a_peers_error_description_is_printed_escaped_and_bounded_on_one_line() {
-    let setup = Setup::new(BrokerSection::Local);
+    let setup = Setup::new(GatewayBroker::Local);
     let us = setup.party(91462);
     setup.party(109989);
     report_error(&setup, "x", FORGED);
     let big = "A".repeat(1 << 20);
     report_error(&setup, "y", &big);
 
-    let out = setup.dir.path().join("out");
+    let out = setup.dir().join("out");
     let stderr = setup.listen_until_idle(&us, &out);
 
     assert!(!stderr.contains('\x1b'), "a terminal escape got through");
@@ -85,11 +85,11 @@ fn a_peers_error_description_is_printed_escaped_and_bounded_on_one_line() {
 /// A peer's report that names no sender is `from unknown`, not `None`.
 #[test]
 fn a_report_without_a_sender_says_unknown() {
-    let setup = Setup::new(BrokerSection::Local);
+    let setup = Setup::new(GatewayBroker::Local);
     let us = setup.party(91462);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let transport = LocalTransport::open(setup.dir.path().join("queues.db")).unwrap();
+        let transport = LocalTransport::open(setup.dir().join("queues.db")).unwrap();
         let mut sender = transport.sender("91462_error").await.unwrap();
         let report = Message {
             message_id: Some(uuid::Uuid::new_v4().to_string()),
@@ -99,7 +99,7 @@ fn a_report_without_a_sender_says_unknown() {
         sender.send(report).await.unwrap();
         transport.close().await.unwrap();
     });
-    let out = setup.dir.path().join("out");
+    let out = setup.dir().join("out");
     let stderr = setup.listen_until_idle(&us, &out);
     assert!(
         stderr.lines().any(|line| line

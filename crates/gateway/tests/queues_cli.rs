@@ -6,11 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use helsemelding_protect::Certificate;
-use helsemelding_registry::file::NewParty;
-use helsemelding_registry::FileRegistry;
 use helsemelding_testkit::broker::Broker;
-use helsemelding_testkit::pki::{TestPki, Usage};
+use helsemelding_testkit::party::Parties;
 use helsemelding_transport::local::LocalTransport;
 use helsemelding_transport::{Message, Outcome, Transport};
 use helsemelding_transport_amqp::{AmqpOptions, AmqpTransport};
@@ -56,20 +53,13 @@ fn rows(report: &Value) -> Vec<(String, String, bool, Option<u64>)> {
 /// A configuration for `her_id`, whose record (queues `<her_id>_*`, the
 /// file registry's default) is in the file registry beside it: our queues
 /// are the registry's, never derived.
-fn write_config(dir: &Path, her_id: u32, broker: &str) -> std::path::PathBuf {
-    let pki = TestPki::new("queues test CA");
-    let certificate = |usage| Certificate::from_x509(pki.issue("us", usage).cert);
-    FileRegistry::new(dir.join("registry"))
-        .add_party(&NewParty {
-            her_id,
-            name: "us".into(),
-            signing_certificate: certificate(Usage::Signing),
-            encryption_certificate: certificate(Usage::Encryption),
-            cpp: None,
-            queue_prefix: None,
-        })
-        .unwrap();
-    let path = dir.join("gateway.toml");
+fn write_config(parties: &Parties, her_id: u32, broker: &str) -> std::path::PathBuf {
+    parties
+        .party(her_id)
+        .name("us")
+        .common_names("us")
+        .register();
+    let path = parties.dir().join("gateway.toml");
     std::fs::write(
         &path,
         format!("her_id = {her_id}\n[broker]\n{broker}\n[registry]\ndir = \"registry\"\n"),
@@ -93,9 +83,9 @@ async fn put(transport: &dyn Transport, queue: &str, count: usize) {
 
 #[tokio::test]
 async fn local_transport_counts_every_queue() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), 91462, "url = \"local:queues.db\"");
-    let transport = LocalTransport::open(dir.path().join("queues.db")).unwrap();
+    let parties = Parties::new("queues test CA");
+    let config = write_config(&parties, 91462, "url = \"local:queues.db\"");
+    let transport = LocalTransport::open(parties.dir().join("queues.db")).unwrap();
     put(&transport, "91462_async", 2).await;
     put(&transport, "91462_dl", 1).await;
     put(&transport, "109989_async", 5).await;
@@ -138,7 +128,7 @@ async fn rabbitmq_counts_through_the_management_api_and_checks_existence_without
     put(&transport, &format!("{her_id}_async"), 3).await;
     transport.close().await.unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
+    let parties = Parties::new("queues test CA");
     let (user, password) = broker.credentials();
     let mut amqp = url::Url::parse(broker.amqp_url()).unwrap();
     amqp.set_password(None).unwrap();
@@ -146,7 +136,7 @@ async fn rabbitmq_counts_through_the_management_api_and_checks_existence_without
     amqp.set_path(broker.exchange());
     let env = [("HELSEMELDING_BROKER_PASSWORD", password)];
     let with_management = write_config(
-        dir.path(),
+        &parties,
         her_id,
         &format!(
             "url = \"{amqp}\"\nmanagement_url = \"{}\"",
@@ -179,16 +169,16 @@ async fn rabbitmq_counts_through_the_management_api_and_checks_existence_without
     assert!(!stderr.contains("wrong-password"), "{stderr}");
 
     // Without the management API: existence only, and a missing queue says so.
-    let without = tempfile::tempdir().unwrap();
-    let amqp_only = write_config(without.path(), her_id, &format!("url = \"{amqp}\""));
+    let without = Parties::new("queues test CA");
+    let amqp_only = write_config(&without, her_id, &format!("url = \"{amqp}\""));
     let report = json_report(&amqp_only, &env);
     assert_eq!(report["source"], "amqp");
     for (name, _, exists, messages) in rows(&report) {
         assert!(exists, "{name}");
         assert_eq!(messages, None);
     }
-    let nobody = tempfile::tempdir().unwrap();
-    let missing = write_config(nobody.path(), her_id + 1, &format!("url = \"{amqp}\""));
+    let nobody = Parties::new("queues test CA");
+    let missing = write_config(&nobody, her_id + 1, &format!("url = \"{amqp}\""));
     let report = json_report(&missing, &env);
     assert!(rows(&report).iter().all(|(_, _, exists, _)| !exists));
 }

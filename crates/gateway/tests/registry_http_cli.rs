@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use helsemelding_testkit::fixtures::read_nhn;
-use helsemelding_testkit::http::{serve, serve_crl, Request, Response};
-use helsemelding_testkit::pki::{Issued, LeafOptions, TestPki, Usage};
+use helsemelding_testkit::http::{serve, Request, Response};
+use helsemelding_testkit::party::Parties;
+use helsemelding_testkit::pki::Issued;
 use helsemelding_transport::local::LocalTransport;
 
 mod common;
@@ -23,9 +24,15 @@ const RECEIVER_QUEUE: &str = "8141703_async";
 const SENDER: u32 = 91462;
 
 struct Setup {
-    dir: tempfile::TempDir,
+    parties: Parties,
     config: PathBuf,
     requests: Arc<AtomicU32>,
+}
+
+impl Setup {
+    fn dir(&self) -> &Path {
+        self.parties.dir()
+    }
 }
 
 /// The REST certificate answer for the receiver's two certificates.
@@ -78,67 +85,31 @@ fn registry_server(certificates: Vec<u8>, ours: Vec<u8>, requests: Arc<AtomicU32
 }
 
 fn setup(registry_auth: &str) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let pki = TestPki::new("registry http CLI test CA");
-    std::fs::write(d.join("ca.pem"), pki.ca.cert.to_pem().unwrap()).unwrap();
-    let crl_url = serve_crl(
-        pki.crl(&[], chrono::Utc::now() + chrono::Duration::days(1))
-            .to_der()
-            .unwrap(),
-    );
-    let options = LeafOptions {
-        crl_url: Some(crl_url),
-        ..LeafOptions::default()
-    };
-    let issue = |name: &str, usage| pki.issue_with(name, usage, &options);
-    let (our_signing, our_encryption) = (
-        issue("sender signing", Usage::Signing),
-        issue("sender encryption", Usage::Encryption),
-    );
-    let (their_signing, their_encryption) = (
-        issue("receiver signing", Usage::Signing),
-        issue("receiver encryption", Usage::Encryption),
-    );
+    let parties = Parties::builder()
+        .ca_name("registry http CLI test CA")
+        .serve_crl()
+        .build();
+    // Neither party is in a file registry: the HTTP registry serves both.
+    let us = parties.party(SENDER).common_names("sender").issue();
+    let them = parties.party(RECEIVER).common_names("receiver").issue();
     let requests = Arc::new(AtomicU32::new(0));
     let base = registry_server(
-        certificate_json(&their_signing, &their_encryption),
-        certificate_json(&our_signing, &our_encryption),
+        certificate_json(&them.signing, &them.encryption),
+        certificate_json(&us.signing, &us.encryption),
         requests.clone(),
     );
-    std::fs::write(d.join("registry.token"), format!("{TOKEN}\n")).unwrap();
-    let (sign_cert, sign_key) = our_signing.write_pem(d, "sign");
-    let (enc_cert, enc_key) = our_encryption.write_pem(d, "enc");
-    let config = format!(
-        r#"her_id = {SENDER}
-[broker]
-url = "local:{dir}/queues.db"
-[identity]
-signing_cert = "{}"
-signing_key = "{}"
-decryption_cert = "{}"
-decryption_key = "{}"
-[registry]
-address_url = "{base}"
-cppa_url = "{base}"
-{registry_auth}
-[trust]
-anchors = ["{dir}/ca.pem"]
-revocation = "require"
-[store]
-path = "{dir}/sender.db"
-"#,
-        sign_cert.display(),
-        sign_key.display(),
-        enc_cert.display(),
-        enc_key.display(),
-        dir = d.display(),
-    );
-    let path = d.join("sender.toml");
-    std::fs::write(&path, config).unwrap();
+    std::fs::write(parties.dir().join("registry.token"), format!("{TOKEN}\n")).unwrap();
+    let config = parties
+        .gateway_config(&us)
+        .registry_section(format!(
+            "address_url = \"{base}\"\ncppa_url = \"{base}\"\n{registry_auth}\n"
+        ))
+        .store_at(parties.store_path("sender"))
+        .file_name("sender.toml")
+        .write();
     Setup {
-        dir,
-        config: path,
+        parties,
+        config,
         requests,
     }
 }
@@ -183,8 +154,8 @@ fn send_resolves_the_receiver_through_the_http_registry_with_a_token_file() {
     assert!(ok, "send failed: {stderr}");
     assert!(uuid::Uuid::parse_str(stdout.trim()).is_ok(), "{stdout}");
     // The queue named by the fixture's address record, not <HER-id>_async.
-    assert_eq!(queued(setup.dir.path(), RECEIVER_QUEUE), 1);
-    assert_eq!(queued(setup.dir.path(), &format!("{RECEIVER}_async")), 0);
+    assert_eq!(queued(setup.dir(), RECEIVER_QUEUE), 1);
+    assert_eq!(queued(setup.dir(), &format!("{RECEIVER}_async")), 0);
     assert!(setup.requests.load(Ordering::SeqCst) >= 2);
 }
 
@@ -195,11 +166,11 @@ fn the_token_may_come_from_the_environment_and_a_wrong_one_is_refused() {
     assert!(!ok, "a wrong token must not resolve the receiver");
     assert!(stderr.contains(&RECEIVER.to_string()), "{stderr}");
     assert!(!stderr.contains("wrong"), "the token leaked: {stderr}");
-    assert_eq!(queued(setup.dir.path(), RECEIVER_QUEUE), 0);
+    assert_eq!(queued(setup.dir(), RECEIVER_QUEUE), 0);
 
     let (ok, _, stderr) = send(&setup.config, &[("HELSEMELDING_REGISTRY_TOKEN", TOKEN)]);
     assert!(ok, "send failed: {stderr}");
-    assert_eq!(queued(setup.dir.path(), RECEIVER_QUEUE), 1);
+    assert_eq!(queued(setup.dir(), RECEIVER_QUEUE), 1);
 }
 
 #[test]

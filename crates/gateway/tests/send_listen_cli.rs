@@ -2,15 +2,15 @@
 //! other, over the local transport: the payload arrives byte for byte.
 
 mod common;
-use common::{msghead, BrokerSection, Setup};
+use common::{msghead, GatewayBroker, Setup};
 
 #[test]
 fn send_then_listen_delivers_the_payload_byte_for_byte() {
-    let setup = Setup::new(BrokerSection::Local);
+    let setup = Setup::new(GatewayBroker::Local);
     let a = setup.party(91462);
     let b = setup.party(109989);
     let payload = msghead(91462, 109989);
-    let payload_file = setup.dir.path().join("note.xml");
+    let payload_file = setup.dir().join("note.xml");
     std::fs::write(&payload_file, &payload).unwrap();
 
     let (ok, stdout, stderr) = setup.run(
@@ -28,7 +28,7 @@ fn send_then_listen_delivers_the_payload_byte_for_byte() {
     let id = stdout.trim().to_string();
     assert!(uuid::Uuid::parse_str(&id).is_ok(), "{stdout}");
 
-    let out = setup.dir.path().join("out");
+    let out = setup.dir().join("out");
     let (ok, _, stderr) = setup.run(
         &b,
         &[
@@ -61,10 +61,10 @@ fn send_then_listen_delivers_the_payload_byte_for_byte() {
 /// fails after its timeout with a clear error.
 #[test]
 fn commtest_and_sync_send_against_a_running_listener() {
-    let setup = Setup::new(BrokerSection::Local);
+    let setup = Setup::new(GatewayBroker::Local);
     let a = setup.party(91462);
     let b = setup.party(109989);
-    let out = setup.dir.path().join("out");
+    let out = setup.dir().join("out");
     let mut listener = setup
         .command(&b)
         .args(["listen", "--idle-exit", "60", "--out-dir"])
@@ -88,7 +88,7 @@ fn commtest_and_sync_send_against_a_running_listener() {
     assert!(!ok);
     assert!(stdout.contains("slower than the limit"), "{stdout}");
 
-    let payload_file = setup.dir.path().join("note.xml");
+    let payload_file = setup.dir().join("note.xml");
     std::fs::write(&payload_file, msghead(91462, 109989)).unwrap();
     let started = std::time::Instant::now();
     let (ok, stdout, stderr) = setup.run(
@@ -120,9 +120,9 @@ fn commtest_and_sync_send_against_a_running_listener() {
 /// (it said `File exists (os error 17)`).
 #[test]
 fn listen_into_a_file_names_it_and_says_it_is_not_a_directory() {
-    let setup = Setup::new(BrokerSection::Local);
+    let setup = Setup::new(GatewayBroker::Local);
     let b = setup.party(109989);
-    let file = setup.dir.path().join("inbox.txt");
+    let file = setup.dir().join("inbox.txt");
     std::fs::write(&file, b"x").unwrap();
     let (ok, _, stderr) = setup.run(
         &b,

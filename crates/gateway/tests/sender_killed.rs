@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use helsemelding_testkit::broker::Broker;
 
 mod common;
-use common::{msghead, BrokerSection, Setup};
+use common::{msghead, GatewayBroker, Setup};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -47,16 +47,16 @@ fn a_send_killed_before_the_broker_accepted_is_sent_once_after_the_broker_is_bac
     let base = 600_000_000 + (uuid::Uuid::new_v4().as_u128() % 100_000_000) as u32;
     let (a_id, b_id) = (base, base + 1);
     let _queues = [broker.party_queues(a_id), broker.party_queues(b_id)];
-    let setup = Setup::new(BrokerSection::RabbitMq(broker.clone()));
+    let setup = Setup::new(GatewayBroker::RabbitMq(broker.clone()));
     let a = setup.party(a_id);
     let b = setup.party(b_id);
     let payload = msghead(a_id, b_id);
-    let payload_file = setup.dir.path().join("note.xml");
+    let payload_file = setup.dir().join("note.xml");
     std::fs::write(&payload_file, &payload).unwrap();
 
     broker.stop();
     let down = BrokerDown(broker.clone());
-    let sender_log = setup.dir.path().join("send.log");
+    let sender_log = setup.dir().join("send.log");
     let mut sender = setup
         .command(&a)
         .args(send_args(b_id, &payload_file))
@@ -112,7 +112,7 @@ fn a_send_killed_before_the_broker_accepted_is_sent_once_after_the_broker_is_bac
     broker.wait_for_count(&b_async, 1, Duration::from_secs(5));
 
     // The next send flushes first: nothing is left to send twice.
-    let later = setup.dir.path().join("later.xml");
+    let later = setup.dir().join("later.xml");
     let later_payload = msghead(a_id, b_id).replace("Hei", "Hei igjen");
     std::fs::write(&later, &later_payload).unwrap();
     let args = send_args(b_id, &later);
@@ -122,7 +122,7 @@ fn a_send_killed_before_the_broker_accepted_is_sent_once_after_the_broker_is_bac
     let later_id = stdout.trim().to_owned();
     broker.wait_for_count(&b_async, 2, Duration::from_secs(5));
 
-    let out = setup.dir.path().join("out");
+    let out = setup.dir().join("out");
     let stderr = setup.listen_until_idle(&b, &out);
     for (message_id, bytes) in [(&id, &payload), (&later_id, &later_payload)] {
         let hand_overs = common::hand_overs(&stderr, message_id);

@@ -16,7 +16,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{BrokerSection, Setup};
+use common::{GatewayBroker, Setup};
 
 const A: u32 = 8_143_001;
 const B: u32 = 8_143_002;
@@ -24,8 +24,8 @@ const B: u32 = 8_143_002;
 /// Both parties' configurations, with a folder drop under `<dir>/folders`
 /// and a short settle time.
 fn two_parties(settle_ms: u64) -> (Setup, PathBuf, PathBuf) {
-    let setup = Setup::new(BrokerSection::Local);
-    let root = setup.dir.path().join("folders");
+    let setup = Setup::new(GatewayBroker::Local);
+    let root = setup.dir().join("folders");
     let configs = [A, B].map(|her_id| {
         let config = setup.party(her_id);
         let mut text = std::fs::read_to_string(&config).unwrap();
@@ -42,15 +42,14 @@ fn two_parties(settle_ms: u64) -> (Setup, PathBuf, PathBuf) {
 
 fn folder(setup: &Setup, her_id: u32, name: &str) -> PathBuf {
     setup
-        .dir
-        .path()
+        .dir()
         .join("folders")
         .join(her_id.to_string())
         .join(name)
 }
 
 fn serve(setup: &Setup, config: &Path, log: &str) -> Child {
-    let log = std::fs::File::create(setup.dir.path().join(log)).unwrap();
+    let log = std::fs::File::create(setup.dir().join(log)).unwrap();
     setup
         .command(config)
         .arg("serve")
@@ -61,7 +60,7 @@ fn serve(setup: &Setup, config: &Path, log: &str) -> Child {
 }
 
 fn log_of(setup: &Setup, log: &str) -> String {
-    std::fs::read_to_string(setup.dir.path().join(log)).unwrap_or_default()
+    std::fs::read_to_string(setup.dir().join(log)).unwrap_or_default()
 }
 
 /// A MsgHead from A to B with `msg_id` and a body of its own.
@@ -253,7 +252,7 @@ fn files_dropped_into_out_arrive_in_the_receivers_in_once_and_bad_ones_go_to_fai
         assert!(status.success(), "{status}: {}", logs());
     }
     assert!(log_of(&setup, "a.log").contains("SIGTERM"), "{}", logs());
-    assert_nothing_half_written(&setup.dir.path().join("folders"));
+    assert_nothing_half_written(&setup.dir().join("folders"));
 }
 
 #[test]
@@ -369,7 +368,7 @@ fn a_file_still_being_written_is_not_taken_before_it_stands_still() {
 
 #[test]
 fn serve_without_a_folder_drop_says_what_to_configure() {
-    let setup = Setup::new(BrokerSection::Local);
+    let setup = Setup::new(GatewayBroker::Local);
     let config = setup.party(A);
     let (ok, _, stderr) = setup.run(&config, &["serve"]);
     assert!(!ok);

@@ -21,7 +21,7 @@ use helsemelding_transport::{Capabilities, Delivery, Error, Receiver, Sender, Tr
 use helsemelding_transport_amqp::AmqpOptions;
 
 mod common;
-use common::{eventually, identity, msghead, Bus, Counting, FUNCTION};
+use common::{eventually, msghead, Bus, Counting, FUNCTION};
 
 /// The broker, except that the first accept is lost on the way.
 struct FirstAcceptLost {
@@ -101,17 +101,22 @@ async fn a_redelivery_after_a_crash_gets_neither_a_second_hand_over_nor_a_second
     });
     let mut config = MessengerConfig::new(
         b_id,
-        identity(&b.peer.signing),
-        identity(&b.peer.encryption),
-        bus.trust.clone(),
-        bus.crls.clone(),
+        b.peer.signing.identity(),
+        b.peer.encryption.identity(),
+        bus.parties.trust_anchors(),
+        bus.parties.crls(),
     );
     config.retry = helsemelding_messaging::RetryPolicy {
         delivery_limit: 10,
         backoff_min: Duration::from_millis(50),
         backoff_max: Duration::from_millis(200),
     };
-    let b_messenger = Messenger::new(config, crashing, bus.registry.clone(), b.store.clone());
+    let b_messenger = Messenger::new(
+        config,
+        crashing,
+        bus.parties.registry().clone(),
+        b.store.clone(),
+    );
 
     let payload = String::from_utf8(msghead(a_id, b_id, 1)).unwrap().replacen(
         "</MsgId>",

@@ -18,7 +18,6 @@ use helsemelding_messaging::{
 };
 use helsemelding_wire::error_report::ReceivedErrorReport;
 use helsemelding_wire::HerId;
-use uuid::Uuid;
 
 mod common;
 use common::local::LocalPair;
@@ -144,22 +143,10 @@ impl Pair {
 
 /// A MsgHead from `from` to `to` whose note makes it `PAYLOAD` bytes and more.
 fn large_msghead(from: HerId, to: HerId) -> Vec<u8> {
-    format!(
-        r#"<MsgHead xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24">
-  <MsgInfo>
-    <Type V="{FUNCTION}" DN="Test" />
-    <MIGversion>v1.2 2006-05-24</MIGversion>
-    <GenDate>2026-11-23T10:00:00Z</GenDate>
-    <MsgId>{id}</MsgId>
-    <Sender><Organisation><OrganisationName>A</OrganisationName><Ident><Id>{from}</Id><TypeId V="HER" S="2.16.578.1.12.4.1.1.9051" DN="HER-id" /></Ident></Organisation></Sender>
-    <Receiver><Organisation><OrganisationName>B</OrganisationName><Ident><Id>{to}</Id><TypeId V="HER" S="2.16.578.1.12.4.1.1.9051" DN="HER-id" /></Ident></Organisation></Receiver>
-  </MsgInfo>
-  <Document><RefDoc><MsgType V="XML" DN="XML-instans" /><Content><Note xmlns="urn:test">{note}</Note></Content></RefDoc></Document>
-</MsgHead>"#,
-        id = Uuid::new_v4(),
-        note = "x".repeat(PAYLOAD),
-    )
-    .into_bytes()
+    helsemelding_testkit::payload::msghead(from, to)
+        .function(FUNCTION)
+        .note("x".repeat(PAYLOAD))
+        .into_bytes()
 }
 
 fn assert_each_handed_over_once(gauge: &Gauge) {

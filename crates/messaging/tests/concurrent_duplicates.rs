@@ -23,7 +23,7 @@ use helsemelding_wire::queue::{queue_name, QueueKind};
 use uuid::Uuid;
 
 mod common;
-use common::{eventually, identity, msghead, Bus, Counting, FUNCTION};
+use common::{eventually, msghead, Bus, Counting, FUNCTION};
 
 /// An application that takes its time, as one writing to a slow disk.
 struct Slow(Arc<Counting>);
@@ -50,7 +50,7 @@ async fn two_copies_taken_at_once_are_handed_over_once() {
     let payload = msghead(a.her_id, b.peer.her_id, 1);
     let body = protect(
         &payload,
-        &identity(&a.signing),
+        &a.signing.identity(),
         &Certificate::from_x509(b.peer.encryption.cert.clone()),
         &ProtectOptions::default(),
     )

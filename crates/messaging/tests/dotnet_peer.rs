@@ -27,7 +27,7 @@ use helsemelding_wire::HerId;
 use uuid::Uuid;
 
 mod common;
-use common::{eventually, identity, msghead, Bus, Counting, Party, Peer, FUNCTION};
+use common::{eventually, msghead, Bus, Counting, Party, Peer, FUNCTION};
 
 const WAIT: Duration = Duration::from_secs(20);
 /// How long we watch for an answer that must not come.
@@ -192,7 +192,7 @@ async fn reports_from_a_released_dotnet_listener_reach_the_error_callback_once_u
 fn from_dotnet(from: &Peer, us: &Party, payload: &[u8], signer: &Issued) -> Message {
     let body = protect(
         payload,
-        &identity(signer),
+        &signer.identity(),
         &Certificate::from_x509(us.peer.encryption.cert.clone()),
         &ProtectOptions::default(),
     )
@@ -232,7 +232,7 @@ async fn every_error_report_we_send_is_taken_in_by_a_released_dotnet_listener() 
     let dotnet = bus.peer();
     let us = bus.party();
     let good = |n| msghead(dotnet.her_id, us.peer.her_id, n);
-    let mallory = bus.pki.issue("mallory signing", Usage::Signing);
+    let mallory = bus.parties.pki().issue("mallory signing", Usage::Signing);
     let mut no_timestamp = from_dotnet(&dotnet, &us, &good(4), &dotnet.signing);
     no_timestamp
         .application_properties

@@ -9,19 +9,16 @@ use async_trait::async_trait;
 use chrono::Utc;
 use helsemelding_messaging::{
     convert, CommtestMode, ErrorHandler, Handler, HandlerError, Listener, ListenerOptions,
-    Messenger, MessengerConfig, OutboxPolicy, Received, Reply, RetryPolicy, SendRequest,
+    Messenger, MessengerConfig, OutboxPolicy, Received, Reply, SendRequest,
 };
-use helsemelding_protect::{
-    protect, Certificate, Crl, Identity, ProtectOptions, RevocationPolicy, StaticCrls, TrustAnchors,
-};
-use helsemelding_registry::file::NewParty;
-use helsemelding_registry::FileRegistry;
+use helsemelding_protect::{protect, Certificate, ProtectOptions, StaticCrls, TrustAnchors};
 use helsemelding_store::audit::{AuditFilter, AuditKind};
 use helsemelding_store::outbox::{OutboxState, OutgoingMessage};
 use helsemelding_store::Store;
-use helsemelding_store_sqlite::SqliteStore;
 use helsemelding_testkit::broker::{Broker, PartyQueues};
-use helsemelding_testkit::pki::{Issued, LeafOptions, TestPki, Usage};
+use helsemelding_testkit::party::{OurMessenger, Parties, TestParty};
+use helsemelding_testkit::payload;
+use helsemelding_testkit::pki::{Issued, LeafOptions, Usage};
 use helsemelding_transport::local::LocalTransport;
 use helsemelding_transport::{Message, Transport};
 use helsemelding_transport_amqp::{AmqpOptions, AmqpTransport};
@@ -167,12 +164,13 @@ struct Party {
 }
 
 impl Party {
-    fn identity(issued: &Issued) -> Identity {
-        Identity::new(
-            Certificate::from_x509(issued.cert.clone()),
-            issued.key.clone(),
-        )
-        .unwrap()
+    /// Its HER-id and certificates, as the party set-up takes them.
+    fn test_party(&self) -> TestParty {
+        TestParty {
+            her_id: self.her_id,
+            signing: self.signing.clone(),
+            encryption: self.encryption.clone(),
+        }
     }
 }
 
@@ -182,12 +180,10 @@ enum Net {
 }
 
 struct World {
-    pki: TestPki,
-    registry: Arc<FileRegistry>,
+    parties: Parties,
     transport: Arc<dyn Transport>,
     a: Party,
     b: Party,
-    _dir: tempfile::TempDir,
     _queues: Vec<PartyQueues>,
 }
 
@@ -198,11 +194,11 @@ impl World {
 
     /// A world whose messengers' configuration `tweak` adjusts.
     async fn with(net: Net, tweak: impl Fn(&mut MessengerConfig)) -> World {
-        let dir = tempfile::tempdir().unwrap();
+        let parties = Parties::new("messaging test CA");
         let (transport, her_ids, queues): (Arc<dyn Transport>, [u32; 2], Vec<PartyQueues>) =
             match net {
                 Net::Local => (
-                    Arc::new(LocalTransport::open(dir.path().join("queues.db")).unwrap()),
+                    Arc::new(LocalTransport::open(parties.dir().join("queues.db")).unwrap()),
                     [91462, 109989],
                     Vec::new(),
                 ),
@@ -217,65 +213,34 @@ impl World {
                     (Arc::new(transport), ids, queues)
                 }
             };
-        let pki = TestPki::new("messaging test CA");
-        let registry = Arc::new(FileRegistry::new(dir.path().join("registry")));
-        let crl = Crl::from_x509_crl(pki.crl(&[], Utc::now() + chrono::Duration::days(1)));
-        let crls = Arc::new(StaticCrls::new(vec![crl]));
-        let trust = TrustAnchors::new(vec![Certificate::from_x509(pki.ca.cert.clone())]);
-        let mut parties = Vec::new();
+        let mut ours = Vec::new();
         for her_id in her_ids {
-            let signing = pki.issue(&format!("party {her_id} signing"), Usage::Signing);
-            let encryption = pki.issue(&format!("party {her_id} encryption"), Usage::Encryption);
-            registry
-                .add_party(&NewParty {
-                    her_id,
-                    name: format!("party {her_id}"),
-                    signing_certificate: Certificate::from_x509(signing.cert.clone()),
-                    encryption_certificate: Certificate::from_x509(encryption.cert.clone()),
-                    cpp: None,
-                    queue_prefix: None,
-                })
-                .unwrap();
-            let her_id = HerId::new(her_id).unwrap();
-            let mut config = MessengerConfig::new(
-                her_id,
-                Party::identity(&signing),
-                Party::identity(&encryption),
-                trust.clone(),
-                crls.clone(),
-            );
-            config.revocation = RevocationPolicy::Require;
-            config.retry = RetryPolicy {
-                delivery_limit: 10,
-                backoff_min: Duration::from_millis(50),
-                backoff_max: Duration::from_millis(200),
-            };
-            tweak(&mut config);
-            let store: Arc<dyn Store> =
-                Arc::new(SqliteStore::open(&dir.path().join(format!("{her_id}.db"))).unwrap());
-            let messenger =
-                Messenger::new(config, transport.clone(), registry.clone(), store.clone());
+            let party = parties.party(her_id).register();
+            let built = parties
+                .messenger(&party)
+                .require_revocation()
+                .quick_retries()
+                .configure(&tweak)
+                .build(transport.clone());
             let inbox = Arc::new(Inbox::default());
-            let listener = listen(&messenger, &inbox).await;
-            parties.push(Party {
-                her_id,
-                signing,
-                encryption,
-                store,
-                messenger,
+            let listener = listen(&built.messenger, &inbox).await;
+            ours.push(Party {
+                her_id: party.her_id,
+                signing: party.signing,
+                encryption: party.encryption,
+                store: built.store,
+                messenger: built.messenger,
                 inbox,
                 listener: Some(listener),
             });
         }
-        let b = parties.pop().unwrap();
-        let a = parties.pop().unwrap();
+        let b = ours.pop().unwrap();
+        let a = ours.pop().unwrap();
         World {
-            pki,
-            registry,
+            parties,
             transport,
             a,
             b,
-            _dir: dir,
             _queues: queues,
         }
     }
@@ -310,22 +275,8 @@ impl World {
     }
 
     fn msghead(from: HerId, to: HerId, ack: bool, note: &str) -> Vec<u8> {
-        let ack = if ack { r#"<Ack V="J" DN="Ja" />"# } else { "" };
-        format!(
-            r#"<MsgHead xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24">
-  <MsgInfo>
-    <Type V="{FUNCTION}" DN="Test" />
-    <MIGversion>v1.2 2006-05-24</MIGversion>
-    <GenDate>2026-11-23T10:00:00Z</GenDate>
-    <MsgId>{id}</MsgId>{ack}
-    <Sender><Organisation><OrganisationName>A</OrganisationName><Ident><Id>{from}</Id><TypeId V="HER" S="2.16.578.1.12.4.1.1.9051" DN="HER-id" /></Ident></Organisation></Sender>
-    <Receiver><Organisation><OrganisationName>B</OrganisationName><Ident><Id>{to}</Id><TypeId V="HER" S="2.16.578.1.12.4.1.1.9051" DN="HER-id" /></Ident></Organisation></Receiver>
-  </MsgInfo>
-  <Document><RefDoc><MsgType V="XML" DN="XML-instans" /><Content><Note xmlns="urn:test">{note}</Note></Content></RefDoc></Document>
-</MsgHead>"#,
-            id = Uuid::new_v4()
-        )
-        .into_bytes()
+        let document = payload::msghead(from, to).function(FUNCTION).note(note);
+        if ack { document.ack() } else { document }.into_bytes()
     }
 
     /// A message as a peer might put it on the wire: `payload` signed by
@@ -333,7 +284,7 @@ impl World {
     fn raw_to_b(&self, payload: &[u8], signer: &Issued) -> Message {
         let body = protect(
             payload,
-            &Party::identity(signer),
+            &signer.identity(),
             &Certificate::from_x509(self.b.encryption.cert.clone()),
             &ProtectOptions::default(),
         )
@@ -460,7 +411,7 @@ async fn error_paths_end_on_the_senders_error_queue(net: Net) {
         .await;
 
     // Signed by someone else than the claimed sender.
-    let mallory = world.pki.issue("mallory signing", Usage::Signing);
+    let mallory = world.parties.pki().issue("mallory signing", Usage::Signing);
     let payload = World::payload(world.a.her_id, world.b.her_id);
     let message = world.raw_to_b(&payload, &mallory);
     world
@@ -499,26 +450,19 @@ async fn error_paths_end_on_the_senders_error_queue(net: Net) {
     assert_eq!(report.data, vec!["Label", "applicationTimeStamp"]);
 
     // The sender's registered signing certificate has expired.
-    let expired = world.pki.issue_with(
+    let expired = world.parties.pki().issue_with(
         "party a old signing",
         Usage::Signing,
-        &LeafOptions {
-            not_before: Utc::now() - chrono::Duration::days(400),
-            not_after: Utc::now() - chrono::Duration::days(1),
-            ..LeafOptions::default()
-        },
+        &LeafOptions::default().valid(
+            Utc::now() - chrono::Duration::days(400),
+            Utc::now() - chrono::Duration::days(1),
+        ),
     );
     world
-        .registry
-        .add_party(&NewParty {
-            her_id: world.a.her_id.get(),
-            name: "party a".into(),
-            signing_certificate: Certificate::from_x509(expired.cert.clone()),
-            encryption_certificate: Certificate::from_x509(world.a.encryption.cert.clone()),
-            cpp: None,
-            queue_prefix: None,
-        })
-        .unwrap();
+        .parties
+        .registration(world.a.her_id.get(), &expired, &world.a.encryption)
+        .name("party a")
+        .add();
     let message = world.raw_to_b(&World::payload(world.a.her_id, world.b.her_id), &expired);
     let report = world
         .expect_error_report(message, ErrorCondition::ExpiredCertificate)
@@ -591,13 +535,13 @@ async fn an_outbox_entry_left_by_a_crash_is_sent_once_on_restart(net: Net) {
     let restarted = Messenger::new(
         MessengerConfig::new(
             world.a.her_id,
-            Party::identity(&world.a.signing),
-            Party::identity(&world.a.encryption),
+            world.a.signing.identity(),
+            world.a.encryption.identity(),
             TrustAnchors::default(),
             Arc::new(StaticCrls::default()),
         ),
         world.transport.clone(),
-        world.registry.clone(),
+        world.parties.registry().clone(),
         world.a.store.clone(),
     );
     assert_eq!(restarted.flush_outbox().await.unwrap().sent, 1);
@@ -644,27 +588,17 @@ async fn sending_refuses_an_unknown_receiver_and_non_xml(net: Net) {
 
     // A receiver whose encryption certificate expired: refused before
     // anything is signed, and the failed check is in the audit log.
-    let expired = world.pki.issue_with(
+    let expired = world.parties.pki().issue_with(
         "expired encryption",
         Usage::Encryption,
-        &LeafOptions {
-            not_before: Utc::now() - chrono::Duration::days(30),
-            not_after: Utc::now() - chrono::Duration::days(1),
-            ..LeafOptions::default()
-        },
+        &LeafOptions::expired(),
     );
     let stale = world.b.her_id.get() + 7;
     world
-        .registry
-        .add_party(&NewParty {
-            her_id: stale,
-            name: "expired party".into(),
-            signing_certificate: Certificate::from_x509(world.b.signing.cert.clone()),
-            encryption_certificate: Certificate::from_x509(expired.cert.clone()),
-            cpp: None,
-            queue_prefix: None,
-        })
-        .unwrap();
+        .parties
+        .registration(stale, &world.b.signing, &expired)
+        .name("expired party")
+        .add();
     let error = world
         .a
         .messenger
@@ -933,24 +867,12 @@ async fn communication_tests_are_answered_on_both_paths(net: Net) {
 /// DIALOG_INNBYGGER_* functions, not DIALOG_HELSEFAGLIG.
 fn give_a_the_real_cpp(world: &World) {
     let a = &world.a;
-    let signing = Certificate::from_x509(a.signing.cert.clone());
-    let encryption = Certificate::from_x509(a.encryption.cert.clone());
-    let cpp = helsemelding_testkit::fixtures::cpp_for_test_party(
-        a.her_id.get(),
-        &signing.to_der(),
-        &encryption.to_der(),
-    );
     world
-        .registry
-        .add_party(&NewParty {
-            her_id: a.her_id.get(),
-            name: "party with a CPP".into(),
-            signing_certificate: signing,
-            encryption_certificate: encryption,
-            cpp: Some(cpp),
-            queue_prefix: None,
-        })
-        .unwrap();
+        .parties
+        .registration(a.her_id.get(), &a.signing, &a.encryption)
+        .name("party with a CPP")
+        .with_nhn_cpp()
+        .add();
 }
 
 async fn functions_outside_the_senders_cpp_are_handed_over_and_audited(net: Net) {
@@ -1287,18 +1209,11 @@ async fn concurrent_sends_through_one_messenger_pipeline(net: Net) {
         inner: world.transport.clone(),
         gate: gate.clone(),
     });
-    let crl = Crl::from_x509_crl(world.pki.crl(&[], Utc::now() + chrono::Duration::days(1)));
-    let config = MessengerConfig::new(
-        a.her_id,
-        Party::identity(&a.signing),
-        Party::identity(&a.encryption),
-        TrustAnchors::new(vec![Certificate::from_x509(world.pki.ca.cert.clone())]),
-        Arc::new(StaticCrls::new(vec![crl])),
-    );
-    let store_dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&store_dir.path().join("sender.db")).unwrap());
-    let messenger = Messenger::new(config, gated, world.registry.clone(), store.clone());
+    let OurMessenger { messenger, store } = world
+        .parties
+        .messenger(&a.test_party())
+        .store_named("sender")
+        .build(gated);
 
     let started = Instant::now();
     let to = b.her_id;
@@ -1439,19 +1354,12 @@ async fn an_outbox_entry_that_cannot_be_sent_holds_up_nobody() {
     let (a, b) = (&world.a, &world.b);
     // A party in the registry whose queue was never created.
     let ghost = 424242;
-    let signing = world.pki.issue("ghost signing", Usage::Signing);
-    let encryption = world.pki.issue("ghost encryption", Usage::Encryption);
     world
-        .registry
-        .add_party(&NewParty {
-            her_id: ghost,
-            name: "ghost".into(),
-            signing_certificate: Certificate::from_x509(signing.cert.clone()),
-            encryption_certificate: Certificate::from_x509(encryption.cert.clone()),
-            cpp: None,
-            queue_prefix: None,
-        })
-        .unwrap();
+        .parties
+        .party(ghost)
+        .name("ghost")
+        .common_names("ghost")
+        .register();
     let ghost = HerId::new(ghost).unwrap();
     let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let refusing: Arc<dyn Transport> = Arc::new(RefusingTransport {
@@ -1459,23 +1367,18 @@ async fn an_outbox_entry_that_cannot_be_sent_holds_up_nobody() {
         refused: queue_name(ghost, QueueKind::Async),
         down: down.clone(),
     });
-    let crl = Crl::from_x509_crl(world.pki.crl(&[], Utc::now() + chrono::Duration::days(1)));
-    let mut config = MessengerConfig::new(
-        a.her_id,
-        Party::identity(&a.signing),
-        Party::identity(&a.encryption),
-        TrustAnchors::new(vec![Certificate::from_x509(world.pki.ca.cert.clone())]),
-        Arc::new(StaticCrls::new(vec![crl])),
-    );
-    config.outbox = OutboxPolicy {
-        max_attempts: 3,
-        backoff_min: BACKOFF,
-        backoff_max: BACKOFF,
-    };
-    let store_dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&store_dir.path().join("sender.db")).unwrap());
-    let messenger = Messenger::new(config, refusing, world.registry.clone(), store.clone());
+    let OurMessenger { messenger, store } = world
+        .parties
+        .messenger(&a.test_party())
+        .configure(|config| {
+            config.outbox = OutboxPolicy {
+                max_attempts: 3,
+                backoff_min: BACKOFF,
+                backoff_max: BACKOFF,
+            }
+        })
+        .store_named("sender")
+        .build(refusing);
 
     // The send to the ghost fails, names its queue, and is recorded.
     let error = messenger

@@ -20,7 +20,7 @@ async fn a_messenger_dropped_without_close_stops_its_reply_consumer_and_frees_it
         a,
         b,
         transport,
-        dir: _dir,
+        parties: _parties,
     } = LocalPair::new("lifetimes test CA");
     let held = Arc::strong_count(&transport);
     assert_eq!(held, 3, "the test's, A's and B's");

@@ -23,12 +23,11 @@ use helsemelding_messaging::convert;
 use helsemelding_messaging::{
     CommtestMode, Listener, ListenerOptions, Messenger, MessengerConfig, SendRequest,
 };
-use helsemelding_protect::{protect, Certificate, Crl, ProtectOptions, StaticCrls, TrustAnchors};
-use helsemelding_registry::file::NewParty;
+use helsemelding_protect::{protect, Certificate, ProtectOptions, TrustAnchors};
 use helsemelding_store::audit::{AuditFilter, AuditKind};
 use helsemelding_store::Store;
-use helsemelding_store_sqlite::SqliteStore;
 use helsemelding_testkit::fixtures::read_nhn;
+use helsemelding_testkit::party::OurMessenger;
 use helsemelding_testkit::pki::{TestPki, Usage};
 use helsemelding_transport::{Message, Outcome};
 use helsemelding_transport_amqp::AmqpOptions;
@@ -39,7 +38,7 @@ use helsemelding_wire::HerId;
 use uuid::Uuid;
 
 mod common;
-use common::{eventually, identity, msghead, Bus, Counting, Peer, FUNCTION};
+use common::{eventually, msghead, Bus, Counting, Peer, FUNCTION};
 
 const WAIT: Duration = Duration::from_secs(20);
 const PARENT: u32 = 8141703;
@@ -109,7 +108,7 @@ fn message_with_id(
 fn protected_for(from: &Peer, to: &Peer, payload: &[u8]) -> Vec<u8> {
     protect(
         payload,
-        &identity(&from.signing),
+        &from.signing.identity(),
         &Certificate::from_x509(to.encryption.cert.clone()),
         &ProtectOptions::default(),
     )
@@ -128,49 +127,43 @@ struct Municipality {
 
 async fn municipality(bus: &Bus) -> Municipality {
     let queues = bus.broker.party_queues(PARENT);
-    let signing = bus.pki.issue("municipality signing", Usage::Signing);
-    let encryption = bus.pki.issue("municipality encryption", Usage::Encryption);
-    for her_id in [PARENT, SERVICE] {
-        bus.registry
-            .add_party(&NewParty {
-                her_id,
-                name: format!("party {her_id}"),
-                signing_certificate: Certificate::from_x509(signing.cert.clone()),
-                encryption_certificate: Certificate::from_x509(encryption.cert.clone()),
-                cpp: None,
-                queue_prefix: Some(PARENT.to_string()),
-            })
-            .unwrap();
-    }
+    // One identity for both HER-ids, on the parent's queues.
+    let installation = bus
+        .parties
+        .party(PARENT)
+        .common_names("municipality")
+        .queue_prefix(PARENT)
+        .register();
+    bus.parties
+        .registration(SERVICE, &installation.signing, &installation.encryption)
+        .queue_prefix(PARENT)
+        .add();
     // NHN's own record for the service: queues inherited from 8141703.
-    bus.registry
+    bus.parties
+        .registry()
         .import(&read_nhn(&format!(
             "registry/CommunicationDetailsRest_{SERVICE}.json"
         )))
         .unwrap();
-    let record = bus.registry.party(SERVICE).unwrap();
+    let record = bus.parties.registry().party(SERVICE).unwrap();
     assert_eq!(
         record.queues.names().async_queue.as_deref(),
         Some("8141703_async")
     );
-    let mut config = MessengerConfig::new(
-        her(PARENT),
-        identity(&signing),
-        identity(&encryption),
-        bus.trust.clone(),
-        bus.crls.clone(),
-    );
-    config.her_ids = vec![her(PARENT), her(SERVICE)];
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&bus.dir.path().join("municipality.db")).unwrap());
-    let messenger = Messenger::new(config, bus.transport.clone(), bus.registry.clone(), store);
+    let messenger = bus
+        .parties
+        .messenger(&installation)
+        .configure(|config| config.her_ids = vec![her(PARENT), her(SERVICE)])
+        .store_named("municipality")
+        .build(bus.transport.clone())
+        .messenger;
     let app = Arc::new(Counting::default());
     let listener = listen(&messenger, &app).await;
     Municipality {
         messenger,
         app,
         listener: Some(listener),
-        peer: Peer::new(her(SERVICE), signing, encryption),
+        peer: Peer::new(her(SERVICE), installation.signing, installation.encryption),
         _queues: queues,
     }
 }
@@ -295,34 +288,20 @@ async fn a_peer_with_queues_unlike_its_her_id_is_reached_on_exactly_those() {
     let prefix_her_id = 700_000_000 + fastrand::u32(0..100_000_000);
     let _queues = bus.broker.party_queues(prefix_her_id);
     let her_id = her(prefix_her_id + 1);
-    let signing = bus.pki.issue("odd signing", Usage::Signing);
-    let encryption = bus.pki.issue("odd encryption", Usage::Encryption);
-    bus.registry
-        .add_party(&NewParty {
-            her_id: her_id.get(),
-            name: "queues named otherwise".into(),
-            signing_certificate: Certificate::from_x509(signing.cert.clone()),
-            encryption_certificate: Certificate::from_x509(encryption.cert.clone()),
-            cpp: None,
-            queue_prefix: Some(prefix_her_id.to_string()),
-        })
-        .unwrap();
-    let mut config = MessengerConfig::new(
-        her_id,
-        identity(&signing),
-        identity(&encryption),
-        bus.trust.clone(),
-        bus.crls.clone(),
-    );
-    config.retry.backoff_min = Duration::from_millis(50);
-    let odd_store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&bus.dir.path().join("odd.db")).unwrap());
-    let odd = Messenger::new(
-        config,
-        bus.transport.clone(),
-        bus.registry.clone(),
-        odd_store,
-    );
+    let odd_party = bus
+        .parties
+        .party(her_id.get())
+        .name("queues named otherwise")
+        .common_names("odd")
+        .queue_prefix(prefix_her_id)
+        .register();
+    let odd = bus
+        .parties
+        .messenger(&odd_party)
+        .configure(|config| config.retry.backoff_min = Duration::from_millis(50))
+        .store_named("odd")
+        .build(bus.transport.clone())
+        .messenger;
     let odd_app = Arc::new(Counting::default());
     let odd_listener = listen(&odd, &odd_app).await;
 
@@ -354,7 +333,7 @@ async fn a_peer_with_queues_unlike_its_her_id_is_reached_on_exactly_those() {
     );
 
     // A refused message from it: the report goes to <prefix>_error.
-    let odd_peer = Peer::new(her_id, signing, encryption);
+    let odd_peer = Peer::new(her_id, odd_party.signing, odd_party.encryption);
     let refused = Uuid::new_v4().to_string();
     let queue = format!("{}_async", us.peer.her_id);
     put(
@@ -467,44 +446,31 @@ async fn unknown_revocation_is_dead_lettered_after_its_time_while_others_flow() 
     let good_sender = bus.party();
     let silent_peer = {
         let her_id = 600_000_000 + fastrand::u32(0..100_000_000);
-        let signing = silent_ca.issue("silent signing", Usage::Signing);
-        let encryption = silent_ca.issue("silent encryption", Usage::Encryption);
-        bus.registry
-            .add_party(&NewParty {
-                her_id,
-                name: "revocation unknown".into(),
-                signing_certificate: Certificate::from_x509(signing.cert.clone()),
-                encryption_certificate: Certificate::from_x509(encryption.cert.clone()),
-                cpp: None,
-                queue_prefix: None,
-            })
-            .unwrap();
-        Peer::new(her(her_id), signing, encryption)
+        let silent = bus
+            .parties
+            .party(her_id)
+            .name("revocation unknown")
+            .common_names("silent")
+            .issued_by(&silent_ca)
+            .register();
+        Peer::new(silent.her_id, silent.signing, silent.encryption)
     };
     let _silent_queues = bus.broker.party_queues(silent_peer.her_id.get());
     let receiver = bus.party();
-    let crl = Crl::from_x509_crl(bus.pki.crl(&[], Utc::now() + chrono::Duration::days(1)));
-    let mut config = MessengerConfig::new(
-        receiver.peer.her_id,
-        identity(&receiver.peer.signing),
-        identity(&receiver.peer.encryption),
-        TrustAnchors::new(vec![
-            Certificate::from_x509(bus.pki.ca.cert.clone()),
-            Certificate::from_x509(silent_ca.ca.cert.clone()),
-        ]),
-        Arc::new(StaticCrls::new(vec![crl])),
-    );
-    config.receive.revocation_unknown_for = Duration::from_secs(2);
-    config.retry.backoff_min = Duration::from_millis(100);
-    config.retry.backoff_max = Duration::from_millis(300);
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&bus.dir.path().join("strict.db")).unwrap());
-    let messenger = Messenger::new(
-        config,
-        bus.transport.clone(),
-        bus.registry.clone(),
-        store.clone(),
-    );
+    let OurMessenger { messenger, store } = bus
+        .parties
+        .messenger(&receiver.peer.test_party())
+        .configure(|config| {
+            config.trust = TrustAnchors::new(vec![
+                bus.parties.pki().ca.certificate(),
+                silent_ca.ca.certificate(),
+            ]);
+            config.receive.revocation_unknown_for = Duration::from_secs(2);
+            config.retry.backoff_min = Duration::from_millis(100);
+            config.retry.backoff_max = Duration::from_millis(300);
+        })
+        .store_named("strict")
+        .build(bus.transport.clone());
     let app = Arc::new(Counting::default());
     let listener = listen(&messenger, &app).await;
 
@@ -620,23 +586,16 @@ async fn a_signer_rotation_the_cache_has_not_seen_is_looked_up_again_not_called_
     let receiver = bus.peer();
     // The receiver reads the registry through an hour-long cache.
     let cached = Arc::new(helsemelding_registry::CachingRegistry::with_ttl(
-        helsemelding_registry::FileRegistry::new(bus.registry.dir()),
+        helsemelding_registry::FileRegistry::new(bus.parties.registry().dir()),
         Duration::from_secs(3600),
     ));
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&bus.dir.path().join("cached.db")).unwrap());
-    let messenger = Messenger::new(
-        MessengerConfig::new(
-            receiver.her_id,
-            identity(&receiver.signing),
-            identity(&receiver.encryption),
-            bus.trust.clone(),
-            bus.crls.clone(),
-        ),
-        bus.transport.clone(),
-        cached,
-        store,
-    );
+    let messenger = bus
+        .parties
+        .messenger(&receiver.test_party())
+        .registry(cached)
+        .store_named("cached")
+        .build(bus.transport.clone())
+        .messenger;
     let app = Arc::new(Counting::default());
     let listener = listen(&messenger, &app).await;
     let before = sender
@@ -655,17 +614,11 @@ async fn a_signer_rotation_the_cache_has_not_seen_is_looked_up_again_not_called_
 
     // The sender rotates its signing certificate; the registry has the new
     // one, the receiver's cache still the old.
-    let rotated = bus.pki.issue("rotated signing", Usage::Signing);
-    bus.registry
-        .add_party(&NewParty {
-            her_id: sender.peer.her_id.get(),
-            name: "rotated".into(),
-            signing_certificate: Certificate::from_x509(rotated.cert.clone()),
-            encryption_certificate: Certificate::from_x509(sender.peer.encryption.cert.clone()),
-            cpp: None,
-            queue_prefix: None,
-        })
-        .unwrap();
+    let rotated = bus.parties.pki().issue("rotated signing", Usage::Signing);
+    bus.parties
+        .registration(sender.peer.her_id.get(), &rotated, &sender.peer.encryption)
+        .name("rotated")
+        .add();
     let queue = format!("{}_async", receiver.her_id);
     let rotated_peer = Peer::new(sender.peer.her_id, rotated, sender.peer.encryption.clone());
     let payload = msghead(sender.peer.her_id, receiver.her_id, 2);
@@ -694,17 +647,20 @@ async fn a_signer_rotation_the_cache_has_not_seen_is_looked_up_again_not_called_
 async fn sending_with_a_signing_certificate_the_registry_does_not_publish_is_refused() {
     let bus = Bus::new(AmqpOptions::default());
     let (us, them) = (bus.party(), bus.peer());
-    let unregistered = bus.pki.issue("not registered signing", Usage::Signing);
+    let unregistered = bus
+        .parties
+        .pki()
+        .issue("not registered signing", Usage::Signing);
     let messenger = Messenger::new(
         MessengerConfig::new(
             us.peer.her_id,
-            identity(&unregistered),
-            identity(&us.peer.encryption),
-            bus.trust.clone(),
-            bus.crls.clone(),
+            unregistered.identity(),
+            us.peer.encryption.identity(),
+            bus.parties.trust_anchors(),
+            bus.parties.crls(),
         ),
         bus.transport.clone(),
-        bus.registry.clone(),
+        bus.parties.registry().clone(),
         us.store.clone(),
     );
     let error = messenger

@@ -76,7 +76,7 @@ async fn a_message_exactly_as_the_reference_library_sends_it_is_handed_over() {
         &payload,
         &dotnet.signing,
         &us.peer.encryption.cert,
-        bus.dir.path(),
+        bus.parties.dir(),
     );
     let id = Uuid::new_v4().hyphenated().to_string();
     let our_async = queue_name(us.peer.her_id, QueueKind::Async);
@@ -215,7 +215,7 @@ async fn a_proton_peer_with_integer_her_ids_is_accepted_and_receives_ours_as_the
         &payload,
         &python.signing,
         &us.peer.encryption.cert,
-        bus.dir.path(),
+        bus.parties.dir(),
     );
     let id = Uuid::new_v4().hyphenated().to_string();
     let our_async = queue_name(us.peer.her_id, QueueKind::Async);
@@ -233,9 +233,9 @@ async fn a_proton_peer_with_integer_her_ids_is_accepted_and_receives_ours_as_the
             "applicationTimeStamp": "2026-11-23T12:00:00Z",
         },
     });
-    let spec_file = bus.dir.path().join("spec.json");
+    let spec_file = bus.parties.dir().join("spec.json");
     std::fs::write(&spec_file, spec.to_string()).unwrap();
-    let body_file = bus.dir.path().join("body.der");
+    let body_file = bus.parties.dir().join("body.der");
     std::fs::write(&body_file, &body).unwrap();
     let args = [
         "send-spec".to_owned(),
@@ -318,8 +318,8 @@ async fn a_proton_peer_with_integer_her_ids_is_accepted_and_receives_ours_as_the
         &body,
         &python.encryption,
         &us.peer.signing.cert,
-        &bus.pki.ca.cert,
-        bus.dir.path(),
+        &bus.parties.pki().ca.cert,
+        bus.parties.dir(),
     );
     assert_eq!(
         opened, to_python,

@@ -199,10 +199,15 @@ pub enum Verdict {
 /// The error properties of a report the peer took in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TakenReport {
+    /// `errorCondition`.
     pub error_condition: Option<String>,
+    /// `errorDescription`.
     pub error_description: Option<String>,
+    /// `errorConditionData`.
     pub error_condition_data: Option<String>,
+    /// `originalMessageId`.
     pub original_message_id: Option<String>,
+    /// `receiverTimeStamp`.
     pub receiver_time_stamp: Option<String>,
 }
 
@@ -211,8 +216,11 @@ pub struct TakenReport {
 pub struct Answer {
     /// The queue it went to.
     pub queue: String,
+    /// The shape it was sent in.
     pub shape: AnswerShape,
+    /// Its message-id.
     pub message_id: Option<String>,
+    /// Its content-type.
     pub content_type: Option<String>,
     /// Application properties as text (before the sender's extras).
     pub properties: BTreeMap<String, String>,
@@ -223,20 +231,27 @@ pub struct Answer {
 pub struct Decision {
     /// The queue it came from (the peer's async or error queue).
     pub queue: String,
+    /// The message-id as text.
     pub message_id: Option<String>,
     /// The AMQP type of the message-id (`string`, `UUID`, `ulong`, ...).
     pub message_id_type: String,
+    /// The correlation-id as text.
     pub correlation_id: Option<String>,
+    /// The content-type.
     pub content_type: Option<String>,
+    /// The subject.
     pub subject: Option<String>,
     /// Application properties: name → (AMQP type, value as text).
     pub properties: BTreeMap<String, (String, String)>,
     /// Length of the data section (`None`: no data section).
     pub body_len: Option<u64>,
+    /// What the peer did with it.
     pub verdict: Verdict,
     /// Why it was refused: condition, description, data (refusals only).
     pub condition: Option<String>,
+    /// The refusal's description.
     pub description: Option<String>,
+    /// The refusal's `errorConditionData` values.
     pub data: Option<Vec<String>>,
     /// What it sent back (refusals with a known sender only).
     pub answer: Option<Answer>,

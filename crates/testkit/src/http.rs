@@ -27,8 +27,11 @@ impl Request {
 
 /// A status, content type and body.
 pub struct Response {
+    /// The HTTP status.
     pub status: u16,
+    /// The `content-type` header.
     pub content_type: &'static str,
+    /// The body.
     pub body: Vec<u8>,
 }
 

@@ -1,19 +1,35 @@
-//! A throw-away PKI made at test time with the `openssl` crate: a root CA
-//! (and intermediate CAs under it) that issues signing (nonRepudiation) and
-//! encryption (keyEncipherment) certificates with any validity window, and
-//! CRLs that revoke any of them.
+//! The one PKI builder of the test suites: a throw-away PKI made at test
+//! time with the `openssl` crate. A root CA (and intermediate CAs under it)
+//! issues enterprise certificates for signing (digitalSignature +
+//! nonRepudiation) and encryption (keyEncipherment + dataEncipherment), the
+//! key usages PROFILE.md asks for, and the variants the suites judge:
+//! expired or not yet valid ([`LeafOptions::expired`],
+//! [`LeafOptions::not_yet_valid`]), the wrong usage ([`Usage::Neither`],
+//! [`Usage::Both`], [`Usage::Unstated`]), revoked (a [`TestPki::crl`] that
+//! names it), with a CRL distribution point or OCSP responder.
+//!
+//! Parties (certificates registered in a file registry, a messenger or a
+//! gateway configuration around them) are [`crate::party`]'s.
 //!
 //! ```
-//! use helsemelding_testkit::pki::{TestPki, Usage};
+//! use helsemelding_testkit::pki::{LeafOptions, TestPki, Usage};
 //! let pki = TestPki::new("Test CA");
 //! let signer = pki.issue("91462 signing", Usage::Signing);
 //! assert_eq!(signer.cert.issuer_name().entries().count(), 2); // O and CN
+//!
+//! // An expired one, and a CRL that revokes the first.
+//! let expired = pki.issue_with("91462 old signing", Usage::Signing, &LeafOptions::expired());
+//! assert!(expired.cert.not_after() < openssl::asn1::Asn1Time::days_from_now(0).unwrap());
+//! let next_update = chrono::Utc::now() + chrono::Duration::days(1);
+//! let crl = pki.crl(&[&signer.cert], next_update);
+//! assert_eq!(crl.get_revoked().unwrap().len(), 1);
 //! ```
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, Duration, Utc};
+use helsemelding_protect::{Certificate, Identity};
 use openssl::asn1::{Asn1Integer, Asn1Object, Asn1OctetString, Asn1Time};
 use openssl::bn::BigNum;
 use openssl::hash::MessageDigest;
@@ -45,11 +61,23 @@ pub enum Usage {
 /// A certificate and its private key.
 #[derive(Clone)]
 pub struct Issued {
+    /// The certificate.
     pub cert: X509,
+    /// Its private key.
     pub key: PKey<Private>,
 }
 
 impl Issued {
+    /// The certificate as `protect` takes it (what a registry publishes).
+    pub fn certificate(&self) -> Certificate {
+        Certificate::from_x509(self.cert.clone())
+    }
+
+    /// The certificate with its key: what signs or decrypts.
+    pub fn identity(&self) -> Identity {
+        Identity::new(self.certificate(), self.key.clone()).expect("the key is the certificate's")
+    }
+
     /// Serial as lowercase hex, as `protect::Certificate::serial_hex` prints it.
     pub fn serial_hex(&self) -> String {
         let bn = self.cert.serial_number().to_bn().expect("serial");
@@ -69,12 +97,15 @@ impl Issued {
 /// Options for a leaf certificate beyond its usage.
 #[derive(Clone, Debug)]
 pub struct LeafOptions {
+    /// Start of the validity window.
     pub not_before: DateTime<Utc>,
+    /// End of the validity window.
     pub not_after: DateTime<Utc>,
     /// CRL distribution point URL to put in the certificate, if any.
     pub crl_url: Option<String>,
     /// OCSP responder URL to put in the certificate, if any.
     pub ocsp_url: Option<String>,
+    /// RSA key size.
     pub key_bits: u32,
 }
 
@@ -91,8 +122,36 @@ impl Default for LeafOptions {
     }
 }
 
+impl LeafOptions {
+    /// Valid from 30 days ago until yesterday.
+    pub fn expired() -> LeafOptions {
+        let now = Utc::now();
+        LeafOptions::default().valid(now - Duration::days(30), now - Duration::days(1))
+    }
+
+    /// Valid from tomorrow for a year.
+    pub fn not_yet_valid() -> LeafOptions {
+        let now = Utc::now();
+        LeafOptions::default().valid(now + Duration::days(1), now + Duration::days(366))
+    }
+
+    /// The same options, valid from `not_before` to `not_after`.
+    pub fn valid(mut self, not_before: DateTime<Utc>, not_after: DateTime<Utc>) -> LeafOptions {
+        self.not_before = not_before;
+        self.not_after = not_after;
+        self
+    }
+
+    /// The same options, naming `url` as the CRL distribution point.
+    pub fn crl_distribution_point(mut self, url: impl Into<String>) -> LeafOptions {
+        self.crl_url = Some(url.into());
+        self
+    }
+}
+
 /// A root CA that issues test certificates.
 pub struct TestPki {
+    /// The CA's own certificate and key.
     pub ca: Issued,
     next_serial: AtomicU32,
     next_crl_number: AtomicU32,
