@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use helsemelding_wire::error_report::ReceivedErrorReport;
+use helsemelding_store::outbox::OutboxState;
 use helsemelding_wire::HerId;
 use uuid::Uuid;
 
@@ -228,3 +229,60 @@ impl std::fmt::Display for HandlerError {
 }
 
 impl std::error::Error for HandlerError {}
+
+/// One async message to send.
+#[derive(Clone, Debug)]
+pub struct SendRequest {
+    /// The sending HER-id, one of ours; `None`: our first.
+    pub from: Option<HerId>,
+    /// The receiver.
+    pub to: HerId,
+    /// The message function (AMQP subject), e.g. `DIALOG_INNBYGGER_TEST`.
+    pub function: String,
+    /// The XML payload, sent (signed) byte for byte.
+    pub payload: Vec<u8>,
+    /// The message-id to send it under (a GUID, "D" form, as the reference
+    /// library's callers give it); `None`: a new one. A caller that gives
+    /// its own can submit again safely ([`Node::submit`](crate::Node::submit)).
+    pub message_id: Option<String>,
+}
+
+/// What [`Node::submit`](crate::Node::submit) came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    /// Recorded and accepted by the broker, under this message-id.
+    Sent(String),
+    /// This message-id was submitted before with the same payload: not
+    /// sent again; where the first submission is now.
+    Replay {
+        /// The message-id.
+        message_id: String,
+        /// Its outbox state.
+        state: OutboxState,
+    },
+}
+
+impl SendRequest {
+    /// A request to send `payload` as `function` to `to`.
+    pub fn new(to: HerId, function: impl Into<String>, payload: impl Into<Vec<u8>>) -> Self {
+        SendRequest {
+            from: None,
+            to,
+            function: function.into(),
+            payload: payload.into(),
+            message_id: None,
+        }
+    }
+
+    /// The same request, sent under the caller's `message_id`.
+    pub fn with_message_id(mut self, message_id: impl Into<String>) -> Self {
+        self.message_id = Some(message_id.into());
+        self
+    }
+
+    /// The same request, sent from `from` (one of our HER-ids).
+    pub fn from(mut self, from: HerId) -> Self {
+        self.from = Some(from);
+        self
+    }
+}

@@ -20,7 +20,8 @@ use uuid::Uuid;
 
 use crate::answer::commtest_key;
 use crate::error::{Error, Result};
-use crate::messenger::{Messenger, SendRequest};
+use crate::api::SendRequest;
+use crate::messenger::Messenger;
 
 /// Which path a communication test takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

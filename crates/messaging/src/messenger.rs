@@ -26,7 +26,7 @@ use helsemelding_wire::{metadata, HerId};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::api::Received;
+use crate::api::{Received, SendRequest, Submitted};
 use crate::convert;
 use crate::engine::send;
 use crate::engine::{
@@ -154,38 +154,6 @@ impl MessengerConfig {
     }
 }
 
-/// One async message to send.
-#[derive(Clone, Debug)]
-pub struct SendRequest {
-    /// The sending HER-id, one of ours; `None`: our first.
-    pub from: Option<HerId>,
-    /// The receiver.
-    pub to: HerId,
-    /// The message function (AMQP subject), e.g. `DIALOG_INNBYGGER_TEST`.
-    pub function: String,
-    /// The XML payload, sent (signed) byte for byte.
-    pub payload: Vec<u8>,
-    /// The message-id to send it under (a GUID, "D" form, as the reference
-    /// library's callers give it); `None`: a new one. A caller that gives
-    /// its own can submit again safely ([`Node::submit`]).
-    pub message_id: Option<String>,
-}
-
-/// What [`Node::submit`] came to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Submitted {
-    /// Recorded and accepted by the broker, under this message-id.
-    Sent(String),
-    /// This message-id was submitted before with the same payload: not
-    /// sent again; where the first submission is now.
-    Replay {
-        /// The message-id.
-        message_id: String,
-        /// Its outbox state.
-        state: OutboxState,
-    },
-}
-
 /// When an outbox entry is recorded and how long it may live.
 struct Timing {
     now: DateTime<Utc>,
@@ -198,30 +166,6 @@ fn payload_digest(payload: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(payload))
 }
 
-impl SendRequest {
-    /// A request to send `payload` as `function` to `to`.
-    pub fn new(to: HerId, function: impl Into<String>, payload: impl Into<Vec<u8>>) -> Self {
-        SendRequest {
-            from: None,
-            to,
-            function: function.into(),
-            payload: payload.into(),
-            message_id: None,
-        }
-    }
-
-    /// The same request, sent under the caller's `message_id`.
-    pub fn with_message_id(mut self, message_id: impl Into<String>) -> Self {
-        self.message_id = Some(message_id.into());
-        self
-    }
-
-    /// The same request, sent from `from` (one of our HER-ids).
-    pub fn from(mut self, from: HerId) -> Self {
-        self.from = Some(from);
-        self
-    }
-}
 
 /// What one pass over the outbox did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
