@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use helsemelding_wire::error_report::ReceivedErrorReport;
 use helsemelding_store::outbox::OutboxState;
+use helsemelding_wire::error_report::ReceivedErrorReport;
 use helsemelding_wire::HerId;
 use uuid::Uuid;
 

@@ -19,8 +19,8 @@ use helsemelding_wire::HerId;
 use uuid::Uuid;
 
 use crate::answer::commtest_key;
-use crate::error::{Error, Result};
 use crate::api::SendRequest;
+use crate::error::{Error, Result};
 use crate::messenger::Messenger;
 
 /// Which path a communication test takes.

@@ -16,7 +16,7 @@ use helsemelding_protect::{
 use helsemelding_registry::{resolve, Direction, QueueAddresses, Registry, WorkingProfile};
 use helsemelding_store::audit::{AuditEvent, AuditKind};
 use helsemelding_store::inbox::{Answer, MessageKey};
-use helsemelding_store::outbox::{OutboxState, OutgoingMessage};
+use helsemelding_store::outbox::OutgoingMessage;
 use helsemelding_store::receipts::{ExpectedReceipt, ReceiptRecord};
 use helsemelding_store::Store;
 use helsemelding_transport::{Message, Outcome, Sender, Transport};
@@ -165,7 +165,6 @@ fn payload_digest(payload: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(payload))
 }
-
 
 /// What one pass over the outbox did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -97,10 +97,15 @@ async fn a_listener_on_a_transport_that_cannot_release_refuses_to_start() {
         sync_queue: false,
         ..ListenerOptions::default()
     };
-    let refused = Listener::start(&ours.messenger, nobody.clone(), nobody.clone(), options.clone())
-        .await
-        .err()
-        .expect("a listener that could never retry");
+    let refused = Listener::start(
+        &ours.messenger,
+        nobody.clone(),
+        nobody.clone(),
+        options.clone(),
+    )
+    .await
+    .err()
+    .expect("a listener that could never retry");
     match &refused {
         MessagingError::TransportLacks {
             queue, capability, ..
@@ -114,7 +119,10 @@ async fn a_listener_on_a_transport_that_cannot_release_refuses_to_start() {
     ours.messenger.close().await.unwrap();
 
     // The same party on the local transport itself starts.
-    let ours = parties.messenger(&a).store_named("second").build(local.clone());
+    let ours = parties
+        .messenger(&a)
+        .store_named("second")
+        .build(local.clone());
     let listener = Listener::start(&ours.messenger, nobody.clone(), nobody, options)
         .await
         .unwrap();
