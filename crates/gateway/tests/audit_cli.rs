@@ -7,6 +7,7 @@ use helsemelding_store::audit::{AuditEvent, AuditKind};
 use helsemelding_store::receipts::{ExpectedReceipt, ReceivedReceipt};
 use helsemelding_store::Store;
 use helsemelding_store_sqlite::SqliteStore;
+use helsemelding_testkit::block_on;
 
 fn helsemelding(store: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_helsemelding"))
@@ -19,15 +20,6 @@ fn helsemelding(store: &std::path::Path, args: &[&str]) -> (bool, String, String
         String::from_utf8(output.stdout).unwrap(),
         String::from_utf8(output.stderr).unwrap(),
     )
-}
-
-/// Runs a store call from this synchronous test (the store is async).
-fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(work)
 }
 
 fn store_with_events() -> (tempfile::TempDir, std::path::PathBuf) {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use helsemelding_store::Store;
 use helsemelding_store_sqlite::SqliteStore;
+use helsemelding_testkit::block_on;
 use helsemelding_testkit::broker::Broker;
 use serde_json::Value;
 
@@ -149,15 +150,6 @@ fn assert_no_secrets(output: &Output) {
     ] {
         assert!(!all.contains(secret), "{secret} in the output:\n{all}");
     }
-}
-
-/// Runs a store call from this synchronous test (the store is async).
-fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(work)
 }
 
 #[test]

@@ -12,21 +12,13 @@ use std::time::{Duration, Instant};
 use helsemelding_store::audit::{AuditFilter, AuditKind};
 use helsemelding_store::Store;
 use helsemelding_store_sqlite::SqliteStore;
+use helsemelding_testkit::block_on;
 use helsemelding_testkit::broker::Broker;
 
 mod common;
 use common::{msghead, GatewayBroker, Setup};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Runs a store call from this synchronous test (the store is async).
-fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(work)
-}
 
 /// How many times the receiver's pipeline took delivery of `id` (audit).
 fn deliveries_taken(store: &dyn Store, id: &str, kind: AuditKind) -> Vec<String> {

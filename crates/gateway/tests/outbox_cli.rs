@@ -10,15 +10,7 @@ use helsemelding_store::audit::{AuditFilter, AuditKind};
 use helsemelding_store::outbox::OutgoingMessage;
 use helsemelding_store::Store;
 use helsemelding_store_sqlite::SqliteStore;
-
-/// Runs a store call from this synchronous test (the store is async).
-fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(work)
-}
+use helsemelding_testkit::block_on;
 
 /// Records an entry that can never be sent (its envelope is unreadable, as
 /// after a bad write or an incompatible version) in `store`.

@@ -121,6 +121,14 @@ fn stop(child: &mut Child, signal: libc::c_int) -> Option<std::process::ExitStat
     None
 }
 
+/// SIGTERM to each: every one exits 0 within 10 s.
+fn stop_gracefully(children: [&mut Child; 2], logs: &dyn Fn() -> String) {
+    for child in children {
+        let status = stop(child, libc::SIGTERM).expect("serve stops within 10 s of SIGTERM");
+        assert!(status.success(), "{status}: {}", logs());
+    }
+}
+
 /// No `.part` (half-written file) anywhere under `dir`.
 fn assert_nothing_half_written(dir: &Path) {
     for entry in walk(dir) {
@@ -247,10 +255,7 @@ fn files_dropped_into_out_arrive_in_the_receivers_in_once_and_bad_ones_go_to_fai
         logs()
     );
 
-    for child in [&mut serve_a, &mut serve_b] {
-        let status = stop(child, libc::SIGTERM).expect("serve stops within 10 s of SIGTERM");
-        assert!(status.success(), "{status}: {}", logs());
-    }
+    stop_gracefully([&mut serve_a, &mut serve_b], &logs);
     assert!(log_of(&setup, "a.log").contains("SIGTERM"), "{}", logs());
     assert_nothing_half_written(&setup.dir().join("folders"));
 }
@@ -313,10 +318,7 @@ fn serve_killed_mid_stream_loses_nothing_and_sends_nothing_twice() {
     let b_log = log_of(&setup, "b.log");
     assert!(!b_log.contains("already in the out dir"), "{b_log}");
     assert!(names(&folder(&setup, A, ".work"), ".xml").is_empty());
-    for child in [&mut serve_a, &mut serve_b] {
-        let status = stop(child, libc::SIGTERM).expect("serve stops within 10 s of SIGTERM");
-        assert!(status.success(), "{status}: {}", logs());
-    }
+    stop_gracefully([&mut serve_a, &mut serve_b], &logs);
 }
 
 #[test]
@@ -360,10 +362,7 @@ fn a_file_still_being_written_is_not_taken_before_it_stands_still() {
         logs,
     );
     assert_eq!(std::fs::read_to_string(&arrived).unwrap(), whole);
-    for child in [&mut serve_a, &mut serve_b] {
-        let status = stop(child, libc::SIGTERM).expect("serve stops within 10 s of SIGTERM");
-        assert!(status.success(), "{status}: {}", logs());
-    }
+    stop_gracefully([&mut serve_a, &mut serve_b], &logs);
 }
 
 #[test]

@@ -19,3 +19,12 @@ pub mod party;
 pub mod payload;
 pub mod peers;
 pub mod pki;
+
+/// Runs `work` (a store call, say) to its end from a synchronous test.
+pub fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+        .block_on(work)
+}
