@@ -48,6 +48,8 @@
 //! - [`management`]: RabbitMQ's management API (queue counts, dead-letter
 //!   paths), which AMQP 1.0 cannot ask.
 
+#![deny(missing_docs)]
+
 // Everything but the pure readers of broker answers needs the `client`
 // feature (the default); the fuzz targets build without it.
 #[cfg(feature = "client")]

@@ -26,6 +26,8 @@
 //! [`Receiver::reject`] (dead-lettered by the broker's policy, or by the
 //! transport itself where [`Capabilities::rejects_to_dead_letter`] says so).
 
+#![deny(missing_docs)]
+
 mod capabilities;
 mod delivery;
 mod error;
