@@ -58,7 +58,7 @@ enum Command {
     /// Run the receive pipelines, writing each accepted message to a directory.
     Listen(cmd::listen::Args),
     /// Run the gateway daemon: receive pipelines, outbox pump and the folder
-    /// drop ([folder] root), until SIGTERM or SIGINT.
+    /// drop (`[folder] root`), until SIGTERM or SIGINT.
     Serve(cmd::serve::Args),
     /// Our queues and their message counts (where the broker can tell).
     Queues(cmd::queues::Args),
