@@ -63,6 +63,14 @@ fn log_of(setup: &Setup, log: &str) -> String {
     std::fs::read_to_string(setup.dir().join(log)).unwrap_or_default()
 }
 
+/// The named logs one after another, each under its name, for a failure message.
+fn logs_of(setup: &Setup, names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|name| format!("{name}:\n{}\n", log_of(setup, name)))
+        .collect()
+}
+
 /// A MsgHead from A to B with `msg_id` and a body of its own.
 fn note(msg_id: &str, n: usize) -> String {
     common::msghead(A, B)
@@ -157,13 +165,7 @@ fn files_dropped_into_out_arrive_in_the_receivers_in_once_and_bad_ones_go_to_fai
     let (setup, a, b) = two_parties(200);
     let mut serve_a = serve(&setup, &a, "a.log");
     let mut serve_b = serve(&setup, &b, "b.log");
-    let logs = || {
-        format!(
-            "A:\n{}\nB:\n{}",
-            log_of(&setup, "a.log"),
-            log_of(&setup, "b.log")
-        )
-    };
+    let logs = || logs_of(&setup, &["a.log", "b.log"]);
     let out = folder(&setup, A, "OUT");
     const COUNT: usize = 40;
     let notes: Vec<(String, String)> = (0..COUNT)
@@ -265,14 +267,7 @@ fn serve_killed_mid_stream_loses_nothing_and_sends_nothing_twice() {
     let (setup, a, b) = two_parties(100);
     let mut serve_b = serve(&setup, &b, "b.log");
     let mut serve_a = serve(&setup, &a, "a1.log");
-    let logs = || {
-        format!(
-            "A1:\n{}\nA2:\n{}\nB:\n{}",
-            log_of(&setup, "a1.log"),
-            log_of(&setup, "a2.log"),
-            log_of(&setup, "b.log")
-        )
-    };
+    let logs = || logs_of(&setup, &["a1.log", "a2.log", "b.log"]);
     let out = folder(&setup, A, "OUT");
     let sent = folder(&setup, A, "SENT");
     const COUNT: usize = 120;
@@ -326,13 +321,7 @@ fn a_file_still_being_written_is_not_taken_before_it_stands_still() {
     let (setup, a, b) = two_parties(1500);
     let mut serve_a = serve(&setup, &a, "a.log");
     let mut serve_b = serve(&setup, &b, "b.log");
-    let logs = || {
-        format!(
-            "A:\n{}\nB:\n{}",
-            log_of(&setup, "a.log"),
-            log_of(&setup, "b.log")
-        )
-    };
+    let logs = || logs_of(&setup, &["a.log", "b.log"]);
     let out = folder(&setup, A, "OUT");
     std::fs::create_dir_all(&out).unwrap();
     let msg_id = uuid::Uuid::new_v4().to_string();
