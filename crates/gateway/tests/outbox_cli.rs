@@ -18,7 +18,9 @@ fn poison(store: &std::path::Path, id: &str, to: u32) {
     let store = SqliteStore::open(store).unwrap();
     block_on(store.outbox().enqueue(&OutgoingMessage {
         message_id: id.into(),
+        from_her_id: 0,
         to_her_id: to,
+        msg_id: None,
         queue: format!("{to}_async"),
         function: "DIALOG_INNBYGGER_TEST".into(),
         envelope: b"not an envelope".to_vec(),

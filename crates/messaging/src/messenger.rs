@@ -16,6 +16,7 @@ use helsemelding_protect::{
 use helsemelding_registry::{resolve, Direction, QueueAddresses, Registry, WorkingProfile};
 use helsemelding_store::audit::{AuditEvent, AuditKind};
 use helsemelding_store::inbox::{Answer, MessageKey};
+use helsemelding_store::messages::Arrival;
 use helsemelding_store::outbox::OutgoingMessage;
 use helsemelding_store::receipts::{ExpectedReceipt, ReceiptRecord};
 use helsemelding_store::Store;
@@ -185,10 +186,28 @@ pub struct FlushReport {
 /// How one transfer of an outbox entry ended.
 /// The received message an outgoing answer answers, and the answer as
 /// kept for a repeat.
+/// What an outbox entry is known by besides its message-id.
+struct RecordKeys {
+    /// See [`OutgoingMessage::payload_digest`].
+    payload_digest: Option<String>,
+    /// The MsgHead's MsgId.
+    msg_id: Option<String>,
+}
+
+/// The MsgHead's MsgId of `payload`, when it is a MsgHead.
+fn msg_id_of(payload: &[u8]) -> Option<String> {
+    helsemelding_wire::msghead::MsgHead::parse(payload)
+        .ok()
+        .map(|head| head.msg_id)
+}
+
 struct AnswerOf {
     ours: HerId,
     sender: HerId,
     message_id: String,
+    /// The answered message's MsgId and function, for its record.
+    msg_id: Option<String>,
+    function: String,
     answer: Answer,
 }
 
@@ -576,6 +595,8 @@ impl Node {
             ours: received.to,
             sender: received.from,
             message_id: received.message_id.clone(),
+            msg_id: msg_id_of(&received.payload),
+            function: received.function.clone(),
             answer: answer.clone(),
         };
         self.send_async(from, request, target, Some(answers)).await
@@ -604,6 +625,10 @@ impl Node {
         };
         let now = Utc::now();
         let payload = request.payload;
+        let keys = RecordKeys {
+            payload_digest: digest,
+            msg_id: msg_id_of(&payload),
+        };
         let expects_receipt = receipts::expected_receipt(
             &payload,
             to,
@@ -624,7 +649,8 @@ impl Node {
             )
             .await?;
         let timing = Timing { now, ttl };
-        self.record_in_outbox(&mut message, to, &queue, timing, digest, answers)
+        let parties = (from, to);
+        self.record_in_outbox(&mut message, parties, &queue, timing, keys, answers)
             .await?;
         if let Some(expected) = expects_receipt {
             self.track_receipt(expected).await;
@@ -860,10 +886,7 @@ impl Node {
             let now = Utc::now();
             let id = entry.message_id.clone();
             if entry.expires_at.is_some_and(|at| at <= now) {
-                self.store()
-                    .outbox()
-                    .mark_failed(&id, now, "expired in the outbox")
-                    .await?;
+                self.store().outbox().mark_expired(&id, now).await?;
                 report.failed += 1;
                 continue;
             }
@@ -903,15 +926,20 @@ impl Node {
     async fn record_in_outbox(
         &self,
         message: &mut Message,
-        to: HerId,
+        (from, to): (HerId, HerId),
         queue: &str,
         Timing { now, ttl }: Timing,
-        payload_digest: Option<String>,
+        RecordKeys {
+            payload_digest,
+            msg_id,
+        }: RecordKeys,
         answers: Option<AnswerOf>,
     ) -> Result<()> {
         let entry = OutgoingMessage {
             message_id: message.message_id.clone().unwrap_or_default(),
+            from_her_id: from.get(),
             to_her_id: to.get(),
+            msg_id,
             queue: queue.to_owned(),
             function: message.subject.clone().unwrap_or_default(),
             // The body is stored beside the envelope (serde skips it).
@@ -930,9 +958,13 @@ impl Node {
                     sender: of.sender.get(),
                     message_id: &of.message_id,
                 };
+                let arrival = Arrival {
+                    msg_id: of.msg_id.as_deref(),
+                    function: &of.function,
+                };
                 self.store()
                     .outbox()
-                    .enqueue_answer(&entry, key, &of.answer)
+                    .enqueue_answer(&entry, key, arrival, &of.answer)
                     .await?
             }
         }
@@ -1218,6 +1250,10 @@ impl Node {
         for record in overdue {
             if !reported.insert(record.expected.message_id.clone()) {
                 continue;
+            }
+            let (msg_id, peer) = (&record.expected.message_id, record.expected.to_her_id);
+            if let Err(error) = self.store().messages().mark_overdue(msg_id, peer).await {
+                tracing::warn!(%error, msg_id, "flagging the message overdue failed");
             }
             self.audit(AuditEvent {
                 counterpart_her_id: Some(record.expected.to_her_id),

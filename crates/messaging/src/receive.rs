@@ -26,6 +26,7 @@ use helsemelding_store::audit::{AuditEvent, AuditKind};
 use helsemelding_store::inbox::{
     Answer as StoredAnswer, DeliveryCount, DeliveryKey, HandOver, HandOverRecord, MessageKey,
 };
+use helsemelding_store::messages::Arrival;
 use helsemelding_store::parked::ParkedMessage;
 use helsemelding_transport::{Capabilities, Delivery, Receiver};
 use helsemelding_wire::envelope::{names, Envelope};
@@ -425,6 +426,9 @@ impl Worker {
                 }
                 Step::Report(report) => {
                     let sent = self.report_error(intake.envelope(), &report).await;
+                    if sent.is_ok() {
+                        self.record_rejected(intake.envelope(), &report).await;
+                    }
                     Answer::Reported(sent.map_err(|error| {
                         tracing::warn!(%error, "error report not sent; retrying the original");
                         error.to_string()
@@ -904,6 +908,9 @@ impl Worker {
         let counted = (!is_first_delivery(delivery, self.promised))
             .then(|| (delivery.queue.clone(), message_id_of(delivery)));
         let audit = event.clone();
+        let msg_id = helsemelding_wire::msghead::MsgHead::parse(&received.payload)
+            .ok()
+            .map(|head| head.msg_id);
         let recorded = self
             .messenger
             .store()
@@ -921,6 +928,10 @@ impl Worker {
                     .as_ref()
                     .map(|(queue, message_id)| DeliveryKey { queue, message_id }),
                 audit: &audit,
+                arrival: Some(Arrival {
+                    msg_id: msg_id.as_deref(),
+                    function: &received.function,
+                }),
             })
             .await;
         match recorded {
@@ -930,6 +941,44 @@ impl Worker {
                 self.messenger.audit(event).await;
                 false
             }
+        }
+    }
+
+    /// Records an incoming message refused with `report` as `REJECTED`,
+    /// when its parties are readable (a message without them has no record
+    /// to keep: it is audited and parked or reported as it is).
+    async fn record_rejected(&self, original: &Envelope, report: &ErrorReport) {
+        let (Ok(from), Ok(to)) = (
+            original.her_id(names::FROM_HER_ID),
+            original.her_id(names::TO_HER_ID),
+        ) else {
+            return;
+        };
+        let message_id = original
+            .properties
+            .message_id
+            .as_ref()
+            .and_then(|id| id.as_text())
+            .unwrap_or_default();
+        let function = original.properties.subject.clone().unwrap_or_default();
+        let key = MessageKey {
+            ours: to.get(),
+            sender: from.get(),
+            message_id: &message_id,
+        };
+        let arrival = Arrival {
+            msg_id: None,
+            function: &function,
+        };
+        let reason = format!("{}: {}", report.condition, report.description);
+        let recorded = self
+            .messenger
+            .store()
+            .messages()
+            .record_rejected(key, arrival, Utc::now(), &reason)
+            .await;
+        if let Err(error) = recorded {
+            tracing::warn!(%error, message_id, "recording the rejection's state failed");
         }
     }
 

@@ -517,7 +517,9 @@ async fn an_outbox_entry_left_by_a_crash_is_sent_once_on_restart(net: Net) {
         .outbox()
         .enqueue(&OutgoingMessage {
             message_id: id.clone(),
+            from_her_id: world.a.her_id.get(),
             to_her_id: world.b.her_id.get(),
+            msg_id: None,
             queue: queue_name(world.b.her_id, QueueKind::Async),
             function: FUNCTION.into(),
             envelope: serde_json::to_vec(&message).unwrap(),

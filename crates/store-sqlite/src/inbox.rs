@@ -11,8 +11,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::audit::insert_audit;
 use crate::error::Inner;
+use crate::messages::track_arrival;
 use crate::time::{from_ms, to_ms};
 use crate::SqliteStore;
+use helsemelding_store::messages::{Arrival, MessageState};
 
 /// Records a hand-over unless one is on record; `true` when it was new.
 pub(crate) fn insert_hand_over(
@@ -87,8 +89,25 @@ impl Inbox for SqliteStore {
             .delivery
             .map(|d| (d.queue.to_owned(), d.message_id.to_owned()));
         let audit: AuditEvent = record.audit.clone();
+        let arrival = record
+            .arrival
+            .map(|a| (a.msg_id.map(str::to_owned), a.function.to_owned()));
         self.write("inbox record hand over audited", move |connection| {
             let new = insert_hand_over(connection, key.key(), at, &outcome, answer.as_ref())?;
+            if let (true, Some((msg_id, function))) = (new, &arrival) {
+                let arrival = Arrival {
+                    msg_id: msg_id.as_deref(),
+                    function,
+                };
+                track_arrival(
+                    connection,
+                    key.key(),
+                    arrival,
+                    MessageState::Available,
+                    at,
+                    None,
+                )?;
+            }
             if let Some((queue, message_id)) = &delivery {
                 let delivery = DeliveryKey { queue, message_id };
                 delete_deliveries(connection, delivery)?;

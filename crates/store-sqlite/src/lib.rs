@@ -11,10 +11,12 @@
 //!   share one transaction and one fsync, and a write returns only once
 //!   the transaction holding it is committed.
 //! - `schema`: the tables and their migrations, keyed by `user_version`
-//!   (version 4; older files are migrated in place, newer ones refused).
-//! - `outbox`, `inbox`, `receipts`, `parked`, `audit`: each trait's
+//!   (version 6; older files are migrated in place, newer ones refused).
+//! - `outbox`, `inbox`, `receipts`, `parked`, `audit`, `messages`: each trait's
 //!   statements. A unit of work (a message marked sent with its audit row,
 //!   say) is one savepoint of one write, so all of it commits or none.
+//!   The message records (`messages`) change inside the outbox's, inbox's
+//!   and receipts' units of work.
 //! - `error`: how SQLite failures become the store's `Error`.
 //!
 //! ```
@@ -31,6 +33,7 @@ mod audit;
 mod database;
 mod error;
 mod inbox;
+mod messages;
 mod outbox;
 mod parked;
 mod receipts;
@@ -39,7 +42,9 @@ mod time;
 
 use std::path::Path;
 
-use helsemelding_store::{AuditLog, Error, Inbox, Outbox, Parked, Receipts, Result, Store};
+use helsemelding_store::{
+    AuditLog, Error, Inbox, Messages, Outbox, Parked, Receipts, Result, Store,
+};
 use rusqlite::Connection;
 
 use database::Database;
@@ -125,6 +130,10 @@ impl Store for SqliteStore {
     }
 
     fn audit(&self) -> &dyn AuditLog {
+        self
+    }
+
+    fn messages(&self) -> &dyn Messages {
         self
     }
 }

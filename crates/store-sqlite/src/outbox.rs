@@ -11,11 +11,13 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::audit::insert_audit;
 use crate::error::{Fault, Inner};
 use crate::inbox::insert_hand_over;
+use crate::messages::{track_arrival, track_enqueued, track_outgoing};
 use crate::time::{from_ms, to_ms};
 use crate::SqliteStore;
+use helsemelding_store::messages::{Arrival, MessageState};
 
-const MESSAGE_COLUMNS: &str =
-    "message_id, to_her_id, queue, function, envelope, body, created_ms, expires_ms, payload_digest";
+const MESSAGE_COLUMNS: &str = "message_id, to_her_id, queue, function, envelope, body, created_ms,
+     expires_ms, payload_digest, from_her_id, msg_id";
 
 fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OutgoingMessage> {
     Ok(OutgoingMessage {
@@ -28,6 +30,8 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OutgoingMessage
         created_at: from_ms(row.get(6)?),
         expires_at: row.get::<_, Option<i64>>(7)?.map(from_ms),
         payload_digest: row.get(8)?,
+        from_her_id: row.get(9)?,
+        msg_id: row.get(10)?,
     })
 }
 
@@ -59,8 +63,8 @@ fn state_from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Out
 fn insert_pending(connection: &Connection, message: &OutgoingMessage) -> Inner<()> {
     let inserted = connection.execute(
         "INSERT INTO outbox (message_id, to_her_id, queue, function, envelope, body,
-                             created_ms, expires_ms, payload_digest, state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending')
+                             created_ms, expires_ms, payload_digest, from_her_id, msg_id, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending')
          ON CONFLICT(message_id) DO NOTHING",
         params![
             message.message_id,
@@ -72,6 +76,8 @@ fn insert_pending(connection: &Connection, message: &OutgoingMessage) -> Inner<(
             to_ms(message.created_at),
             message.expires_at.map(to_ms),
             message.payload_digest,
+            message.from_her_id,
+            message.msg_id,
         ],
     )?;
     if inserted == 0 {
@@ -80,7 +86,7 @@ fn insert_pending(connection: &Connection, message: &OutgoingMessage) -> Inner<(
         }
         .into());
     }
-    Ok(())
+    track_enqueued(connection, message)
 }
 
 #[async_trait]
@@ -110,11 +116,16 @@ impl Outbox for SqliteStore {
         &self,
         message: &OutgoingMessage,
         answers: MessageKey<'_>,
+        arrival: Arrival<'_>,
         answer: &Answer,
     ) -> Result<()> {
         let (message, answer) = (message.clone(), answer.clone());
         let (ours, sender, answered_id) =
             (answers.ours, answers.sender, answers.message_id.to_owned());
+        let (msg_id, function) = (
+            arrival.msg_id.map(str::to_owned),
+            arrival.function.to_owned(),
+        );
         self.write("outbox enqueue answer", move |connection| {
             insert_pending(connection, &message)?;
             let answers = MessageKey {
@@ -122,14 +133,28 @@ impl Outbox for SqliteStore {
                 sender,
                 message_id: &answered_id,
             };
-            insert_hand_over(
+            let at = message.created_at;
+            insert_hand_over(connection, answers, at, "accepted", Some(&answer))?;
+            let arrival = Arrival {
+                msg_id: msg_id.as_deref(),
+                function: &function,
+            };
+            let record = track_arrival(
                 connection,
                 answers,
-                message.created_at,
-                "accepted",
-                Some(&answer),
+                arrival,
+                MessageState::Available,
+                at,
+                None,
             )?;
-            Ok(())
+            let detail = format!("answered by {}", message.message_id);
+            crate::messages::change(
+                connection,
+                record,
+                MessageState::AppRecSent,
+                at,
+                Some(&detail),
+            )
         })
         .await
     }
@@ -187,9 +212,19 @@ impl Outbox for SqliteStore {
                 )
                 .optional()?
                 .ok_or_else(|| unknown(&message_id))?;
+            let next = retry_at(attempts);
             connection.execute(
                 "UPDATE outbox SET next_attempt_ms = ?2 WHERE message_id = ?1",
-                params![message_id, to_ms(retry_at(attempts))],
+                params![message_id, to_ms(next)],
+            )?;
+            let (state, now) = (MessageState::RetryWait, Utc::now());
+            track_outgoing(
+                connection,
+                &message_id,
+                state,
+                now,
+                Some(&error),
+                Some(attempts),
             )?;
             Ok(attempts)
         })
@@ -248,7 +283,14 @@ impl Outbox for SqliteStore {
                  WHERE message_id = ?1",
                 params![message_id, to_ms(now)],
             )?;
-            Ok(())
+            track_outgoing(
+                connection,
+                &message_id,
+                MessageState::Accepted,
+                now,
+                None,
+                Some(0),
+            )
         })
         .await
     }
@@ -274,6 +316,8 @@ impl Outbox for SqliteStore {
                 .into());
             }
             connection.execute("DELETE FROM outbox WHERE message_id = ?1", [&message_id])?;
+            let (state, now) = (MessageState::Cancelled, Utc::now());
+            track_outgoing(connection, &message_id, state, now, None, None)?;
             Ok(entry)
         })
         .await
@@ -299,6 +343,11 @@ impl Outbox for SqliteStore {
 
     async fn mark_failed(&self, message_id: &str, at: DateTime<Utc>, reason: &str) -> Result<()> {
         self.settle(message_id, "failed", at, Some(reason)).await
+    }
+
+    async fn mark_expired(&self, message_id: &str, at: DateTime<Utc>) -> Result<()> {
+        self.settle(message_id, "expired", at, Some("expired in the outbox"))
+            .await
     }
 
     async fn state(&self, message_id: &str) -> Result<Option<OutboxState>> {
@@ -373,7 +422,8 @@ fn entry_of(connection: &rusqlite::Connection, message_id: &str) -> Inner<Option
         .map_err(Fault::from)
 }
 
-/// Settles a pending entry as `state` (sent or failed) at `at`.
+/// Settles a pending entry as `state` (sent, failed, or expired: failed
+/// with its TTL passed) at `at`.
 fn settle_row(
     connection: &Connection,
     message_id: &str,
@@ -381,6 +431,11 @@ fn settle_row(
     at: DateTime<Utc>,
     reason: Option<&str>,
 ) -> Inner<()> {
+    let (state, tracked) = match state {
+        "sent" => ("sent", MessageState::Sent),
+        "expired" => ("failed", MessageState::Expired),
+        _ => ("failed", MessageState::Failed),
+    };
     let changed = connection.execute(
         "UPDATE outbox SET state = ?2, settled_ms = ?3,
                            body = CASE WHEN ?2 = 'sent' THEN NULL ELSE body END,
@@ -391,7 +446,7 @@ fn settle_row(
     if changed == 0 {
         return Err(unknown(message_id));
     }
-    Ok(())
+    track_outgoing(connection, message_id, tracked, at, reason, None)
 }
 
 fn unknown(message_id: &str) -> Fault {
@@ -409,7 +464,9 @@ mod tests {
     fn message(id: &str) -> OutgoingMessage {
         OutgoingMessage {
             message_id: id.into(),
+            from_her_id: 8094866,
             to_her_id: 93252,
+            msg_id: None,
             queue: "93252_async".into(),
             function: "DIALOG_INNBYGGER_EKONTAKT".into(),
             envelope: b"{}".to_vec(),
@@ -446,6 +503,10 @@ mod tests {
     #[tokio::test]
     async fn an_answer_and_the_hand_over_it_answers_are_recorded_together_or_not_at_all() {
         let store = SqliteStore::open_in_memory().unwrap();
+        let arrival = || Arrival {
+            msg_id: Some("msg-1"),
+            function: "DIALOG_INNBYGGER_EKONTAKT",
+        };
         let key = MessageKey {
             ours: 93252,
             sender: 91462,
@@ -457,7 +518,7 @@ mod tests {
         };
         store
             .outbox()
-            .enqueue_answer(&message("apprec-1"), key, &answer)
+            .enqueue_answer(&message("apprec-1"), key, arrival(), &answer)
             .await
             .unwrap();
         let earlier = store.inbox().hand_over(key).await.unwrap().unwrap();
@@ -471,7 +532,7 @@ mod tests {
         };
         assert!(store
             .outbox()
-            .enqueue_answer(&message("apprec-1"), other, &answer)
+            .enqueue_answer(&message("apprec-1"), other, arrival(), &answer)
             .await
             .is_err());
         assert_eq!(store.inbox().hand_over(other).await.unwrap(), None);

@@ -7,6 +7,7 @@ use helsemelding_store::{Error, Receipts, Result};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, OptionalExtension, Row};
 
+use crate::messages::track_receipt;
 use crate::time::{from_ms, to_ms};
 use crate::SqliteStore;
 
@@ -72,6 +73,8 @@ impl Receipts for SqliteStore {
                             received.receipt_message_id
                         ],
                     )?;
+                    let (msg_id, status) = (&original_message_id, &received.status);
+                    track_receipt(&tx, msg_id, from_her_id, status, received.at)?;
                     ReceiptMatch::Matched(record.expected)
                 }
             };

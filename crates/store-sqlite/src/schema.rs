@@ -5,7 +5,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use crate::error::Inner;
 use crate::Error;
 
-const VERSION: i64 = 5;
+const VERSION: i64 = 6;
 
 const V1: &str = r#"
 CREATE TABLE outbox (
@@ -153,6 +153,49 @@ const V5: &str = r#"
 ALTER TABLE outbox ADD COLUMN payload_digest TEXT;
 "#;
 
+/// Version 6: where each message is as the EHR sees it. One record per
+/// message (unique by direction, our HER-id, the peer and the message-id)
+/// and an append-only history whose sequence numbers never go back
+/// (AUTOINCREMENT: not reused even after the newest row is gone), which is
+/// the events feed. Messages recorded before version 6 have no record.
+const V6: &str = r#"
+CREATE TABLE messages (
+    id              INTEGER PRIMARY KEY,
+    direction       TEXT NOT NULL CHECK (direction IN ('out', 'in')),
+    our_her_id      INTEGER NOT NULL,
+    peer_her_id     INTEGER NOT NULL,
+    message_id      TEXT NOT NULL,
+    msg_id          TEXT,
+    function        TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    overdue         INTEGER NOT NULL DEFAULT 0,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    apprec_status   TEXT,
+    leased_until_ms INTEGER,
+    created_ms      INTEGER NOT NULL,
+    updated_ms      INTEGER NOT NULL,
+    UNIQUE (direction, our_her_id, peer_her_id, message_id)
+);
+CREATE INDEX messages_by_message_id ON messages(message_id);
+CREATE INDEX messages_by_msg_id ON messages(msg_id);
+CREATE INDEX messages_by_state ON messages(direction, state, id);
+
+CREATE TABLE message_events (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    record     INTEGER NOT NULL REFERENCES messages(id),
+    at_ms      INTEGER NOT NULL,
+    state      TEXT NOT NULL,
+    detail     TEXT
+);
+CREATE INDEX message_events_by_record ON message_events(record, seq);
+ALTER TABLE outbox ADD COLUMN from_her_id INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN msg_id TEXT;
+
+CREATE TRIGGER message_events_append_only BEFORE UPDATE ON message_events
+BEGIN SELECT RAISE(ABORT, 'message events are append-only'); END;
+"#;
+
 /// How long opening waits for other processes opening or writing the file.
 const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -196,6 +239,9 @@ pub(crate) fn prepare(connection: &Connection) -> Inner<()> {
     }
     if found < 5 {
         tx.execute_batch(V5)?;
+    }
+    if found < 6 {
+        tx.execute_batch(V6)?;
     }
     if found < VERSION {
         tx.pragma_update(None, "user_version", VERSION)?;

@@ -18,7 +18,9 @@ fn at(seconds: i64) -> DateTime<Utc> {
 fn message(id: &str) -> OutgoingMessage {
     OutgoingMessage {
         message_id: id.into(),
+        from_her_id: 8094866,
         to_her_id: 93252,
+        msg_id: None,
         queue: "93252_async".into(),
         function: "DIALOG_INNBYGGER_EKONTAKT".into(),
         envelope: b"{}".to_vec(),
@@ -142,6 +144,7 @@ async fn a_hand_over_with_its_audit_row_and_forgotten_count_is_one_unit() {
         answer: None,
         delivery: Some(delivery),
         audit: &accepted,
+        arrival: None,
     };
 
     // The audit row fails: no hand-over, the count and mark are kept.

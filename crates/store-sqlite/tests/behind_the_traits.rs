@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use helsemelding_store::audit::{AuditEvent, AuditFilter, AuditKind};
 use helsemelding_store::inbox::{Answer, DeliveryKey, HandOverRecord, MessageKey};
+use helsemelding_store::messages::{Arrival, Direction, MessageState};
 use helsemelding_store::outbox::{OutboxState, OutgoingMessage};
 use helsemelding_store::Store;
 use helsemelding_store_sqlite::SqliteStore;
@@ -20,7 +21,9 @@ fn at(seconds: i64) -> DateTime<Utc> {
 fn message(id: &str) -> OutgoingMessage {
     OutgoingMessage {
         message_id: id.into(),
+        from_her_id: 8094866,
         to_her_id: 93252,
+        msg_id: None,
         queue: "93252_async".into(),
         function: "APPREC".into(),
         envelope: b"{}".to_vec(),
@@ -61,6 +64,10 @@ async fn a_message_s_life_through_the_trait_objects_survives_reopening() {
         answer: None,
         delivery: Some(delivery),
         audit: &accepted,
+        arrival: Some(Arrival {
+            msg_id: Some("msg-in-1"),
+            function: "DIALOG_INNBYGGER_EKONTAKT",
+        }),
     };
     assert!(store
         .inbox()
@@ -75,9 +82,13 @@ async fn a_message_s_life_through_the_trait_objects_survives_reopening() {
         message_id: "in-2",
         ..key
     };
+    let arrival = Arrival {
+        msg_id: Some("msg-in-2"),
+        function: "DIALOG_INNBYGGER_EKONTAKT",
+    };
     store
         .outbox()
-        .enqueue_answer(&message("out-1"), other, &apprec)
+        .enqueue_answer(&message("out-1"), other, arrival, &apprec)
         .await
         .unwrap();
 
@@ -128,4 +139,22 @@ async fn a_message_s_life_through_the_trait_objects_survives_reopening() {
         .collect();
     assert_eq!(kinds, [AuditKind::Accepted, AuditKind::Sent]);
     assert!(reopened.audit().verify().await.unwrap().is_intact());
+
+    // The states changed inside those units of work.
+    let state_of = |id: &'static str, direction| {
+        let store = Arc::clone(&reopened);
+        async move {
+            let record = store.messages().find(id, Some(direction), None).await;
+            record.unwrap().unwrap().state
+        }
+    };
+    assert_eq!(
+        state_of("msg-in-1", Direction::In).await,
+        MessageState::Available
+    );
+    assert_eq!(
+        state_of("msg-in-2", Direction::In).await,
+        MessageState::AppRecSent
+    );
+    assert_eq!(state_of("out-1", Direction::Out).await, MessageState::Sent);
 }

@@ -14,7 +14,9 @@ use tokio::sync::Barrier;
 fn message(id: String) -> OutgoingMessage {
     OutgoingMessage {
         message_id: id,
+        from_her_id: 8094866,
         to_her_id: 93252,
+        msg_id: None,
         queue: "93252_async".into(),
         function: "DIALOG_INNBYGGER_EKONTAKT".into(),
         envelope: b"{}".to_vec(),

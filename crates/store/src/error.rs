@@ -45,6 +45,12 @@ pub enum Error {
         /// What could not be done, and what to do instead.
         action: &'static str,
     },
+    /// No message record has this number.
+    #[error("no message record has number {record}")]
+    UnknownRecord {
+        /// The record number asked for.
+        record: i64,
+    },
     /// No parked message has this id.
     #[error("no parked message has id {id}")]
     UnknownParked {

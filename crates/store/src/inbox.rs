@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::audit::AuditEvent;
+use crate::messages::Arrival;
 use crate::Result;
 
 /// A hand-over remembered for de-duplication.
@@ -97,6 +98,9 @@ pub struct HandOverRecord<'a> {
     pub delivery: Option<DeliveryKey<'a>>,
     /// Its audit row, appended at `at`.
     pub audit: &'a AuditEvent,
+    /// What its message record keeps (`AVAILABLE` from now on); `None`
+    /// records no state.
+    pub arrival: Option<Arrival<'a>>,
 }
 
 /// De-duplication and delivery attempts of received messages. Every method

@@ -13,6 +13,9 @@
 //!   when it arrives, listed when overdue.
 //! - [`parked`]: messages kept instead of dead-lettered where the broker
 //!   would drop them (no dead-letter path) or nobody can be told of them.
+//! - [`messages`]: where each message is as the EHR sees it (one record
+//!   per message, an append-only history, a monotonic events feed),
+//!   written by the backend inside the units of work above.
 //! - [`audit`]: the append-only, hash-chained audit log of approvals and
 //!   rejections, kept at least two years and never holding payloads; the
 //!   chain itself (hashing, verification, retention) is pure and lives
@@ -33,6 +36,7 @@
 pub mod audit;
 mod error;
 pub mod inbox;
+pub mod messages;
 pub mod outbox;
 pub mod parked;
 pub mod receipts;
@@ -40,6 +44,7 @@ pub mod receipts;
 pub use audit::AuditLog;
 pub use error::Error;
 pub use inbox::Inbox;
+pub use messages::Messages;
 pub use outbox::Outbox;
 pub use parked::Parked;
 pub use receipts::Receipts;
@@ -50,7 +55,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// A whole store: one backend's outbox, inbox, receipts, parked messages
 /// and audit log, which share its transactions (so that a unit of work
 /// spanning two of them, such as [`Outbox::mark_sent_audited`], is one).
-/// A later concern (message states and events, say) is one more accessor.
 pub trait Store: Send + Sync {
     /// The outbox of messages to send.
     fn outbox(&self) -> &dyn Outbox;
@@ -62,4 +66,6 @@ pub trait Store: Send + Sync {
     fn parked(&self) -> &dyn Parked;
     /// The hash-chained audit log.
     fn audit(&self) -> &dyn AuditLog;
+    /// Message states and their history.
+    fn messages(&self) -> &dyn Messages;
 }

@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::inbox::{Answer, MessageKey};
+use crate::messages::Arrival;
 use crate::Result;
 
 /// A message waiting to be sent.
@@ -29,8 +30,13 @@ use crate::Result;
 pub struct OutgoingMessage {
     /// Its message-id, unique in the outbox.
     pub message_id: String,
+    /// The sender's HER-id (one of ours).
+    pub from_her_id: u32,
     /// The receiver's HER-id.
     pub to_her_id: u32,
+    /// The MsgHead's MsgId, when the payload is a MsgHead: the id its
+    /// [message record](crate::messages::MessageRecord) is known by.
+    pub msg_id: Option<String>,
     /// The queue it goes to, e.g. `93252_async`.
     pub queue: String,
     /// The message function (AMQP subject).
@@ -143,6 +149,7 @@ pub trait Outbox: Send + Sync {
         &self,
         message: &OutgoingMessage,
         answers: MessageKey<'_>,
+        arrival: Arrival<'_>,
         answer: &Answer,
     ) -> Result<()>;
 
@@ -201,6 +208,11 @@ pub trait Outbox: Send + Sync {
     /// out of attempts). Its bytes are kept for [`Outbox::retry`] until the
     /// entry is removed.
     async fn mark_failed(&self, message_id: &str, at: DateTime<Utc>, reason: &str) -> Result<()>;
+
+    /// Gives up on a message whose TTL passed before it could be sent: as
+    /// [`Outbox::mark_failed`] with the reason "expired in the outbox",
+    /// and its record `EXPIRED` rather than `FAILED`.
+    async fn mark_expired(&self, message_id: &str, at: DateTime<Utc>) -> Result<()>;
 
     /// Where a message is, or `None` if the outbox never saw it.
     async fn state(&self, message_id: &str) -> Result<Option<OutboxState>>;
