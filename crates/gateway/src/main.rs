@@ -72,6 +72,9 @@ enum Command {
     /// See (`parked list`), put back (`parked requeue`) and drop (`parked
     /// drop`) the messages kept in the store instead of dead-lettered.
     Parked(cmd::parked::Args),
+    /// Where each message is (`messages list`), one with its history
+    /// (`messages show ID`) and every state change (`messages events`).
+    Messages(cmd::messages::Args),
 }
 
 fn main() -> ExitCode {
@@ -157,6 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Outbox(args) => cmd::outbox::run(cli.config.as_deref(), args),
         Command::Parked(args) => cmd::parked::run(cli.config.as_deref(), args),
+        Command::Messages(args) => cmd::messages::run(cli.config.as_deref(), args),
     }
 }
 

@@ -257,6 +257,46 @@ fn files_dropped_into_out_arrive_in_the_receivers_in_once_and_bad_ones_go_to_fai
         logs()
     );
 
+    // The store tells the same story: each note SENT on A's side and
+    // AVAILABLE on B's, with its history and in the events feed.
+    let records = |config: &Path, direction: &str| -> Vec<serde_json::Value> {
+        let args = ["messages", "list", "--direction", direction, "--json"];
+        let (ok, stdout, stderr) = setup.run(config, &args);
+        assert!(ok, "{stderr}");
+        serde_json::from_str(&stdout).unwrap()
+    };
+    let state_of = |rows: &[serde_json::Value], msg_id: &str| {
+        let row = rows.iter().find(|row| row["id"] == msg_id);
+        row.map(|row| row["state"].as_str().unwrap().to_owned())
+    };
+    let (sent, arrived) = (records(&a, "out"), records(&b, "in"));
+    assert_eq!(sent.len(), COUNT, "one record each, the replay none");
+    assert_eq!(arrived.len(), COUNT);
+    for (msg_id, name) in &notes {
+        assert_eq!(state_of(&sent, msg_id).as_deref(), Some("SENT"), "{name}");
+        let state = state_of(&arrived, msg_id);
+        assert_eq!(state.as_deref(), Some("AVAILABLE"), "{name}");
+    }
+    let (ok, shown, stderr) = setup.run(&a, &["messages", "show", first_id, "--json"]);
+    assert!(ok, "{stderr}");
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    let history: Vec<_> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["ACCEPTED", "SENT"], "{shown}");
+    assert_eq!(shown["peer_her_id"], B);
+    let (ok, events, stderr) = setup.run(&a, &["messages", "events", "--json"]);
+    assert!(ok, "{stderr}");
+    let events: Vec<serde_json::Value> = serde_json::from_str(&events).unwrap();
+    assert_eq!(events.len(), 2 * COUNT);
+    let seqs: Vec<_> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "{seqs:?}");
+    let (ok, _, stderr) = setup.run(&a, &["messages", "show", "no-such-message"]);
+    assert!(!ok && stderr.contains("no message is recorded as no-such-message"));
+
     stop_gracefully([&mut serve_a, &mut serve_b], &logs);
     assert!(log_of(&setup, "a.log").contains("SIGTERM"), "{}", logs());
     assert_nothing_half_written(&setup.dir().join("folders"));

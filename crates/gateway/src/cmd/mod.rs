@@ -10,6 +10,7 @@ pub mod commtest;
 pub mod demo;
 mod identity_args;
 pub mod listen;
+pub mod messages;
 pub mod outbox;
 pub mod parked;
 pub mod protect;
