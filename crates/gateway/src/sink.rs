@@ -61,11 +61,7 @@ impl Naming {
                     .map(|head| head.msg_id)
                     .unwrap_or_else(|_| message.message_id.clone());
                 let folders = crate::folder::PartyFolders::new(root, message.to);
-                let stem = format!(
-                    "{}_{}",
-                    message.from,
-                    crate::folder::files::safe_name(&msg_id)
-                );
+                let stem = folders.incoming_stem(message.from, &msg_id);
                 (folders.inbox, stem)
             }
         }

@@ -297,6 +297,28 @@ fn files_dropped_into_out_arrive_in_the_receivers_in_once_and_bad_ones_go_to_fai
     let (ok, _, stderr) = setup.run(&a, &["messages", "show", "no-such-message"]);
     assert!(!ok && stderr.contains("no message is recorded as no-such-message"));
 
+    // The EHR takes half of its IN files away: those become DELIVERED.
+    let taken: Vec<_> = notes.iter().step_by(2).map(|(msg_id, _)| msg_id).collect();
+    for msg_id in &taken {
+        let file = inbox.join(format!("{A}_{msg_id}.xml"));
+        std::fs::rename(&file, setup.dir().join(format!("ehr-{msg_id}.xml"))).unwrap();
+    }
+    wait_until(
+        "the taken IN files DELIVERED",
+        Duration::from_secs(20),
+        || {
+            let arrived = records(&b, "in");
+            taken
+                .iter()
+                .all(|id| state_of(&arrived, id).as_deref() == Some("DELIVERED"))
+        },
+        logs,
+    );
+    let arrived = records(&b, "in");
+    for (msg_id, _) in notes.iter().skip(1).step_by(2) {
+        assert_eq!(state_of(&arrived, msg_id).as_deref(), Some("AVAILABLE"));
+    }
+
     stop_gracefully([&mut serve_a, &mut serve_b], &logs);
     assert!(log_of(&setup, "a.log").contains("SIGTERM"), "{}", logs());
     assert_nothing_half_written(&setup.dir().join("folders"));

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use helsemelding_messaging::Messenger;
 
 use crate::folder::drop_box::{DropBox, Outcome};
+use crate::folder::taken::InboxTaken;
 use crate::folder::PartyFolders;
 use crate::sink::ToDirectory;
 use crate::supervisor::{self, Chore};
@@ -42,7 +43,8 @@ pub fn run(config: Option<&Path>, _args: Args) -> Result<ExitCode> {
                 drop_box.in_work()
             );
         }
-        chores.push(Box::new(FolderDrop { drop_box }));
+        let taken = InboxTaken::new(PartyFolders::new(&folder.root, *her_id));
+        chores.push(Box::new(FolderDrop { drop_box, taken }));
     }
     eprintln!(
         "serving HER-id(s) {} with the folder drop in {}",
@@ -62,9 +64,11 @@ pub fn run(config: Option<&Path>, _args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One HER-id's OUT folder as a chore of the supervisor.
+/// One HER-id's folders as a chore of the supervisor: OUT sent, and IN
+/// files the EHR took noted as delivered.
 struct FolderDrop {
     drop_box: DropBox,
+    taken: InboxTaken,
 }
 
 #[async_trait]
@@ -81,6 +85,10 @@ impl Chore for FolderDrop {
             // and tried again at the next step; nothing is lost, the files
             // stay where they are.
             Err(error) => eprintln!("HER-id {her_id}: folder drop: {error}"),
+        }
+        // A store that fails now is said once a look; the next look tries again.
+        if let Err(error) = self.taken.look(messenger).await {
+            eprintln!("HER-id {her_id}: noting IN files taken: {error}");
         }
     }
 }

@@ -24,12 +24,14 @@
 //! - [`settle`]: when a file has stood still long enough (pure, own clock);
 //! - [`outgoing`]: what a file in OUT must be to be sent (pure);
 //! - [`files`]: names, atomic writes, claims and moves;
-//! - [`drop_box`]: the loop that takes OUT files and sends them.
+//! - [`drop_box`]: the loop that takes OUT files and sends them;
+//! - [`taken`]: an IN file the EHR took away makes its message `DELIVERED`.
 
 pub mod drop_box;
 pub mod files;
 pub mod outgoing;
 pub mod settle;
+pub mod taken;
 
 use std::path::{Path, PathBuf};
 
@@ -64,6 +66,13 @@ impl PartyFolders {
             inbox: base.join("IN"),
             work: base.join(".work"),
         }
+    }
+
+    /// The file stem of a message from `sender` known as `id` (its MsgId,
+    /// else its message-id) in [`PartyFolders::inbox`]: `<sender>_<id>`
+    /// with only safe characters.
+    pub fn incoming_stem(&self, sender: impl std::fmt::Display, id: &str) -> String {
+        format!("{sender}_{}", files::safe_name(id))
     }
 
     /// Creates every folder that is missing; an error names the folder.
