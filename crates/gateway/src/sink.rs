@@ -10,7 +10,8 @@
 
 use std::path::PathBuf;
 
-use crate::folder::files::write_atomic;
+use crate::folder::files::{safe_name, write_atomic};
+use helsemelding_wire::apprec::AppRec;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -52,10 +53,7 @@ impl Naming {
     /// The directory and the file stem (safe characters only) of `message`.
     fn place(&self, message: &Received) -> (PathBuf, String) {
         match self {
-            Naming::ById(dir) => (
-                dir.clone(),
-                crate::folder::files::safe_name(&message.message_id),
-            ),
+            Naming::ById(dir) => (dir.clone(), safe_name(&message.message_id)),
             Naming::PerParty(root) => {
                 let msg_id = helsemelding_wire::msghead::MsgHead::parse(&message.payload)
                     .map(|head| head.msg_id)
@@ -178,9 +176,75 @@ fn meta_json(message: &Received) -> std::io::Result<Vec<u8>> {
     Ok(serde_json::to_string_pretty(&meta)?.into_bytes())
 }
 
+impl ToDirectory {
+    /// `serve`'s folder drop: an AppRec goes to `RECEIPTS/<OriginalMsgId>.json`
+    /// of the HER-id it is addressed to (what it says, never a payload)
+    /// rather than to IN. `None` when this is not a folder drop or not an
+    /// AppRec.
+    fn write_receipt(&self, message: &Received) -> Option<std::io::Result<PathBuf>> {
+        let Naming::PerParty(root) = &self.naming else {
+            return None;
+        };
+        let apprec = AppRec::parse(&message.payload).ok()?;
+        let folders = crate::folder::PartyFolders::new(root, message.to);
+        let errors: Vec<_> = apprec
+            .errors
+            .iter()
+            .map(|code| json!({"code": code.v, "description": code.dn}))
+            .collect();
+        let receipt = json!({
+            "kind": "apprec",
+            "original_msg_id": apprec.original.id,
+            "from_her_id": message.from.get(),
+            "status": apprec.status.code(),
+            "status_text": apprec.status.display_name(),
+            "errors": errors,
+            "apprec_msg_id": apprec.id,
+            "message_id": message.message_id,
+            "received_at": message.received_at.to_rfc3339(),
+        });
+        let name = format!("{}.json", safe_name(&apprec.original.id));
+        Some(write_json(&folders.receipts.join(name), &receipt))
+    }
+
+    /// An error report about what we sent, into `RECEIPTS/<id>.json` of the
+    /// HER-id it is addressed to (`serve`'s folder drop only).
+    fn write_error_report(&self, report: &ReceivedErrorReport) -> Option<std::io::Result<PathBuf>> {
+        let Naming::PerParty(root) = &self.naming else {
+            return None;
+        };
+        let (to, original) = (report.to?, report.original_message_id.as_deref()?);
+        let folders = crate::folder::PartyFolders::new(root, to);
+        let receipt = json!({
+            "kind": "error-report",
+            "original_message_id": original,
+            "from_her_id": report.from.map(|h| h.get()),
+            "condition": report.condition_text,
+            "description": report.description,
+            "data": report.data,
+            "message_id": report.message_id,
+            "receiver_time": report.receiver_time.map(|t| t.to_rfc3339()),
+        });
+        let name = format!("{}.json", safe_name(original));
+        Some(write_json(&folders.receipts.join(name), &receipt))
+    }
+}
+
+fn write_json(path: &std::path::Path, value: &serde_json::Value) -> std::io::Result<PathBuf> {
+    let bytes = serde_json::to_string_pretty(value)?.into_bytes();
+    write_atomic(path, &bytes)?;
+    Ok(path.to_owned())
+}
+
 #[async_trait]
 impl Handler for ToDirectory {
     async fn handle(&self, message: &Received) -> Result<(), HandlerError> {
+        if let Some(written) = tokio::task::block_in_place(|| self.write_receipt(message)) {
+            let path = written.map_err(refusal)?;
+            *self.last.lock().unwrap() = Instant::now();
+            eprintln!("AppRec from {} written to {}", message.from, path.display());
+            return Ok(());
+        }
         let written = tokio::task::block_in_place(|| self.write(message));
         let written = written.map_err(refusal)?;
         *self.last.lock().unwrap() = Instant::now();
@@ -202,6 +266,9 @@ impl ErrorHandler for ToDirectory {
     async fn handle_error(&self, report: &ReceivedErrorReport) -> Result<(), HandlerError> {
         *self.last.lock().unwrap() = Instant::now();
         eprintln!("{}", error_report_line(report));
+        if let Some(written) = tokio::task::block_in_place(|| self.write_error_report(report)) {
+            written.map_err(refusal)?;
+        }
         Ok(())
     }
 }

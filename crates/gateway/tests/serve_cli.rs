@@ -424,3 +424,64 @@ fn serve_without_a_folder_drop_says_what_to_configure() {
     assert!(!ok);
     assert!(stderr.contains("[folder] root"), "{stderr}");
 }
+
+#[test]
+fn an_apprec_for_a_sent_file_lands_in_receipts_and_turns_its_state_to_apprec_ok() {
+    let (setup, a, b) = two_parties(200);
+    let mut serve_a = serve(&setup, &a, "a.log");
+    let mut serve_b = serve(&setup, &b, "b.log");
+    let logs = || logs_of(&setup, &["a.log", "b.log"]);
+    let msg_id = uuid::Uuid::new_v4().to_string();
+    let asking = testkit_msghead(&msg_id);
+    drop_file(&folder(&setup, A, "OUT"), "asks.xml", asking.as_bytes());
+
+    // B takes it into IN and answers at once (automatic receipts); the
+    // AppRec reaches A's RECEIPTS, not A's IN.
+    let receipt = folder(&setup, A, "RECEIPTS").join(format!("{msg_id}.json"));
+    wait_until(
+        "the AppRec in A's RECEIPTS",
+        Duration::from_secs(60),
+        || receipt.exists(),
+        logs,
+    );
+    let receipt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
+    assert_eq!(receipt["kind"], "apprec", "{receipt}");
+    assert_eq!(receipt["original_msg_id"], msg_id.as_str());
+    assert_eq!(receipt["from_her_id"], B);
+    assert_eq!(receipt["status"], "1", "{receipt}");
+    assert!(
+        names(&folder(&setup, A, "IN"), ".xml").is_empty(),
+        "{}",
+        logs()
+    );
+    assert!(folder(&setup, B, "IN")
+        .join(format!("{A}_{msg_id}.xml"))
+        .exists());
+
+    let state = |config: &Path, direction: &str| {
+        let (ok, shown, stderr) = setup.run(config, &["messages", "show", &msg_id, "--json"]);
+        assert!(ok, "{stderr}");
+        let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(shown["direction"], direction);
+        shown["state"].as_str().unwrap().to_owned()
+    };
+    wait_until(
+        "A's record APPREC_OK",
+        Duration::from_secs(20),
+        || state(&a, "out") == "APPREC_OK",
+        logs,
+    );
+    assert_eq!(state(&b, "in"), "APPREC_SENT");
+
+    stop_gracefully([&mut serve_a, &mut serve_b], &logs);
+    assert_nothing_half_written(&setup.dir().join("folders"));
+}
+
+/// A note from A to B that asks for an AppRec.
+fn testkit_msghead(msg_id: &str) -> String {
+    helsemelding_testkit::payload::msghead(A, B)
+        .msg_id(msg_id)
+        .ack()
+        .build()
+}

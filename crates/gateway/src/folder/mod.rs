@@ -9,6 +9,7 @@
 //! <root>/<her-id>/FAILED/<name>_<MsgId>.error.json   beside it what went wrong and what to do
 //! <root>/<her-id>/IN/<sender>_<MsgId>.xml        verified and decrypted: exactly the signed bytes
 //! <root>/<her-id>/IN/<sender>_<MsgId>.json       who, what, when (never the payload)
+//! <root>/<her-id>/RECEIPTS/<MsgId>.json          an AppRec or error report about what we sent
 //! <root>/<her-id>/.work/                         files being sent (claimed by rename)
 //! ```
 //!
@@ -50,6 +51,8 @@ pub struct PartyFolders {
     pub failed: PathBuf,
     /// Where received messages are written.
     pub inbox: PathBuf,
+    /// Where AppRecs and error reports about what we sent are written.
+    pub receipts: PathBuf,
     /// Files claimed from OUT and not yet SENT or FAILED.
     pub work: PathBuf,
 }
@@ -64,6 +67,7 @@ impl PartyFolders {
             sent: base.join("SENT"),
             failed: base.join("FAILED"),
             inbox: base.join("IN"),
+            receipts: base.join("RECEIPTS"),
             work: base.join(".work"),
         }
     }
@@ -77,7 +81,14 @@ impl PartyFolders {
 
     /// Creates every folder that is missing; an error names the folder.
     pub fn create(&self) -> std::io::Result<()> {
-        for dir in [&self.out, &self.sent, &self.failed, &self.inbox, &self.work] {
+        let dirs = [
+            &self.out,
+            &self.sent,
+            &self.failed,
+            &self.inbox,
+            &self.receipts,
+        ];
+        for dir in dirs.into_iter().chain([&self.work]) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("creating {}: {e}", dir.display()))
             })?;
