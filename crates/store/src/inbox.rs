@@ -13,7 +13,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::audit::AuditEvent;
-use crate::messages::Arrival;
 use crate::Result;
 
 /// A hand-over remembered for de-duplication.
@@ -79,6 +78,16 @@ pub struct DeliveryKey<'a> {
     pub queue: &'a str,
     /// Its message-id.
     pub message_id: &'a str,
+}
+
+/// What the hand-over of an incoming message adds to its [message record](crate::messages::MessageRecord): the
+/// MsgHead's MsgId (the id the EHR knows) and the message function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival<'a> {
+    /// The MsgHead's `MsgInfo/MsgId`, when the payload is a MsgHead.
+    pub msg_id: Option<&'a str>,
+    /// The message function (AMQP subject).
+    pub function: &'a str,
 }
 
 /// A hand-over to record as one unit of work

@@ -28,6 +28,8 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use crate::inbox::Arrival;
+use crate::inbox::MessageKey;
 use crate::Result;
 
 /// Which way a message went.
@@ -155,16 +157,6 @@ impl fmt::Display for MessageState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
-}
-
-/// What the hand-over of an incoming message adds to its record: the
-/// MsgHead's MsgId (the id the EHR knows) and the message function.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Arrival<'a> {
-    /// The MsgHead's `MsgInfo/MsgId`, when the payload is a MsgHead.
-    pub msg_id: Option<&'a str>,
-    /// The message function (AMQP subject).
-    pub function: &'a str,
 }
 
 /// One message as the EHR sees it.
@@ -297,7 +289,7 @@ pub trait Messages: Send + Sync {
     /// sender (`REJECTED`, with the reason).
     async fn record_rejected(
         &self,
-        key: crate::inbox::MessageKey<'_>,
+        key: MessageKey<'_>,
         arrival: Arrival<'_>,
         at: DateTime<Utc>,
         reason: &str,

@@ -21,8 +21,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::audit::{AuditEvent, AuditRecord};
-use crate::inbox::{Answer, MessageKey};
-use crate::messages::Arrival;
+use crate::inbox::{Answer, Arrival, MessageKey};
 use crate::Result;
 
 /// A message waiting to be sent.
