@@ -48,6 +48,9 @@
 //! root = "folders"                # <root>/<her-id>/OUT, SENT, FAILED, IN
 //! settle_ms = 2000                # a file is taken once its size and time stood still this long
 //! max_mib = 64                    # larger files go to FAILED
+//! [http]                          # `serve`'s HTTP API (see the http module)
+//! listen = "127.0.0.1:8095"       # loopback; another address needs TLS and allow_remote = true
+//! token_file = "api.tokens"       # one `NAME TOKEN` a line, readable by its owner only
 //! [send]
 //! async_ttl_seconds = 345600      # optional; none by default, as the reference
 //! payload_metadata = true         # the X-MessageInfo-* keys beside the encrypted body
@@ -70,10 +73,13 @@ use helsemelding_wire::queue::Dialect;
 use helsemelding_wire::HerId;
 use serde::Deserialize;
 
+mod http;
+pub use http::{Http, HttpTls, DEFAULT_LISTEN};
+
 /// Sections whose keys may be overridden from the environment.
 const SECTIONS: &[&str] = &[
     "broker", "identity", "registry", "trust", "store", "receipts", "audit", "receive", "send",
-    "folder",
+    "folder", "http",
 ];
 
 /// Variables that share the prefix but are not configuration keys.
@@ -102,6 +108,7 @@ struct RawConfig {
     #[serde(default)]
     send: RawSend,
     folder: Option<RawFolder>,
+    http: Option<http::RawHttp>,
 }
 
 #[derive(Deserialize)]
@@ -451,6 +458,8 @@ pub struct Config {
     pub send: Send,
     /// `[folder]`: `serve`'s folder drop; `None` when not configured.
     pub folder: Option<Folder>,
+    /// `[http]`: `serve`'s HTTP API; `None` when not configured.
+    pub http: Option<Http>,
 }
 
 /// `serve`'s folder drop (`[folder]`).
@@ -922,6 +931,11 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
         .as_ref()
         .map(|folder| validate_folder(folder, &resolve))
         .transpose()?;
+    let http = raw
+        .http
+        .as_ref()
+        .map(|http| http::validate_http(http, &existing))
+        .transpose()?;
     Ok(Config {
         her_id: her_ids[0],
         her_ids,
@@ -961,6 +975,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
         },
         send,
         folder,
+        http,
     })
 }
 

@@ -44,6 +44,14 @@
 //! * `queues` (internal): our queues as the registry names them, and what
 //!   RabbitMQ's management API says of them (counts, dead-letter paths).
 //!
+//! * `folder`: `serve`'s folder drop: the settle rule, what an OUT file
+//!   must be, atomic writes and moves, the drop-box loop and the IN
+//!   folder's acknowledgements.
+//!
+//! * `http`: `serve`'s local HTTP API over the same messenger and records
+//!   (bearer tokens, problem+json, the OpenAPI document), and `records`:
+//!   how a message record looks as JSON there and in `messages --json`.
+//!
 //! * `devpki`: a throw-away certificate authority and its parties, for
 //!   the demo, the benchmarks and local experiments.
 //!
@@ -57,7 +65,9 @@ pub mod cmd;
 pub mod config;
 pub mod devpki;
 pub mod folder;
+pub mod http;
 mod queues;
+pub mod records;
 pub mod sink;
 pub mod supervisor;
 

@@ -18,9 +18,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use helsemelding_messaging::{
-    DeadLetters, ErrorHandler, Handler, Listener, ListenerOptions, Messenger,
+    DeadLetters, ErrorHandler, Handler, Listener, ListenerOptions, Messenger, ReceiveHealth,
 };
 use helsemelding_store::audit::{AuditEvent, AuditKind};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::assembly;
 use crate::config::{Config, DeadLetterSetting};
@@ -126,6 +128,21 @@ fn dead_letter_lines(paths: &[(String, QueuePath)]) -> Vec<String> {
     lines
 }
 
+/// Waits for the services to end, cutting off what is still running
+/// after [`SERVICE_STOP`].
+async fn stop_all(running: Vec<JoinHandle<()>>) {
+    let deadline = tokio::time::Instant::now() + SERVICE_STOP;
+    for mut service in running {
+        if tokio::time::timeout_at(deadline, &mut service)
+            .await
+            .is_err()
+        {
+            service.abort();
+            let _ = service.await;
+        }
+    }
+}
+
 /// How long the start-up check of the dead-letter paths may take.
 const DEAD_LETTER_CHECK: Duration = Duration::from_secs(10);
 
@@ -209,7 +226,35 @@ pub async fn run(
     error_handler: Arc<dyn ErrorHandler>,
     finished: impl FnMut() -> bool,
 ) -> Result<()> {
-    run_with_chores(config, handler, error_handler, finished, Vec::new()).await
+    run_with_chores(config, handler, error_handler, finished, Daemon::default()).await
+}
+
+/// Work that runs beside the listener for as long as it does (the HTTP
+/// API), started once the messenger is open.
+pub trait Service: Send {
+    /// Starts the service over `messenger`; `receiving` says whether the
+    /// listener's receive links work. It must finish what it has in hand
+    /// and end once `stopping` turns true; what is still running
+    /// [`SERVICE_STOP`] later is cut off.
+    fn start(
+        self: Box<Self>,
+        messenger: &Messenger,
+        receiving: ReceiveHealth,
+        stopping: watch::Receiver<bool>,
+    ) -> JoinHandle<()>;
+}
+
+/// How long the services have to stop once asked.
+pub const SERVICE_STOP: Duration = Duration::from_secs(5);
+
+/// What a daemon runs beside the listener: chores stepped in turn, and
+/// services running on their own.
+#[derive(Default)]
+pub struct Daemon {
+    /// Stepped every [`CHORE_INTERVAL`] (the folder drops).
+    pub chores: Vec<Box<dyn Chore>>,
+    /// Started once and stopped with the listener (the HTTP API).
+    pub services: Vec<Box<dyn Service>>,
 }
 
 /// Work a daemon does beside the listener, a step at a time ([`run_with_chores`]).
@@ -225,15 +270,20 @@ pub trait Chore: Send {
 /// How often the chores take a step.
 pub const CHORE_INTERVAL: Duration = Duration::from_millis(500);
 
-/// [`run`], with `chores` stepped in turn every [`CHORE_INTERVAL`] once the
-/// listener runs (`serve`'s folder drops).
+/// [`run`], with the chores of `daemon` stepped in turn every
+/// [`CHORE_INTERVAL`] once the listener runs (`serve`'s folder drops) and
+/// its services running beside it (`serve`'s HTTP API).
 pub async fn run_with_chores(
     config: &Config,
     handler: Arc<dyn Handler>,
     error_handler: Arc<dyn ErrorHandler>,
     mut finished: impl FnMut() -> bool,
-    mut chores: Vec<Box<dyn Chore>>,
+    daemon: Daemon,
 ) -> Result<()> {
+    let Daemon {
+        mut chores,
+        services,
+    } = daemon;
     // From here on SIGTERM (systemd, docker stop) and SIGINT (Ctrl-C)
     // no longer end the process at once: start-up and the loop below
     // see them.
@@ -248,6 +298,11 @@ pub async fn run_with_chores(
         }
     };
     let messenger = &messenger;
+    let (stop_services, stopping) = watch::channel(false);
+    let running: Vec<JoinHandle<()>> = services
+        .into_iter()
+        .map(|service| service.start(messenger, listener.health(), stopping.clone()))
+        .collect();
     let started = AuditEvent::new(AuditKind::Start, messenger.actor(), "listening");
     messenger.audit(started).await;
     // AppRecs and communication-test answers go through the outbox:
@@ -287,6 +342,8 @@ pub async fn run_with_chores(
             break;
         }
     }
+    // The services stop taking requests while the listener drains.
+    let _ = stop_services.send(true);
     // A second signal (Ctrl-C twice) cuts the drain short.
     let cut = async {
         tokio::select! {
@@ -301,6 +358,7 @@ pub async fn run_with_chores(
              deliveries go back to the broker unsettled and come again to the next listener"
         );
     }
+    stop_all(running).await;
     pump.abort();
     messenger.close().await?;
     let stopped = AuditEvent::new(AuditKind::Stop, messenger.actor(), "stopped");

@@ -51,5 +51,5 @@ pub use api::{ErrorHandler, Handler, ListenerOptions, Received, Reply, SendReque
 pub use commtest::{CommtestMode, CommtestOutcome};
 pub use engine::{DeadLetters, Decision, HandlerError, OutboxPolicy, ReceivePolicy, RetryPolicy};
 pub use error::{Error, Result};
-pub use listener::Listener;
+pub use listener::{Listener, ReceiveHealth};
 pub use messenger::{FlushReport, Messenger, MessengerConfig, Node};

@@ -1,24 +1,56 @@
 //! The handle of running receive pipelines: started by the receive driver
 //! ([`Listener::start`]), stopped here with or without a drain bound.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
+use crate::outage::OutageLog;
 
 /// Running receive pipelines; [`Listener::stop`] lets each worker finish
 /// (and settle) its delivery, then detaches.
 pub struct Listener {
     shutdown: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
+    outage: Arc<OutageLog>,
+}
+
+/// Whether a listener's receive links work, for a readiness probe; it
+/// outlives the listener (then it says what was last seen).
+#[derive(Clone)]
+pub struct ReceiveHealth {
+    outage: Arc<OutageLog>,
+}
+
+impl ReceiveHealth {
+    /// How long the receive links have been failing, `None` while they work.
+    pub fn down_for(&self) -> Option<Duration> {
+        self.outage.lasting(tokio::time::Instant::now())
+    }
 }
 
 impl Listener {
-    /// The handle of workers that watch `shutdown`.
-    pub(crate) fn new(shutdown: watch::Sender<bool>, workers: Vec<JoinHandle<()>>) -> Listener {
-        Listener { shutdown, workers }
+    /// The handle of workers that watch `shutdown` and share `outage`.
+    pub(crate) fn new(
+        shutdown: watch::Sender<bool>,
+        workers: Vec<JoinHandle<()>>,
+        outage: Arc<OutageLog>,
+    ) -> Listener {
+        Listener {
+            shutdown,
+            workers,
+            outage,
+        }
+    }
+
+    /// A view of whether the receive links work.
+    pub fn health(&self) -> ReceiveHealth {
+        ReceiveHealth {
+            outage: self.outage.clone(),
+        }
     }
 
     /// Stops the workers after their current delivery and waits for them.

@@ -44,6 +44,13 @@ impl OutageLog {
         }
     }
 
+    /// How long the outage that is on has lasted at `now`, if one is.
+    pub(crate) fn lasting(&self, now: Instant) -> Option<Duration> {
+        self.state()
+            .as_ref()
+            .map(|(since, _)| now.saturating_duration_since(*since))
+    }
+
     /// A receive worked at `now`: the outage that was on, if any, is over.
     pub(crate) fn worked(&self, now: Instant) -> Option<Over> {
         let mut state = self.state();
@@ -64,10 +71,15 @@ mod tests {
         let log = OutageLog::default();
         let t0 = Instant::now();
         assert_eq!(log.worked(t0), None);
+        assert_eq!(log.lasting(t0), None);
         assert!(log.failed(t0));
         for n in 1..=792 {
             assert!(!log.failed(t0 + Duration::from_millis(n * 44)));
         }
+        assert_eq!(
+            log.lasting(t0 + Duration::from_secs(5)),
+            Some(Duration::from_secs(5))
+        );
         let over = log.worked(t0 + Duration::from_secs(35)).unwrap();
         assert_eq!(over.failures, 793);
         assert_eq!(over.lasted, Duration::from_secs(35));

@@ -146,7 +146,7 @@ impl Listener {
                 workers.push(tokio::spawn(worker.run(receiver)));
             }
         }
-        Ok(Listener::new(shutdown, workers))
+        Ok(Listener::new(shutdown, workers, outage))
     }
 }
 

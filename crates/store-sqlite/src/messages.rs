@@ -372,6 +372,36 @@ impl Messages for SqliteStore {
         .await
     }
 
+    async fn transition(
+        &self,
+        record: i64,
+        from: &[MessageState],
+        to: MessageState,
+        now: DateTime<Utc>,
+        action: &'static str,
+    ) -> Result<MessageRecord> {
+        let from = from.to_vec();
+        self.write("messages transition", move |connection| {
+            let current = get_record(connection, record)?;
+            if !from.contains(&current.state) {
+                return Err(Error::RecordState {
+                    record,
+                    state: current.state.name().to_owned(),
+                    action,
+                }
+                .into());
+            }
+            if to != MessageState::Leased {
+                connection
+                    .prepare_cached("UPDATE messages SET leased_until_ms = NULL WHERE id = ?1")?
+                    .execute([record])?;
+            }
+            change(connection, record, to, now, Some(action))?;
+            get_record(connection, record)
+        })
+        .await
+    }
+
     async fn record_rejected(
         &self,
         key: MessageKey<'_>,

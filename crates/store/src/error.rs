@@ -51,6 +51,17 @@ pub enum Error {
         /// The record number asked for.
         record: i64,
     },
+    /// A message record is not in a state an operation needs (an ack of
+    /// a message whose lease ran out and was taken by another client).
+    #[error("message record {record} is {state}: cannot {action}")]
+    RecordState {
+        /// The record number.
+        record: i64,
+        /// The state it is in.
+        state: String,
+        /// What could not be done.
+        action: &'static str,
+    },
     /// No parked message has this id.
     #[error("no parked message has id {id}")]
     UnknownParked {

@@ -285,6 +285,19 @@ pub trait Messages: Send + Sync {
         detail: Option<&str>,
     ) -> Result<MessageRecord>;
 
+    /// As [`Messages::set_state`], only from one of the states `from`:
+    /// one transaction that checks and moves, so two clients racing for
+    /// one message cannot both win. Another state is
+    /// [`Error::RecordState`](crate::Error::RecordState) naming `action`.
+    async fn transition(
+        &self,
+        record: i64,
+        from: &[MessageState],
+        to: MessageState,
+        now: DateTime<Utc>,
+        action: &'static str,
+    ) -> Result<MessageRecord>;
+
     /// Records an incoming message refused with an error report to its
     /// sender (`REJECTED`, with the reason).
     async fn record_rejected(

@@ -12,9 +12,9 @@ use helsemelding_store::messages::{
 };
 use helsemelding_store::Store;
 use helsemelding_wire::text::for_display;
-use serde_json::json;
 
 use super::store_args::StoreArgs;
+use crate::records::{event_json, record_json};
 
 /// See where messages are and how they got there.
 #[derive(clap::Args)]
@@ -212,38 +212,4 @@ fn event_line(event: &StateEvent) -> String {
             .map(|d| format!(": {}", for_display(d, 300)))
             .unwrap_or_default(),
     )
-}
-
-fn record_json(record: &MessageRecord) -> serde_json::Value {
-    json!({
-        "record": record.id,
-        "id": record.public_id(),
-        "direction": record.direction.name(),
-        "her_id": record.ours,
-        "peer_her_id": record.peer,
-        "message_id": record.message_id,
-        "msg_id": record.msg_id,
-        "function": record.function,
-        "state": record.state.name(),
-        "overdue": record.overdue,
-        "attempts": record.attempts,
-        "last_error": record.last_error,
-        "apprec_status": record.apprec_status,
-        "leased_until": record.leased_until.map(|t| t.to_rfc3339()),
-        "created_at": record.created_at.to_rfc3339(),
-        "updated_at": record.updated_at.to_rfc3339(),
-    })
-}
-
-fn event_json(event: &StateEvent) -> serde_json::Value {
-    json!({
-        "seq": event.seq,
-        "at": event.at.to_rfc3339(),
-        "record": event.record,
-        "direction": event.direction.name(),
-        "her_id": event.ours,
-        "id": event.id,
-        "state": event.state.name(),
-        "detail": event.detail,
-    })
 }

@@ -1,25 +1,30 @@
 //! `helsemelding --config F serve`: the gateway an EHR system runs beside
 //! it. For every HER-id of the configuration it runs the receive
 //! pipelines (what arrives goes to `<root>/<her-id>/IN`), the outbox pump,
-//! the receipt deadlines and the folder drop (`[folder]`: files in
-//! `<root>/<her-id>/OUT` are sent and moved to SENT or FAILED), until
+//! the receipt deadlines, the folder drop (`[folder]`: files in
+//! `<root>/<her-id>/OUT` are sent and moved to SENT or FAILED) and, with
+//! `[http]`, the local HTTP API (see the http module), until
 //! SIGTERM or SIGINT: then no new work is taken, the hand-overs in hand
 //! finish (at most 10 s) and it exits 0. What it was doing when it was
 //! killed is taken up again at the next start (see the folder module).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use async_trait::async_trait;
-use helsemelding_messaging::Messenger;
+use helsemelding_messaging::{Messenger, ReceiveHealth};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
+use crate::config::{Folder, Http};
 use crate::folder::drop_box::{DropBox, Outcome};
 use crate::folder::taken::InboxTaken;
 use crate::folder::PartyFolders;
+use crate::http::{self, tls, Api, Tokens};
 use crate::sink::ToDirectory;
-use crate::supervisor::{self, Chore};
+use crate::supervisor::{self, Chore, Daemon, Service};
 
 /// Run the gateway daemon: receive, send from the folder drop, pump the outbox.
 #[derive(clap::Args)]
@@ -56,12 +61,92 @@ pub fn run(config: Option<&Path>, _args: Args) -> Result<ExitCode> {
             .join(", "),
         folder.root.display()
     );
+    let mut services: Vec<Box<dyn Service>> = Vec::new();
+    if let Some(http) = &config.http {
+        services.push(Box::new(HttpService::prepare(http, &folder)?));
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let sink = Arc::new(ToDirectory::per_party(&folder.root));
-        supervisor::run_with_chores(&config, sink.clone(), sink, || false, chores).await
+        let daemon = Daemon { chores, services };
+        supervisor::run_with_chores(&config, sink.clone(), sink, || false, daemon).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The HTTP API as a service of the supervisor: bound, its tokens read
+/// and its TLS key loaded before anything else starts, so that a port in
+/// use or a token file others can read stops `serve` at once.
+struct HttpService {
+    listener: std::net::TcpListener,
+    tokens: Tokens,
+    tls: Option<tls::Acceptor>,
+    folder_root: PathBuf,
+    max_bytes: usize,
+}
+
+impl HttpService {
+    fn prepare(http: &Http, folder: &Folder) -> Result<HttpService> {
+        let tokens = Tokens::load(&http.token_file)?;
+        let tls = http
+            .tls
+            .as_ref()
+            .map(|tls| tls::Acceptor::from_pem(&tls.cert, &tls.key))
+            .transpose()?;
+        let listener = std::net::TcpListener::bind(http.listen).with_context(|| {
+            format!(
+                "http.listen {}: cannot listen there (another process has the port?)",
+                http.listen
+            )
+        })?;
+        listener.set_nonblocking(true)?;
+        eprintln!(
+            "HTTP API on {}://{}",
+            if tls.is_some() { "https" } else { "http" },
+            listener.local_addr()?
+        );
+        Ok(HttpService {
+            listener,
+            tokens,
+            tls,
+            folder_root: folder.root.clone(),
+            max_bytes: folder.max_bytes,
+        })
+    }
+}
+
+impl Service for HttpService {
+    fn start(
+        self: Box<Self>,
+        messenger: &Messenger,
+        receiving: ReceiveHealth,
+        mut stopping: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
+        let api = Api::new(
+            messenger.clone(),
+            self.tokens,
+            self.folder_root,
+            self.max_bytes,
+            Some(receiving),
+        );
+        let router = http::router(api);
+        let (listener, tls) = (self.listener, self.tls);
+        tokio::spawn(async move {
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => listener,
+                Err(error) => {
+                    eprintln!("HTTP API: {error}");
+                    return;
+                }
+            };
+            let stop = async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            };
+            if let Err(error) = http::serve(listener, router, tls, stop).await {
+                eprintln!("HTTP API stopped: {error}");
+            }
+        })
+    }
 }
 
 /// One HER-id's folders as a chore of the supervisor: OUT sent, and IN

@@ -503,3 +503,54 @@ fn every_library_setting_is_reachable_from_the_file() {
     assert_eq!(config.send.outbox.backoff_min, Duration::from_millis(10));
     assert_eq!(config.send.outbox.backoff_max, Duration::from_millis(20));
 }
+
+#[test]
+fn the_http_api_listens_on_loopback_unless_tls_and_allow_remote_say_otherwise() {
+    let setup = Setup::new();
+    std::fs::write(setup.dir.path().join("api.tokens"), b"x").unwrap();
+    let with = |http: &str| format!("{FULL}[http]\n{http}");
+    let config = setup
+        .load(&with("token_file = \"api.tokens\"\n"), &[])
+        .unwrap();
+    let http = config.http.unwrap();
+    assert_eq!(http.listen.to_string(), DEFAULT_LISTEN);
+    assert!(http.token_file.ends_with("api.tokens") && http.tls.is_none());
+    assert!(setup.load(FULL, &[]).unwrap().http.is_none());
+
+    let error = setup.error(&with("listen = \"127.0.0.1:8095\"\n"), &[]);
+    assert!(error.contains("http.token_file: missing"), "{error}");
+    let error = setup.error(&with("token_file = \"nope.tokens\"\n"), &[]);
+    assert!(
+        error.contains("http.token_file") && error.contains("does not exist"),
+        "{error}"
+    );
+    let error = setup.error(
+        &with("listen = \"here\"\ntoken_file = \"api.tokens\"\n"),
+        &[],
+    );
+    assert!(error.contains("key http.listen: \"here\""), "{error}");
+    let remote = "listen = \"0.0.0.0:8095\"\ntoken_file = \"api.tokens\"\n";
+    let error = setup.error(&with(remote), &[]);
+    assert!(
+        error.contains("not a loopback address") && error.contains("TLS"),
+        "{error}"
+    );
+    let tls = format!("{remote}tls_cert = \"sign.pem\"\ntls_key = \"sign.key\"\n");
+    let error = setup.error(&with(&tls), &[]);
+    assert!(error.contains("allow_remote = true"), "{error}");
+    let config = setup
+        .load(&with(&format!("{tls}allow_remote = true\n")), &[])
+        .unwrap();
+    assert!(config.http.unwrap().tls.is_some());
+    let error = setup.error(
+        &with("token_file = \"api.tokens\"\ntls_cert = \"sign.pem\"\n"),
+        &[],
+    );
+    assert!(error.contains("http.tls_key: missing"), "{error}");
+    // The environment reaches the section like any other.
+    let env = [("HELSEMELDING_HTTP_LISTEN", "127.0.0.1:9000")];
+    let config = setup
+        .load(&with("token_file = \"api.tokens\"\n"), &env)
+        .unwrap();
+    assert_eq!(config.http.unwrap().listen.port(), 9000);
+}

@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use helsemelding_messaging::{Error, Messenger, SendRequest, Submitted};
+use helsemelding_store::messages::{Direction, MessageState};
 use helsemelding_store::outbox::OutboxState;
 use helsemelding_wire::HerId;
 use serde::Serialize;
 
 use super::files::{move_into, safe_name, stem_of, write_atomic};
-use super::outgoing::{self, Outgoing, Refusal};
+use super::outgoing::{self, refusal_of, Outgoing, Refusal};
 use super::settle::{Seen, Settling};
 use super::PartyFolders;
 
@@ -198,7 +199,7 @@ impl DropBox {
     async fn advance(&self, messenger: &Messenger, file: &mut Claimed) -> std::io::Result<Outcome> {
         if file.outgoing.is_none() {
             let bytes = std::fs::read(&file.work)?;
-            match outgoing::read(&bytes, self.folders.her_id, self.max_bytes) {
+            match outgoing::read(&bytes, &[self.folders.her_id], self.max_bytes) {
                 Ok(outgoing) => {
                     file.message_id = Some(message_id_for(self.folders.her_id, &outgoing.msg_id));
                     file.outgoing = Some(outgoing);
@@ -218,6 +219,17 @@ impl DropBox {
             .clone()
             .expect("judged before it is submitted");
         let message_id = file.message_id.clone().unwrap_or_default();
+        if self.cancelled(messenger, &outgoing).await {
+            let refusal = Refusal::new(
+                "cancelled",
+                format!(
+                    "message {} was cancelled through the API before it was sent",
+                    outgoing.msg_id
+                ),
+                "drop it again with a new MsgId if it is still to be sent",
+            );
+            return self.fail(file, &refusal);
+        }
         let payload = std::fs::read(&file.work)?;
         let request = SendRequest::new(outgoing.to, &outgoing.function, payload)
             .from(self.folders.her_id)
@@ -234,6 +246,23 @@ impl DropBox {
                 None => Ok(Outcome::Later(error.to_string())),
             },
         }
+    }
+
+    /// Whether the message of a file was cancelled (its outbox entry is
+    /// gone, so submitting the file again would send it after all). A
+    /// store that cannot answer now is asked again at the next pass by
+    /// the submission that follows.
+    async fn cancelled(&self, messenger: &Messenger, outgoing: &Outgoing) -> bool {
+        let found = messenger
+            .store()
+            .messages()
+            .find(
+                &outgoing.msg_id,
+                Some(Direction::Out),
+                Some(outgoing.from.get()),
+            )
+            .await;
+        matches!(found, Ok(Some(record)) if record.state == MessageState::Cancelled)
     }
 
     /// Moves a file whose message is in the outbox as far as its state
@@ -315,57 +344,6 @@ impl DropBox {
         write_atomic(&report_path, &json)?;
         Ok(Outcome::Failed(failed))
     }
-}
-
-/// A refusal for an error that no retry can mend; `None` for faults that
-/// pass (the store, the registry or the broker unreachable now).
-fn refusal_of(error: &Error) -> Option<Refusal> {
-    let reason = error.to_string();
-    let (code, hint) = match error {
-        Error::Registry { source, .. } => match source {
-            helsemelding_registry::Error::NotFound { .. } => (
-                "receiver-unknown",
-                "check the receiver's HER-id in MsgInfo/Receiver against the address registry",
-            ),
-            helsemelding_registry::Error::Http { .. }
-            | helsemelding_registry::Error::Timeout { .. }
-            | helsemelding_registry::Error::Io { .. } => return None,
-            _ => (
-                "registry-record-unusable",
-                "the receiver's registry record cannot be used; ask the receiver or NHN to correct it",
-            ),
-        },
-        Error::TransportDisabled { .. } => (
-            "receiver-without-amqp",
-            "the receiver does not take messages over the service bus; use another channel",
-        ),
-        Error::FunctionNotAllowed { .. } => (
-            "function-not-allowed",
-            "the receiver's collaboration profile does not take this message function",
-        ),
-        Error::Incomplete { .. } => (
-            "receiver-incomplete",
-            "the receiver's registry record lacks a certificate or queue; ask the receiver to complete it",
-        ),
-        Error::Certificate { .. } => (
-            "certificate-unusable",
-            "a certificate (ours or the receiver's) is expired, revoked or of the wrong kind",
-        ),
-        Error::Payload(_) | Error::MsgHeadParty { .. } => (
-            "payload-refused",
-            "correct the MsgHead (well-formed, Sender and Receiver as sent)",
-        ),
-        Error::MessageIdConflict { .. } => (
-            "msgid-reused",
-            "this MsgId was sent before with other content: give the message a new MsgId",
-        ),
-        Error::NotOurs { .. } | Error::SigningNotRegistered { .. } => (
-            "sender-unusable",
-            "our HER-id or signing certificate is not as the registry has it; see `helsemelding preflight`",
-        ),
-        _ => return None,
-    };
-    Some(Refusal::new(code, reason, hint))
 }
 
 /// The `.xml` files directly in `dir`, hidden and temporary ones left out.

@@ -74,10 +74,13 @@ pub enum AuditKind {
     Parked,
     /// An operator removed a parked message (dropped or put back on its queue).
     ParkedRemoved,
+    /// A client of the HTTP API changed something (submitted, retried,
+    /// cancelled, leased, acknowledged, answered), under its token's name.
+    ApiRequest,
 }
 
 impl AuditKind {
-    const ALL: [AuditKind; 20] = [
+    const ALL: [AuditKind; 21] = [
         AuditKind::Sent,
         AuditKind::Received,
         AuditKind::Accepted,
@@ -98,6 +101,7 @@ impl AuditKind {
         AuditKind::LocalFaultCleared,
         AuditKind::Parked,
         AuditKind::ParkedRemoved,
+        AuditKind::ApiRequest,
     ];
 
     /// The stored name, e.g. `error-reported`.
@@ -123,6 +127,7 @@ impl AuditKind {
             AuditKind::LocalFaultCleared => "local-fault-cleared",
             AuditKind::Parked => "parked",
             AuditKind::ParkedRemoved => "parked-removed",
+            AuditKind::ApiRequest => "api-request",
         }
     }
 
