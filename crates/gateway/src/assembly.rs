@@ -107,6 +107,7 @@ impl Parts {
         messenger_config.her_ids = config.her_ids.clone();
         messenger_config.sync_reply_queue = config.broker.reply_queue.clone();
         messenger_config.receipt_deadlines = receipt_deadlines(&config.receipts);
+        messenger_config.send_receipts = config.receipts.automatic;
         messenger_config.async_ttl = config.send.async_ttl;
         messenger_config.payload_metadata = config.send.payload_metadata;
         messenger_config.extra_properties = config.send.extra_properties.clone();

@@ -385,6 +385,12 @@ struct RawReceipts {
     /// Per message function, e.g. `DIALOG_INNBYGGER_EKONTAKT = 48`.
     #[serde(default)]
     deadline_hours_by_function: BTreeMap<String, u32>,
+    #[serde(default = "default_automatic_receipts")]
+    automatic: bool,
+}
+
+fn default_automatic_receipts() -> bool {
+    true
 }
 
 impl Default for RawReceipts {
@@ -392,6 +398,7 @@ impl Default for RawReceipts {
         RawReceipts {
             deadline_hours: default_receipt_hours(),
             deadline_hours_by_function: BTreeMap::new(),
+            automatic: default_automatic_receipts(),
         }
     }
 }
@@ -673,6 +680,9 @@ pub struct Receipts {
     pub deadline_hours: u32,
     /// The same, per message function.
     pub deadline_hours_by_function: BTreeMap<String, u32>,
+    /// `true`: an AppRec OK goes back as soon as a message asking for one
+    /// is handed over; `false`: the EHR answers (APPREC folder, the API).
+    pub automatic: bool,
 }
 
 impl Config {
@@ -957,6 +967,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config> {
         receipts: Receipts {
             deadline_hours: raw.receipts.deadline_hours,
             deadline_hours_by_function: raw.receipts.deadline_hours_by_function,
+            automatic: raw.receipts.automatic,
         },
         audit_retention_days: raw.audit.retention_days,
         receive: Receive {

@@ -50,7 +50,9 @@
 //!
 //! * `http`: `serve`'s local HTTP API over the same messenger and records
 //!   (bearer tokens, problem+json, the OpenAPI document), and `records`:
-//!   how a message record looks as JSON there and in `messages --json`.
+//!   how a message record looks as JSON there and in `messages --json`;
+//!   `replies`: the EHR's own AppRecs (`[receipts] automatic = false`),
+//!   from the APPREC folder or the API.
 //!
 //! * `devpki`: a throw-away certificate authority and its parties, for
 //!   the demo, the benchmarks and local experiments.
@@ -68,6 +70,7 @@ pub mod folder;
 pub mod http;
 mod queues;
 pub mod records;
+pub mod replies;
 pub mod sink;
 pub mod supervisor;
 

@@ -24,6 +24,9 @@ use serde_json::json;
 /// The out-dir writer: the handler and error handler of `listen`.
 pub struct ToDirectory {
     naming: Naming,
+    /// Keep the original of each message asking for an AppRec until the
+    /// EHR answers it (`[receipts] automatic = false`).
+    keep_originals: bool,
     accepted: AtomicU64,
     last: std::sync::Mutex<Instant>,
 }
@@ -81,9 +84,35 @@ impl ToDirectory {
     fn with(naming: Naming) -> ToDirectory {
         ToDirectory {
             naming,
+            keep_originals: false,
             accepted: AtomicU64::new(0),
             last: std::sync::Mutex::new(Instant::now()),
         }
+    }
+
+    /// The same, keeping the original of every message that asks for an
+    /// AppRec in `.answer/` until the EHR's AppRec for it is sent (the EHR
+    /// may take its IN file before it answers).
+    pub fn keeping_originals(mut self) -> ToDirectory {
+        self.keep_originals = true;
+        self
+    }
+
+    /// Where the original of `message` is kept for the EHR's AppRec, when
+    /// it is kept.
+    fn kept_original(&self, message: &Received) -> Option<PathBuf> {
+        let Naming::PerParty(root) = &self.naming else {
+            return None;
+        };
+        if !self.keep_originals {
+            return None;
+        }
+        let head = helsemelding_wire::msghead::MsgHead::parse(&message.payload).ok()?;
+        if !head.wants_receipt() {
+            return None;
+        }
+        let folders = crate::folder::PartyFolders::new(root, message.to);
+        Some(folders.kept_original(&folders.incoming_stem(message.from, &head.msg_id)))
     }
 
     /// How many messages it has taken (written, or found already there).
@@ -132,6 +161,11 @@ impl ToDirectory {
                     format!("reading {}: {e}", xml.display()),
                 ))
             }
+        }
+        // The kept original first: once the IN file is there the EHR may
+        // answer, and its answer needs it.
+        if let Some(kept) = self.kept_original(message) {
+            write_atomic(&kept, &message.payload)?;
         }
         write_atomic(&json, &meta_json(message)?)?;
         if let Err(error) = write_atomic(&xml, &message.payload) {

@@ -655,3 +655,83 @@ fn over_tls_the_api_answers_https_and_plain_http_is_not_served() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{}", read_log());
 }
+
+#[test]
+fn with_receipts_by_the_ehr_its_apprec_posted_to_the_api_goes_back_once() {
+    let setup = Setup::new(GatewayBroker::Local);
+    let a = party(&setup, A, "");
+    let b = party(&setup, B, "[receipts]\nautomatic = false\n");
+    let served_a = Served::start(&setup, &a, "a");
+    let served_b = Served::start(&setup, &b, "b");
+    let logs = || format!("a:\n{}\nb:\n{}", served_a.log(), served_b.log());
+    let msg_id = uuid::Uuid::new_v4().to_string();
+    let asking = helsemelding_testkit::payload::msghead(A, B)
+        .msg_id(&msg_id)
+        .ack()
+        .build();
+    let (status, _, _) = served_a.call(
+        "POST",
+        "/api/v1/messages",
+        xml(asking.clone().into_bytes()),
+        None,
+    );
+    assert_eq!(status, 202);
+    wait_until(
+        "AVAILABLE on B",
+        Duration::from_secs(30),
+        || {
+            served_b
+                .json(
+                    "GET",
+                    &format!("/api/v1/messages/{msg_id}?direction=in"),
+                    None,
+                )
+                .0
+                == 200
+        },
+        logs,
+    );
+    let path = format!("/api/v1/inbox/{msg_id}/apprec");
+    let (status, body) = served_b.json("POST", &path, Some(serde_json::json!({ "status": "2" })));
+    assert_problem(status, &body, 400, "bad-apprec");
+    // A whole AppRec that answers another message.
+    let other = helsemelding_testkit::payload::msghead(A, B)
+        .msg_id("another")
+        .ack()
+        .build();
+    let other = helsemelding_wire::msghead::MsgHead::parse(other.as_bytes()).unwrap();
+    let wrong = helsemelding_wire::apprec::AppRec::answering(
+        &other,
+        helsemelding_wire::apprec::Version::V1_0,
+        "x-1",
+        chrono::Utc::now(),
+        helsemelding_wire::apprec::Status::Ok,
+        Vec::new(),
+    )
+    .to_xml();
+    let (status, _, body) = served_b.call("POST", &path, xml(wrong.into_bytes()), None);
+    assert_problem(
+        status,
+        &serde_json::from_slice(&body).unwrap(),
+        400,
+        "apprec-mismatch",
+    );
+    let (status, body) = served_b.json("POST", &path, Some(serde_json::json!({ "status": "1" })));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "APPREC_SENT", "{body}");
+    let (status, body) = served_b.json("POST", &path, Some(serde_json::json!({ "status": "1" })));
+    assert_problem(status, &body, 409, "wrong-state");
+    wait_until(
+        "APPREC_OK on A",
+        Duration::from_secs(30),
+        || {
+            served_a
+                .json("GET", &format!("/api/v1/messages/{msg_id}"), None)
+                .1["state"]
+                == "APPREC_OK"
+        },
+        logs,
+    );
+    served_a.stop();
+    served_b.stop();
+}

@@ -130,7 +130,7 @@ fn stop(child: &mut Child, signal: libc::c_int) -> Option<std::process::ExitStat
 }
 
 /// SIGTERM to each: every one exits 0 within 10 s.
-fn stop_gracefully(children: [&mut Child; 2], logs: &dyn Fn() -> String) {
+fn stop_gracefully<const N: usize>(children: [&mut Child; N], logs: &dyn Fn() -> String) {
     for child in children {
         let status = stop(child, libc::SIGTERM).expect("serve stops within 10 s of SIGTERM");
         assert!(status.success(), "{status}: {}", logs());
@@ -472,13 +472,135 @@ fn an_apprec_for_a_sent_file_lands_in_receipts_and_turns_its_state_to_apprec_ok(
         || state(&a, "out") == "APPREC_OK",
         logs,
     );
-    assert_eq!(state(&b, "in"), "APPREC_SENT");
+    // Answered at hand-over, but still the EHR's to take.
+    assert_eq!(state(&b, "in"), "AVAILABLE");
 
     stop_gracefully([&mut serve_a, &mut serve_b], &logs);
     assert_nothing_half_written(&setup.dir().join("folders"));
 }
 
 /// A note from A to B that asks for an AppRec.
+#[test]
+fn with_receipts_by_the_ehr_an_answer_in_apprec_goes_back_and_an_owed_one_turns_overdue() {
+    let (setup, a, b) = two_parties(200);
+    let mut text = std::fs::read_to_string(&b).unwrap();
+    text.push_str("[receipts]\nautomatic = false\ndeadline_hours = 0\n");
+    std::fs::write(&b, text).unwrap();
+    let mut serve_a = serve(&setup, &a, "a.log");
+    let mut serve_b = serve(&setup, &b, "b1.log");
+    let logs = || logs_of(&setup, &["a.log", "b1.log", "b2.log"]);
+    let msg_id = uuid::Uuid::new_v4().to_string();
+    drop_file(
+        &folder(&setup, A, "OUT"),
+        "asks.xml",
+        testkit_msghead(&msg_id).as_bytes(),
+    );
+    let kept = folder(&setup, B, ".answer").join(format!("{A}_{msg_id}.xml"));
+    wait_until(
+        "B keeps the original for its answer",
+        Duration::from_secs(60),
+        || kept.exists(),
+        logs,
+    );
+    assert!(folder(&setup, B, "IN")
+        .join(format!("{A}_{msg_id}.xml"))
+        .exists());
+    let shown = |config: &Path| {
+        let (ok, shown, stderr) = setup.run(config, &["messages", "show", &msg_id, "--json"]);
+        assert!(ok, "{stderr}");
+        serde_json::from_str::<serde_json::Value>(&shown).unwrap()
+    };
+    // Nothing answers it by itself.
+    std::thread::sleep(Duration::from_secs(2));
+    let receipt = folder(&setup, A, "RECEIPTS").join(format!("{msg_id}.json"));
+    assert!(
+        !receipt.exists(),
+        "an AppRec went without the EHR: {}",
+        logs()
+    );
+    assert_eq!(shown(&b)["state"], "AVAILABLE");
+    // Owed past the deadline (0 hours): overdue, as seen at the next start.
+    stop_gracefully([&mut serve_b], &logs);
+    let mut serve_b = serve(&setup, &b, "b2.log");
+    wait_until(
+        "B's record overdue",
+        Duration::from_secs(30),
+        || shown(&b)["overdue"] == true,
+        logs,
+    );
+
+    // The EHR takes the IN file and answers through APPREC.
+    std::fs::remove_file(folder(&setup, B, "IN").join(format!("{A}_{msg_id}.xml"))).unwrap();
+    let answer =
+        r#"{"status": "2", "errors": [{"code": "E35", "description": "Pasienten er ukjent"}]}"#;
+    drop_file(
+        &folder(&setup, B, "APPREC"),
+        &format!("{msg_id}.json"),
+        answer.as_bytes(),
+    );
+    wait_until(
+        "the AppRec in A's RECEIPTS",
+        Duration::from_secs(60),
+        || receipt.exists(),
+        logs,
+    );
+    let receipt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
+    assert_eq!(receipt["status"], "2", "{receipt}");
+    assert_eq!(receipt["errors"][0]["code"], "E35", "{receipt}");
+    assert_eq!(receipt["errors"][0]["description"], "Pasienten er ukjent");
+    wait_until(
+        "A's record APPREC_REJECTED",
+        Duration::from_secs(20),
+        || shown(&a)["state"] == "APPREC_REJECTED",
+        logs,
+    );
+    let b_record = shown(&b);
+    assert_eq!(b_record["state"], "APPREC_SENT", "{b_record}");
+    assert!(
+        !kept.exists(),
+        "the kept original goes once the answer is sent"
+    );
+    assert!(folder(&setup, B, "APPREC/SENT")
+        .join(format!("{msg_id}.json"))
+        .exists());
+    // A second answer to the same message is refused, the file kept.
+    drop_file(
+        &folder(&setup, B, "APPREC"),
+        &format!("{msg_id}.json"),
+        br#"{"status": "1"}"#,
+    );
+    let report = folder(&setup, B, "APPREC/FAILED").join(format!("{msg_id}.json.error.json"));
+    wait_until(
+        "the second answer in APPREC/FAILED",
+        Duration::from_secs(30),
+        || report.exists(),
+        logs,
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["code"], "not-owed", "{report}");
+    assert!(folder(&setup, B, "APPREC/FAILED")
+        .join(format!("{msg_id}.json"))
+        .exists());
+    // An answer that names no message we have.
+    drop_file(
+        &folder(&setup, B, "APPREC"),
+        "nobody.json",
+        br#"{"status": "1"}"#,
+    );
+    let report = folder(&setup, B, "APPREC/FAILED").join("nobody.json.error.json");
+    wait_until(
+        "the stray answer in APPREC/FAILED",
+        Duration::from_secs(30),
+        || report.exists(),
+        logs,
+    );
+
+    stop_gracefully([&mut serve_a, &mut serve_b], &logs);
+    assert_nothing_half_written(&setup.dir().join("folders"));
+}
+
 fn testkit_msghead(msg_id: &str) -> String {
     helsemelding_testkit::payload::msghead(A, B)
         .msg_id(msg_id)

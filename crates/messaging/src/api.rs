@@ -230,6 +230,22 @@ impl std::fmt::Display for HandlerError {
 
 impl std::error::Error for HandlerError {}
 
+/// A message handed over earlier that the application answers now
+/// ([`Messenger::send_application_receipt`](crate::Messenger::send_application_receipt)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answering {
+    /// Our HER-id it was addressed to.
+    pub ours: HerId,
+    /// Its sender, whom the AppRec goes to.
+    pub sender: HerId,
+    /// Its AMQP message-id.
+    pub message_id: String,
+    /// Its MsgHead's MsgId.
+    pub msg_id: Option<String>,
+    /// Its message function.
+    pub function: String,
+}
+
 /// One async message to send.
 #[derive(Clone, Debug)]
 pub struct SendRequest {

@@ -47,7 +47,9 @@ pub mod receipts;
 mod receive;
 mod waiters;
 
-pub use api::{ErrorHandler, Handler, ListenerOptions, Received, Reply, SendRequest, Submitted};
+pub use api::{
+    Answering, ErrorHandler, Handler, ListenerOptions, Received, Reply, SendRequest, Submitted,
+};
 pub use commtest::{CommtestMode, CommtestOutcome};
 pub use engine::{DeadLetters, Decision, HandlerError, OutboxPolicy, ReceivePolicy, RetryPolicy};
 pub use error::{Error, Result};

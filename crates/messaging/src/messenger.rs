@@ -27,7 +27,7 @@ use helsemelding_wire::{metadata, HerId};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::api::{Received, SendRequest, Submitted};
+use crate::api::{Answering, Received, SendRequest, Submitted};
 use crate::convert;
 use crate::engine::send;
 use crate::engine::{
@@ -183,9 +183,6 @@ pub struct FlushReport {
     pub outage: Option<String>,
 }
 
-/// How one transfer of an outbox entry ended.
-/// The received message an outgoing answer answers, and the answer as
-/// kept for a repeat.
 /// What an outbox entry is known by besides its message-id.
 struct RecordKeys {
     /// See [`OutgoingMessage::payload_digest`].
@@ -201,6 +198,8 @@ fn msg_id_of(payload: &[u8]) -> Option<String> {
         .map(|head| head.msg_id)
 }
 
+/// The received message an outgoing answer answers, and the answer as
+/// kept for a repeat.
 struct AnswerOf {
     ours: HerId,
     sender: HerId,
@@ -211,6 +210,7 @@ struct AnswerOf {
     answer: Answer,
 }
 
+/// How one transfer of an outbox entry ended.
 enum Settled {
     Sent,
     /// Failed; the entry waits for its next attempt.
@@ -576,6 +576,38 @@ impl Node {
         let target = self.target_unchecked_function(from, to).await?;
         self.send_async(from, SendRequest::new(to, function, payload), target, None)
             .await
+    }
+
+    /// Sends the application's own AppRec `payload` for a message handed
+    /// over earlier (`[receipts] automatic = false`): signed, encrypted
+    /// and queued to its sender like the automatic one, in one transaction
+    /// with the hand-over, which keeps it (a redelivery is answered with
+    /// it) and whose record becomes `APPREC_SENT`. `answer_id` is the
+    /// AppRec's message-id: the same id again is a replay or a conflict,
+    /// never a second AppRec.
+    pub async fn send_application_receipt(
+        &self,
+        answering: &Answering,
+        answer_id: &str,
+        payload: Vec<u8>,
+    ) -> Result<String> {
+        let (from, to) = (answering.ours, answering.sender);
+        let target = self.target_unchecked_function(from, to).await?;
+        let answer = Answer {
+            function: receipts::APPREC_FUNCTION.into(),
+            payload,
+        };
+        let request = SendRequest::new(to, &answer.function, answer.payload.clone())
+            .with_message_id(answer_id);
+        let answers = AnswerOf {
+            ours: from,
+            sender: to,
+            message_id: answering.message_id.clone(),
+            msg_id: answering.msg_id.clone(),
+            function: answering.function.clone(),
+            answer,
+        };
+        self.send_async(from, request, target, Some(answers)).await
     }
 
     /// Sends `answer` (an AppRec) to the sender of `received`, recording it

@@ -41,6 +41,29 @@ pub(crate) fn insert_hand_over(
     Ok(inserted == 1)
 }
 
+/// Gives the hand-over of `key` the answer it was given later (an AppRec
+/// of the application's), unless it has one.
+pub(crate) fn set_answer(
+    connection: &Connection,
+    key: MessageKey<'_>,
+    answer: &Answer,
+) -> Inner<()> {
+    connection
+        .prepare_cached(
+            "UPDATE inbox_handed_over SET answer_function = ?4, answer_payload = ?5
+             WHERE our_her_id = ?1 AND sender_her_id = ?2 AND message_id = ?3
+               AND answer_payload IS NULL",
+        )?
+        .execute(params![
+            key.ours,
+            key.sender,
+            key.message_id,
+            answer.function,
+            answer.payload
+        ])?;
+    Ok(())
+}
+
 /// A [`MessageKey`] owned, to move to a blocking thread.
 struct OwnedKey {
     ours: u32,

@@ -227,6 +227,25 @@ pub(crate) fn track_arrival(
     Ok(record)
 }
 
+/// The record number of the incoming message `key`.
+pub(crate) fn record_of(connection: &Connection, key: MessageKey<'_>) -> Inner<i64> {
+    connection
+        .prepare_cached(
+            "SELECT id FROM messages WHERE direction = 'in' AND our_her_id = ?1
+               AND peer_her_id = ?2 AND message_id = ?3",
+        )?
+        .query_row(params![key.ours, key.sender, key.message_id], |row| {
+            row.get(0)
+        })
+        .optional()?
+        .ok_or_else(|| {
+            Error::UnknownMessage {
+                message_id: key.message_id.to_owned(),
+            }
+            .into()
+        })
+}
+
 fn get_record(connection: &Connection, record: i64) -> Inner<MessageRecord> {
     connection
         .prepare_cached(&format!(
@@ -434,6 +453,16 @@ impl Messages for SqliteStore {
                 Some(&reason),
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn flag_overdue(&self, record: i64) -> Result<bool> {
+        self.write("messages flag overdue", move |connection| {
+            let changed = connection
+                .prepare_cached("UPDATE messages SET overdue = 1 WHERE id = ?1 AND overdue = 0")?
+                .execute([record])?;
+            Ok(changed > 0)
         })
         .await
     }

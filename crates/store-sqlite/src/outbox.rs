@@ -134,19 +134,27 @@ impl Outbox for SqliteStore {
                 message_id: &answered_id,
             };
             let at = message.created_at;
-            insert_hand_over(connection, answers, at, "accepted", Some(&answer))?;
-            let arrival = Arrival {
-                msg_id: msg_id.as_deref(),
-                function: &function,
-            };
-            let record = track_arrival(
-                connection,
-                answers,
-                arrival,
-                MessageState::Available,
-                at,
-                None,
-            )?;
+            if insert_hand_over(connection, answers, at, "accepted", Some(&answer))? {
+                // Answered as it is handed over (automatic receipts): it
+                // is still the EHR's to take, so it stays AVAILABLE.
+                let arrival = Arrival {
+                    msg_id: msg_id.as_deref(),
+                    function: &function,
+                };
+                track_arrival(
+                    connection,
+                    answers,
+                    arrival,
+                    MessageState::Available,
+                    at,
+                    None,
+                )?;
+                return Ok(());
+            }
+            // Handed over before and answered now by the application: a
+            // redelivery from here on is answered with this answer.
+            crate::inbox::set_answer(connection, answers, &answer)?;
+            let record = crate::messages::record_of(connection, answers)?;
             let detail = format!("answered by {}", message.message_id);
             crate::messages::change(
                 connection,

@@ -308,6 +308,10 @@ pub trait Messages: Send + Sync {
         reason: &str,
     ) -> Result<()>;
 
+    /// Flags record `record` overdue (an incoming message whose AppRec we
+    /// owe and have not sent in time); returns whether it was not already.
+    async fn flag_overdue(&self, record: i64) -> Result<bool>;
+
     /// Flags an outgoing message (by MsgId, to `peer`) whose AppRec is
     /// late; returns whether a record was flagged.
     async fn mark_overdue(&self, msg_id: &str, peer: u32) -> Result<bool>;

@@ -143,7 +143,9 @@ pub trait Outbox: Send + Sync {
     /// message handed to the application, together with that hand-over
     /// (outcome `accepted`, at the message's creation time): once the
     /// answer is queued the hand-over is on record, so a redelivery after
-    /// a crash is neither handed over nor answered again.
+    /// a crash is neither handed over nor answered again. A message handed
+    /// over before (the application answers it later) keeps its
+    /// hand-over, which takes this answer.
     async fn enqueue_answer(
         &self,
         message: &OutgoingMessage,

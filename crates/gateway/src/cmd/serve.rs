@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use async_trait::async_trait;
@@ -19,6 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Folder, Http};
+use crate::folder::apprec::{Answered, AppRecDrop};
 use crate::folder::drop_box::{DropBox, Outcome};
 use crate::folder::taken::InboxTaken;
 use crate::folder::PartyFolders;
@@ -49,7 +51,16 @@ pub fn run(config: Option<&Path>, _args: Args) -> Result<ExitCode> {
             );
         }
         let taken = InboxTaken::new(PartyFolders::new(&folder.root, *her_id));
-        chores.push(Box::new(FolderDrop { drop_box, taken }));
+        let answers = AppRecDrop::new(
+            PartyFolders::new(&folder.root, *her_id),
+            folder.settle,
+            Duration::from_secs(u64::from(config.receipts.deadline_hours) * 3600),
+        );
+        chores.push(Box::new(FolderDrop {
+            drop_box,
+            taken,
+            answers,
+        }));
     }
     eprintln!(
         "serving HER-id(s) {} with the folder drop in {}",
@@ -67,7 +78,11 @@ pub fn run(config: Option<&Path>, _args: Args) -> Result<ExitCode> {
     }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let sink = Arc::new(ToDirectory::per_party(&folder.root));
+        let mut sink = ToDirectory::per_party(&folder.root);
+        if !config.receipts.automatic {
+            sink = sink.keeping_originals();
+        }
+        let sink = Arc::new(sink);
         let daemon = Daemon { chores, services };
         supervisor::run_with_chores(&config, sink.clone(), sink, || false, daemon).await
     })?;
@@ -149,11 +164,12 @@ impl Service for HttpService {
     }
 }
 
-/// One HER-id's folders as a chore of the supervisor: OUT sent, and IN
-/// files the EHR took noted as delivered.
+/// One HER-id's folders as a chore of the supervisor: OUT sent, IN files
+/// the EHR took noted as delivered, its answers in APPREC sent.
 struct FolderDrop {
     drop_box: DropBox,
     taken: InboxTaken,
+    answers: AppRecDrop,
 }
 
 #[async_trait]
@@ -175,6 +191,37 @@ impl Chore for FolderDrop {
         if let Err(error) = self.taken.look(messenger).await {
             eprintln!("HER-id {her_id}: noting IN files taken: {error}");
         }
+        match self.answers.pass(messenger).await {
+            Ok(outcomes) => {
+                for outcome in outcomes {
+                    report_answer(her_id, &outcome);
+                }
+            }
+            Err(error) => eprintln!("HER-id {her_id}: APPREC folder: {error}"),
+        }
+        match self.answers.flag_overdue(messenger).await {
+            Ok(0) => {}
+            Ok(flagged) => eprintln!(
+                "HER-id {her_id}: {flagged} incoming message(s) wait past the deadline for our AppRec"
+            ),
+            Err(error) => eprintln!("HER-id {her_id}: checking owed AppRecs: {error}"),
+        }
+    }
+}
+
+fn report_answer(her_id: helsemelding_wire::HerId, outcome: &Answered) {
+    let name = |path: &Path| {
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    match outcome {
+        Answered::Sent(path) => eprintln!("HER-id {her_id}: AppRec sent for {}", name(path)),
+        Answered::Failed(path) => eprintln!(
+            "HER-id {her_id}: AppRec FAILED {} (see its .error.json)",
+            name(path)
+        ),
+        Answered::Later(why) => tracing::warn!(%her_id, why, "APPREC folder: tried again later"),
     }
 }
 

@@ -10,7 +10,7 @@
 //! submitted (once: its message-id comes from its MsgId).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -20,7 +20,7 @@ use helsemelding_store::outbox::OutboxState;
 use helsemelding_wire::HerId;
 use serde::Serialize;
 
-use super::files::{move_into, safe_name, stem_of, write_atomic};
+use super::files::{listed, move_into, safe_name, stem_of, write_atomic};
 use super::outgoing::{self, refusal_of, Outgoing, Refusal};
 use super::settle::{Seen, Settling};
 use super::PartyFolders;
@@ -114,7 +114,7 @@ impl DropBox {
             max_bytes,
             claimed: HashMap::new(),
         };
-        for work in xml_files(&drop_box.folders.work)? {
+        for work in listed(&drop_box.folders.work, &[".xml"])? {
             let stem = stem_of(&work);
             drop_box.claimed.insert(
                 work.clone(),
@@ -162,7 +162,7 @@ impl DropBox {
 
     /// Renames every OUT file that has stood still into `.work`.
     fn claim_settled(&mut self, now: Instant) -> std::io::Result<()> {
-        let present = xml_files(&self.folders.out)?;
+        let present = listed(&self.folders.out, &[".xml"])?;
         self.settling.keep_only(&present);
         for path in present {
             let Ok(meta) = std::fs::metadata(&path) else {
@@ -344,26 +344,6 @@ impl DropBox {
         write_atomic(&report_path, &json)?;
         Ok(Outcome::Failed(failed))
     }
-}
-
-/// The `.xml` files directly in `dir`, hidden and temporary ones left out.
-fn xml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("reading {}: {e}", dir.display())))?
-    {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') || !name.to_ascii_lowercase().ends_with(".xml") {
-            continue;
-        }
-        if entry.file_type()?.is_file() {
-            files.push(entry.path());
-        }
-    }
-    files.sort();
-    Ok(files)
 }
 
 #[cfg(test)]

@@ -105,6 +105,26 @@ pub fn move_into(from: &Path, dir: &Path, name: &str) -> std::io::Result<PathBuf
     unreachable!("u32 names run out before a directory does")
 }
 
+/// The files directly in `dir` whose names end with one of `extensions`
+/// (`.xml`, any case), hidden and temporary ones left out, in name order.
+pub fn listed(dir: &Path, extensions: &[&str]) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("reading {}: {e}", dir.display())))?;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_ascii_lowercase();
+        if name.starts_with('.') || !extensions.iter().any(|ext| name.ends_with(ext)) {
+            continue;
+        }
+        if entry.file_type()?.is_file() {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,13 @@
 //! <root>/<her-id>/IN/<sender>_<MsgId>.xml        verified and decrypted: exactly the signed bytes
 //! <root>/<her-id>/IN/<sender>_<MsgId>.json       who, what, when (never the payload)
 //! <root>/<her-id>/RECEIPTS/<MsgId>.json          an AppRec or error report about what we sent
+//! <root>/<her-id>/APPREC/<MsgId>.json            the EHR's answer to an incoming message
+//!                                                ([receipts] automatic = false), or a whole
+//! <root>/<her-id>/APPREC/<MsgId>.xml             AppRec; then moved to APPREC/SENT or, with an
+//!                                                .error.json, to APPREC/FAILED
 //! <root>/<her-id>/.work/                         files being sent (claimed by rename)
+//! <root>/<her-id>/.answer/<sender>_<MsgId>.xml   the original of a message whose AppRec the
+//!                                                EHR owes, kept until it is sent
 //! ```
 //!
 //! A file in OUT is taken only when its size and time have stood still
@@ -26,8 +32,10 @@
 //! - [`outgoing`]: what a file in OUT must be to be sent (pure);
 //! - [`files`]: names, atomic writes, claims and moves;
 //! - [`drop_box`]: the loop that takes OUT files and sends them;
-//! - [`taken`]: an IN file the EHR took away makes its message `DELIVERED`.
+//! - [`taken`]: an IN file the EHR took away makes its message `DELIVERED`;
+//! - [`apprec`]: the APPREC folder, and owed AppRecs that became overdue.
 
+pub mod apprec;
 pub mod drop_box;
 pub mod files;
 pub mod outgoing;
@@ -53,8 +61,16 @@ pub struct PartyFolders {
     pub inbox: PathBuf,
     /// Where AppRecs and error reports about what we sent are written.
     pub receipts: PathBuf,
+    /// Where the EHR puts its answers to incoming messages.
+    pub apprec: PathBuf,
+    /// Answers sent from [`PartyFolders::apprec`].
+    pub apprec_sent: PathBuf,
+    /// Answers that cannot be sent, with an `.error.json`.
+    pub apprec_failed: PathBuf,
     /// Files claimed from OUT and not yet SENT or FAILED.
     pub work: PathBuf,
+    /// The originals of messages whose AppRec the EHR owes.
+    pub answers: PathBuf,
 }
 
 impl PartyFolders {
@@ -68,7 +84,11 @@ impl PartyFolders {
             failed: base.join("FAILED"),
             inbox: base.join("IN"),
             receipts: base.join("RECEIPTS"),
+            apprec: base.join("APPREC"),
+            apprec_sent: base.join("APPREC").join("SENT"),
+            apprec_failed: base.join("APPREC").join("FAILED"),
             work: base.join(".work"),
+            answers: base.join(".answer"),
         }
     }
 
@@ -79,6 +99,11 @@ impl PartyFolders {
         format!("{sender}_{}", files::safe_name(id))
     }
 
+    /// Where the original of the message `stem` waits for the EHR's AppRec.
+    pub fn kept_original(&self, stem: &str) -> PathBuf {
+        self.answers.join(format!("{stem}.xml"))
+    }
+
     /// Creates every folder that is missing; an error names the folder.
     pub fn create(&self) -> std::io::Result<()> {
         let dirs = [
@@ -87,8 +112,11 @@ impl PartyFolders {
             &self.failed,
             &self.inbox,
             &self.receipts,
+            &self.apprec,
+            &self.apprec_sent,
+            &self.apprec_failed,
         ];
-        for dir in dirs.into_iter().chain([&self.work]) {
+        for dir in dirs.into_iter().chain([&self.work, &self.answers]) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("creating {}: {e}", dir.display()))
             })?;

@@ -9,7 +9,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
@@ -22,6 +22,7 @@ use super::messages::{find, query_problem, Which};
 use super::problem::Problem;
 use super::Api;
 use crate::records::record_json;
+use crate::replies::{self, NotSent, Reply};
 
 /// How long a lease lasts unless asked otherwise, and at most.
 const LEASE_SECONDS: u64 = 300;
@@ -187,6 +188,40 @@ pub async fn release(
         )
         .await?;
     Ok(Json(record_json(&record)).into_response())
+}
+
+/// `POST /api/v1/inbox/{id}/apprec`: the EHR's AppRec for an incoming
+/// message (`[receipts] automatic = false`): JSON `{"status": "1"|"2"|"3",
+/// "errors": [{"code", "description"}]}`, or a whole AppRec as XML; built,
+/// signed and sent by the gateway, the message then `APPREC_SENT`.
+pub async fn apprec(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    which: Result<Query<Which>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let body = body.map_err(|r| super::messages::body_problem(&r, api.max_bytes()))?;
+    let record = incoming(&api, &id, which).await?;
+    let is_xml = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("xml"));
+    let reply = if is_xml {
+        Reply::AppRec(body.to_vec())
+    } else {
+        Reply::from_json(&body).map_err(|refusal| Problem::of_refusal(&refusal))?
+    };
+    let ours = HerId::new(record.ours)
+        .ok_or_else(|| Problem::unavailable(&format!("record {} names HER-id 0", record.id)))?;
+    match replies::answer(api.messenger(), &api.folders(ours), &record, reply).await {
+        Ok(record) => Ok(Json(record_json(&record)).into_response()),
+        Err(NotSent::Refused(refusal)) => Err(Problem::of_refusal(&refusal)),
+        Err(NotSent::WrongState(reason)) => {
+            Err(Problem::new(StatusCode::CONFLICT, "wrong-state", reason))
+        }
+        Err(NotSent::Later(reason)) => Err(Problem::unavailable(&reason)),
+    }
 }
 
 async fn incoming(

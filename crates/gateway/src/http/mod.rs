@@ -14,7 +14,7 @@
 //! - [`auth`]: the token file, the middleware and its audit rows;
 //! - [`problem`]: the error body and the status of each refusal;
 //! - [`messages`]: submit, list, show, retry and cancel what we send;
-//! - [`inbox`]: lease, read, acknowledge, release what came;
+//! - [`inbox`]: lease, read, acknowledge, release and answer what came;
 //! - [`feed`]: the events feed, the communication test and the probes;
 //! - [`openapi`]: the document;
 //! - [`tls`]: the HTTPS listener for an API reached from other machines.
@@ -117,6 +117,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/inbox/{id}", get(inbox::read))
         .route("/api/v1/inbox/{id}/ack", post(inbox::ack))
         .route("/api/v1/inbox/{id}/release", post(inbox::release))
+        .route("/api/v1/inbox/{id}/apprec", post(inbox::apprec))
         .route("/api/v1/events", get(feed::events))
         .route("/api/v1/commtest", post(feed::commtest))
         .route("/api/v1/openapi.json", get(openapi::serve))

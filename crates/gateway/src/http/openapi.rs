@@ -133,6 +133,26 @@ pub fn document() -> Value {
                     "responses": { "200": record("AVAILABLE"), "404": problem("not-found"), "409": problem("wrong-state: not leased") }
                 }
             },
+            "/api/v1/inbox/{id}/apprec": {
+                "parameters": id_parameter(),
+                "post": {
+                    "summary": "The EHR's AppRec for an incoming message ([receipts] automatic = false): built, signed and sent by the gateway (APPREC_SENT)",
+                    "requestBody": { "required": true, "content": {
+                        "application/json": { "schema": { "type": "object", "required": ["status"], "properties": {
+                            "status": { "enum": ["1", "2", "3"] },
+                            "errors": { "type": "array", "items": { "type": "object", "required": ["code"], "properties": {
+                                "code": { "type": "string", "description": "kodeverk 8221" }, "description": { "type": "string" } } } } } } },
+                        "application/xml": { "schema": { "type": "string", "description": "a whole AppRec v1.0 or v1.1" } }
+                    } },
+                    "responses": {
+                        "200": record("APPREC_SENT"),
+                        "400": problem("bad-apprec, apprec-mismatch"),
+                        "404": problem("not-found"),
+                        "409": problem("wrong-state: answered already, or no AppRec is owed"),
+                        "503": problem("try again")
+                    }
+                }
+            },
             "/api/v1/events": {
                 "get": {
                     "summary": "Every state change after a sequence number",
@@ -214,7 +234,7 @@ mod tests {
     fn every_operation_says_what_it_answers_and_every_ref_resolves() {
         let document = document();
         let operations = operations();
-        assert_eq!(operations.len(), 14, "{operations:?}");
+        assert_eq!(operations.len(), 15, "{operations:?}");
         for (method, path) in &operations {
             let operation = &document["paths"][path][method.to_ascii_lowercase()];
             assert!(operation["summary"].is_string(), "{method} {path}");

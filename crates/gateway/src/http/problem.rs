@@ -57,9 +57,8 @@ impl Problem {
         let status = match refusal.code {
             "too-large" => StatusCode::PAYLOAD_TOO_LARGE,
             "msgid-reused" => StatusCode::CONFLICT,
-            "not-a-msghead" | "no-msgid" | "no-function" | "no-receiver" | "payload-refused" => {
-                StatusCode::BAD_REQUEST
-            }
+            "not-a-msghead" | "no-msgid" | "no-function" | "no-receiver" | "payload-refused"
+            | "bad-apprec" | "apprec-mismatch" => StatusCode::BAD_REQUEST,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Problem {
