@@ -57,8 +57,8 @@ enum Command {
     Send(cmd::send::Args),
     /// Run the receive pipelines, writing each accepted message to a directory.
     Listen(cmd::listen::Args),
-    /// Run the gateway daemon: receive pipelines, outbox pump and the folder
-    /// drop (`[folder] root`), until SIGTERM or SIGINT.
+    /// Run the gateway daemon: receive pipelines, outbox pump, the folder
+    /// drop (`[folder] root`) and the HTTP API (`[http]`), until SIGTERM or SIGINT.
     Serve(cmd::serve::Args),
     /// Our queues and their message counts (where the broker can tell).
     Queues(cmd::queues::Args),
@@ -66,6 +66,9 @@ enum Command {
     Commtest(cmd::commtest::Args),
     /// See it work: four parties exchange messages on a throw-away PKI and the local queue.
     Demo(cmd::demo::Args),
+    /// Make a throw-away installation of two parties (PKI, registry,
+    /// configurations with a folder drop and the HTTP API) to try `serve`.
+    Sandbox(cmd::sandbox::Args),
     /// See (`outbox list`), send (`outbox flush`), retry (`outbox retry`) and
     /// drop (`outbox drop`) what the outbox holds.
     Outbox(cmd::outbox::Args),
@@ -158,6 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queues(args) => cmd::queues::run(cli.config.as_deref(), args),
         Command::Commtest(args) => cmd::commtest::run(cli.config.as_deref(), args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Sandbox(args) => cmd::sandbox::run(args),
         Command::Outbox(args) => cmd::outbox::run(cli.config.as_deref(), args),
         Command::Parked(args) => cmd::parked::run(cli.config.as_deref(), args),
         Command::Messages(args) => cmd::messages::run(cli.config.as_deref(), args),

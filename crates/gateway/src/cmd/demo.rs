@@ -22,7 +22,7 @@
 //! bounded (`--step-timeout`). Payloads and keys are never printed.
 
 mod inbox;
-mod payloads;
+pub(crate) mod payloads;
 mod report;
 
 use std::collections::BTreeMap;

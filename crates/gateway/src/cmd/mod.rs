@@ -17,6 +17,7 @@ pub mod protect;
 pub mod queues;
 pub mod receipts;
 pub mod registry;
+pub mod sandbox;
 pub mod send;
 pub mod serve;
 mod store_args;
