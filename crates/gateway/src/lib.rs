@@ -45,14 +45,13 @@
 //!   RabbitMQ's management API says of them (counts, dead-letter paths).
 //!
 //! * `folder`: `serve`'s folder drop: the settle rule, what an OUT file
-//!   must be, atomic writes and moves, the drop-box loop and the IN
-//!   folder's acknowledgements.
+//!   must be, atomic writes and moves, the drop-box loop, the IN
+//!   folder's acknowledgements, and the EHR's own AppRecs (`replies`,
+//!   from the APPREC folder or the API).
 //!
 //! * `http`: `serve`'s local HTTP API over the same messenger and records
 //!   (bearer tokens, problem+json, the OpenAPI document), and `records`:
-//!   how a message record looks as JSON there and in `messages --json`;
-//!   `replies`: the EHR's own AppRecs (`[receipts] automatic = false`),
-//!   from the APPREC folder or the API.
+//!   how a message record looks as JSON there and in `messages --json`.
 //!
 //! * `devpki`: a throw-away certificate authority and its parties, for
 //!   the demo, the benchmarks and local experiments.
@@ -70,7 +69,6 @@ pub mod folder;
 pub mod http;
 mod queues;
 pub mod records;
-pub mod replies;
 pub mod sink;
 pub mod supervisor;
 

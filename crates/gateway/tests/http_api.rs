@@ -12,170 +12,19 @@
 //! - a token file others can read stops `serve` before it starts;
 //! - over TLS (`tls_cert`, `tls_key`) the same API answers HTTPS.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
+use common::served::{self, call, client, runtime, wait_until, Served, TOKEN};
 use common::{GatewayBroker, Setup};
 
 const A: u32 = 8_144_001;
 const B: u32 = 8_144_002;
-const TOKEN: &str = "3f9d1c0b7a6e5d4c3b2a19080706050403020100ffeeddccbbaa998877665544";
 
-/// `<dir>/<her_id>.tokens`, readable by its owner only, with the `ehr` token.
-fn token_file(setup: &Setup, her_id: u32) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt as _;
-    let path = setup.dir().join(format!("{her_id}.tokens"));
-    std::fs::write(&path, format!("# the EHR\nehr {TOKEN}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
-}
-
-/// A party's configuration with a folder drop and the API on a free port.
 fn party(setup: &Setup, her_id: u32, extra: &str) -> PathBuf {
-    let config = setup.party(her_id);
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        "[folder]\nroot = \"{}\"\nsettle_ms = 100\nmax_mib = 1\n[http]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n{extra}",
-        setup.dir().join("folders").display(),
-        token_file(setup, her_id).display()
-    ));
-    std::fs::write(&config, text).unwrap();
-    config
-}
-
-/// A running `serve` and where its API answers.
-struct Served {
-    child: Child,
-    log: PathBuf,
-    base: String,
-}
-
-impl Served {
-    fn start(setup: &Setup, config: &Path, name: &str) -> Served {
-        let log = setup.dir().join(format!("{name}.log"));
-        let child = setup
-            .command(config)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut served = Served {
-            child,
-            log,
-            base: String::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let log = served.log();
-            let said = log
-                .lines()
-                .find_map(|line| line.strip_prefix("HTTP API on "))
-                .map(str::to_owned);
-            if let Some(base) = said {
-                // Listening is said before the messenger opens: wait for readiness.
-                served.base = base;
-                if served.call("GET", "/healthz", None, None).0 == 200 {
-                    return served;
-                }
-            }
-            assert!(Instant::now() < deadline, "serve did not start:\n{log}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// One request with the `ehr` token, or `token` when given ("" for none).
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<(&str, Vec<u8>)>,
-        token: Option<&str>,
-    ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
-        call(
-            &client(None),
-            &format!("{}{path}", self.base),
-            method,
-            body,
-            token,
-        )
-    }
-
-    fn json(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> (u16, serde_json::Value) {
-        let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
-        let (status, _, bytes) = self.call(method, path, body, None);
-        let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
-        });
-        (status, value)
-    }
-
-    /// SIGTERM: exits 0 within 10 s.
-    fn stop(mut self) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "{status}:\n{}", self.log());
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.child.kill().unwrap();
-        panic!("serve did not stop within 10 s of SIGTERM:\n{}", self.log());
-    }
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RUNTIME.get_or_init(|| tokio::runtime::Runtime::new().unwrap())
-}
-
-fn client(ca: Option<&Path>) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
-    if let Some(ca) = ca {
-        let pem = std::fs::read(ca).unwrap();
-        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
-    }
-    builder.build().unwrap()
-}
-
-fn call(
-    client: &reqwest::Client,
-    url: &str,
-    method: &str,
-    body: Option<(&str, Vec<u8>)>,
-    token: Option<&str>,
-) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
-    runtime().block_on(async {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = client.request(method, url);
-        match token.unwrap_or(TOKEN) {
-            "" => {}
-            token => request = request.bearer_auth(token),
-        }
-        if let Some((content_type, bytes)) = body {
-            request = request.header("content-type", content_type).body(bytes);
-        }
-        let Ok(response) = request.send().await else {
-            return (0, reqwest::header::HeaderMap::new(), Vec::new());
-        };
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        (status, headers, response.bytes().await.unwrap().to_vec())
-    })
+    served::with_folder_and_api(setup, her_id, extra)
 }
 
 /// A MsgHead from `from` to `to` with `msg_id` and a body of its own.
@@ -188,23 +37,6 @@ fn note(from: u32, to: u32, msg_id: &str, n: usize) -> Vec<u8> {
 
 fn xml(bytes: Vec<u8>) -> Option<(&'static str, Vec<u8>)> {
     Some(("application/xml", bytes))
-}
-
-fn wait_until(
-    what: &str,
-    within: Duration,
-    mut done: impl FnMut() -> bool,
-    logs: impl Fn() -> String,
-) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} not within {within:?}:\n{}",
-            logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn assert_problem(status: u16, body: &serde_json::Value, want_status: u16, want_code: &str) {

@@ -10,12 +10,12 @@
 //! - a file still being written is not taken before it stands still;
 //! - SIGTERM: exit 0 within 10 s, nothing half-written.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
+use common::served::{drop_file, folder, json_when, names, wait_until};
 use common::{GatewayBroker, Setup};
 
 const A: u32 = 8_143_001;
@@ -38,14 +38,6 @@ fn two_parties(settle_ms: u64) -> (Setup, PathBuf, PathBuf) {
     });
     let [a, b] = configs;
     (setup, a, b)
-}
-
-fn folder(setup: &Setup, her_id: u32, name: &str) -> PathBuf {
-    setup
-        .dir()
-        .join("folders")
-        .join(her_id.to_string())
-        .join(name)
 }
 
 fn serve(setup: &Setup, config: &Path, log: &str) -> Child {
@@ -78,42 +70,7 @@ fn note(msg_id: &str, n: usize) -> String {
         .replace("Hei, æøå", &format!("Hei nr. {n}, æøå"))
 }
 
-/// As an EHR should: written under another name, then renamed into OUT.
-fn drop_file(out: &Path, name: &str, bytes: &[u8]) {
-    std::fs::create_dir_all(out).unwrap();
-    let temp = out.join(format!(".{name}.tmp"));
-    std::fs::write(&temp, bytes).unwrap();
-    std::fs::rename(&temp, out.join(name)).unwrap();
-}
-
-/// Names in `dir` ending with `suffix`.
-fn names(dir: &Path, suffix: &str) -> BTreeSet<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return BTreeSet::new();
-    };
-    entries
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(suffix))
-        .collect()
-}
-
-fn wait_until(
-    what: &str,
-    within: Duration,
-    mut done: impl FnMut() -> bool,
-    logs: impl Fn() -> String,
-) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} not within {within:?}:\n{}",
-            logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
+/// Sends `signal`; its exit status within 10 s, else it is killed and `None`.
 fn stop(child: &mut Child, signal: libc::c_int) -> Option<std::process::ExitStatus> {
     let pid = libc::pid_t::try_from(child.id()).unwrap();
     assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
@@ -438,14 +395,12 @@ fn an_apprec_for_a_sent_file_lands_in_receipts_and_turns_its_state_to_apprec_ok(
     // B takes it into IN and answers at once (automatic receipts); the
     // AppRec reaches A's RECEIPTS, not A's IN.
     let receipt = folder(&setup, A, "RECEIPTS").join(format!("{msg_id}.json"));
-    wait_until(
+    let receipt = json_when(
         "the AppRec in A's RECEIPTS",
         Duration::from_secs(60),
-        || receipt.exists(),
+        &receipt,
         logs,
     );
-    let receipt: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
     assert_eq!(receipt["kind"], "apprec", "{receipt}");
     assert_eq!(receipt["original_msg_id"], msg_id.as_str());
     assert_eq!(receipt["from_her_id"], B);
@@ -538,14 +493,12 @@ fn with_receipts_by_the_ehr_an_answer_in_apprec_goes_back_and_an_owed_one_turns_
         &format!("{msg_id}.json"),
         answer.as_bytes(),
     );
-    wait_until(
+    let receipt = json_when(
         "the AppRec in A's RECEIPTS",
         Duration::from_secs(60),
-        || receipt.exists(),
+        &receipt,
         logs,
     );
-    let receipt: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
     assert_eq!(receipt["status"], "2", "{receipt}");
     assert_eq!(receipt["errors"][0]["code"], "E35", "{receipt}");
     assert_eq!(receipt["errors"][0]["description"], "Pasienten er ukjent");
@@ -571,14 +524,12 @@ fn with_receipts_by_the_ehr_an_answer_in_apprec_goes_back_and_an_owed_one_turns_
         br#"{"status": "1"}"#,
     );
     let report = folder(&setup, B, "APPREC/FAILED").join(format!("{msg_id}.json.error.json"));
-    wait_until(
+    let report = json_when(
         "the second answer in APPREC/FAILED",
         Duration::from_secs(30),
-        || report.exists(),
+        &report,
         logs,
     );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(report["code"], "not-owed", "{report}");
     assert!(folder(&setup, B, "APPREC/FAILED")
         .join(format!("{msg_id}.json"))

@@ -10,200 +10,23 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use helsemelding_testkit::broker::Broker;
 
 mod common;
+use common::served::{drop_file, folder, names, wait_until, with_folder_and_api, Served};
 use common::{GatewayBroker, Setup};
 
-const TOKEN: &str = "b7e1c0d2a3f4958677889900aabbccddeeff00112233445566778899aabbccdd";
 const FILES: usize = 500;
 const POSTED: usize = 100;
 
-struct Gateway {
-    config: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-    base: String,
-}
-
-impl Gateway {
-    fn start(setup: &Setup, config: &Path, log_name: &str) -> Gateway {
-        let log = setup.dir().join(log_name);
-        let child = setup
-            .command(config)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut gateway = Gateway {
-            config: config.to_owned(),
-            log,
-            child: Some(child),
-            base: String::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let said = gateway.log_text();
-            if let Some(base) = said.lines().find_map(|l| l.strip_prefix("HTTP API on ")) {
-                gateway.base = base.to_owned();
-                if gateway.get("/readyz").0 == 200 {
-                    return gateway;
-                }
-            }
-            assert!(Instant::now() < deadline, "serve did not start:\n{said}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn request(&self, method: &str, path: &str, body: Option<(&str, Vec<u8>)>) -> (u16, Vec<u8>) {
-        runtime().block_on(async {
-            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-            let mut request = client()
-                .request(method, format!("{}{path}", self.base))
-                .bearer_auth(TOKEN);
-            if let Some((content_type, bytes)) = body {
-                request = request.header("content-type", content_type).body(bytes);
-            }
-            match request.send().await {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    (status, response.bytes().await.unwrap_or_default().to_vec())
-                }
-                Err(_) => (0, Vec::new()),
-            }
-        })
-    }
-
-    fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let (status, bytes) = self.request("GET", path, None);
-        (status, serde_json::from_slice(&bytes).unwrap_or_default())
-    }
-
-    fn post_json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let (status, bytes) = self.request(
-            "POST",
-            path,
-            Some(("application/json", body.to_string().into_bytes())),
-        );
-        (status, serde_json::from_slice(&bytes).unwrap_or_default())
-    }
-
-    /// Every record of a direction in a state, all pages.
-    fn count(&self, direction: &str, state: &str) -> usize {
-        let mut count = 0;
-        let mut cursor = 0;
-        loop {
-            let (status, page) = self.get(&format!(
-                "/api/v1/messages?direction={direction}&state={state}&limit=1000&cursor={cursor}"
-            ));
-            assert_eq!(status, 200, "{page}");
-            count += page["messages"].as_array().unwrap().len();
-            match page["next_cursor"].as_i64() {
-                Some(next) => cursor = next,
-                None => return count,
-            }
-        }
-    }
-
-    fn kill(&mut self) {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    fn terminate(&mut self) {
-        let mut child = self.child.take().unwrap();
-        let pid = libc::pid_t::try_from(child.id()).unwrap();
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let stopped = loop {
-            if child.try_wait().unwrap().is_some() || Instant::now() >= deadline {
-                break child.try_wait().unwrap().is_some();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        if !stopped {
-            child.kill().unwrap();
-        }
-        let status = child.wait().unwrap();
-        assert!(
-            stopped,
-            "serve did not stop within 10 s of SIGTERM:\n{}",
-            self.log_text()
-        );
-        assert!(status.success(), "{status}:\n{}", self.log_text());
-    }
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RUNTIME.get_or_init(|| tokio::runtime::Runtime::new().unwrap())
-}
-
-fn client() -> reqwest::Client {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap()
-        })
-        .clone()
-}
-
-fn configure(setup: &Setup, her_id: u32, extra: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt as _;
-    let config = setup.party(her_id);
-    let tokens = setup.dir().join(format!("{her_id}.tokens"));
-    std::fs::write(&tokens, format!("ehr {TOKEN}\n")).unwrap();
-    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        "[folder]\nroot = \"{}\"\nsettle_ms = 100\n[http]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n{extra}",
-        setup.dir().join("folders").display(),
-        tokens.display()
-    ));
-    std::fs::write(&config, text).unwrap();
-    config
-}
-
-fn folder(setup: &Setup, her_id: u32, name: &str) -> PathBuf {
-    setup
-        .dir()
-        .join("folders")
-        .join(her_id.to_string())
-        .join(name)
-}
-
 fn xml_names(dir: &Path) -> BTreeSet<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return BTreeSet::new();
-    };
-    entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".xml") && !name.starts_with('.'))
-        .collect()
+    names(dir, ".xml")
 }
 
 fn json_names(dir: &Path) -> BTreeSet<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return BTreeSet::new();
-    };
-    entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".json"))
-        .collect()
+    names(dir, ".json")
 }
 
 /// The receiving EHR at its folders: each new IN file read, answered in
@@ -241,22 +64,8 @@ impl FolderEhr {
     }
 }
 
-fn drop_file(out: &Path, name: &str, bytes: &[u8]) {
-    let temp = out.join(format!(".{name}.tmp"));
-    std::fs::write(&temp, bytes).unwrap();
-    std::fs::rename(&temp, out.join(name)).unwrap();
-}
-
-fn until(what: &str, within: Duration, logs: &dyn Fn() -> String, mut step: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !step() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} not within {within:?}:\n{}",
-            logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn until(what: &str, within: Duration, logs: &dyn Fn() -> String, step: impl FnMut() -> bool) {
+    wait_until(what, within, step, logs)
 }
 
 #[test]
@@ -266,10 +75,10 @@ fn five_hundred_files_and_a_hundred_posts_arrive_once_and_their_apprecs_come_bac
     let (a_id, b_id) = (base, base + 1);
     let _queues = [broker.party_queues(a_id), broker.party_queues(b_id)];
     let setup = Setup::new(GatewayBroker::RabbitMq(broker.clone()));
-    let a = configure(&setup, a_id, "");
-    let b = configure(&setup, b_id, "[receipts]\nautomatic = false\n");
-    let mut gateway_b = Gateway::start(&setup, &b, "b.log");
-    let mut gateway_a = Gateway::start(&setup, &a, "a1.log");
+    let a = with_folder_and_api(&setup, a_id, "");
+    let b = with_folder_and_api(&setup, b_id, "[receipts]\nautomatic = false\n");
+    let gateway_b = Served::start(&setup, &b, "b");
+    let mut gateway_a = Served::start(&setup, &a, "a1");
     let logs_dir = setup.dir().to_owned();
     let logs = move || {
         ["a1.log", "a2.log", "b.log"]
@@ -312,7 +121,7 @@ fn five_hundred_files_and_a_hundred_posts_arrive_once_and_their_apprecs_come_bac
     });
     gateway_a.kill();
     assert!(xml_names(&sent).len() < FILES, "all sent before the kill");
-    gateway_a = Gateway::start(&setup, &gateway_a.config.clone(), "a2.log");
+    let gateway_a = Served::start(&setup, &a, "a2");
     let receipts = folder(&setup, a_id, "RECEIPTS");
     until(
         "every note in B's IN and answered",
@@ -345,7 +154,7 @@ fn five_hundred_files_and_a_hundred_posts_arrive_once_and_their_apprecs_come_bac
     );
 
     // Through the API: posted on A; leased, read, acknowledged, answered on B.
-    let (_, feed) = gateway_a.get("/api/v1/events?after=0&limit=1");
+    let (_, feed) = gateway_a.json("GET", "/api/v1/events?after=0&limit=1", None);
     let mut after = feed["next"].as_i64().unwrap();
     let mut posted = BTreeMap::new();
     for n in 0..POSTED {
@@ -355,11 +164,8 @@ fn five_hundred_files_and_a_hundred_posts_arrive_once_and_their_apprecs_come_bac
             .ack()
             .note(format!("Via API nr. {n}"))
             .build();
-        let (status, body) = gateway_a.request(
-            "POST",
-            "/api/v1/messages",
-            Some(("application/xml", note.clone().into_bytes())),
-        );
+        let body = Some(("application/xml", note.clone().into_bytes()));
+        let (status, _, body) = gateway_a.call("POST", "/api/v1/messages", body, None);
         assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
         posted.insert(msg_id, note);
     }
@@ -369,13 +175,16 @@ fn five_hundred_files_and_a_hundred_posts_arrive_once_and_their_apprecs_come_bac
         Duration::from_secs(180),
         &logs,
         || {
-            let (status, leased) =
-                gateway_b.post_json("/api/v1/inbox/lease", serde_json::json!({ "limit": 50 }));
+            let (status, leased) = gateway_b.json(
+                "POST",
+                "/api/v1/inbox/lease",
+                Some(serde_json::json!({ "limit": 50 })),
+            );
             assert_eq!(status, 200, "{leased}");
             for message in leased["messages"].as_array().unwrap() {
                 let id = message["id"].as_str().unwrap().to_owned();
-                let (status, bytes) =
-                    gateway_b.request("GET", &format!("/api/v1/inbox/{id}"), None);
+                let (status, _, bytes) =
+                    gateway_b.call("GET", &format!("/api/v1/inbox/{id}"), None, None);
                 assert_eq!(status, 200);
                 assert_eq!(
                     Some(bytes.as_slice()),
@@ -383,11 +192,12 @@ fn five_hundred_files_and_a_hundred_posts_arrive_once_and_their_apprecs_come_bac
                     "{id}"
                 );
                 let (status, acked) =
-                    gateway_b.post_json(&format!("/api/v1/inbox/{id}/ack"), serde_json::json!({}));
+                    gateway_b.json("POST", &format!("/api/v1/inbox/{id}/ack"), None);
                 assert_eq!(status, 200, "{acked}");
-                let (status, sent) = gateway_b.post_json(
+                let (status, sent) = gateway_b.json(
+                    "POST",
                     &format!("/api/v1/inbox/{id}/apprec"),
-                    serde_json::json!({ "status": "1" }),
+                    Some(serde_json::json!({ "status": "1" })),
                 );
                 assert_eq!(status, 200, "{sent}");
                 assert!(answered.insert(id), "leased twice");
@@ -401,7 +211,8 @@ fn five_hundred_files_and_a_hundred_posts_arrive_once_and_their_apprecs_come_bac
         Duration::from_secs(60),
         &logs,
         || {
-            let (_, feed) = gateway_a.get(&format!("/api/v1/events?after={after}&wait=2"));
+            let (_, feed) =
+                gateway_a.json("GET", &format!("/api/v1/events?after={after}&wait=2"), None);
             for event in feed["events"].as_array().unwrap() {
                 if event["state"] == "APPREC_OK" {
                     come_back.insert(event["id"].as_str().unwrap().to_owned());
@@ -412,6 +223,6 @@ fn five_hundred_files_and_a_hundred_posts_arrive_once_and_their_apprecs_come_bac
         },
     );
     assert_eq!(gateway_a.count("out", "APPREC_OK"), FILES + POSTED);
-    gateway_a.terminate();
-    gateway_b.terminate();
+    gateway_a.stop();
+    gateway_b.stop();
 }

@@ -2,7 +2,7 @@
 //! `APPREC/<MsgId>.json` (`{"status", "errors"}`) or a whole AppRec as
 //! `APPREC/<MsgId>.xml`, where `<MsgId>` is the MsgId of the incoming
 //! message answered. A file is taken once it has stood still for the
-//! settle time, sent ([`crate::replies::answer`]) and moved to
+//! settle time, sent ([`super::replies::answer`]) and moved to
 //! `APPREC/SENT`; one that can never go is moved to `APPREC/FAILED` with an
 //! `.error.json` beside it; after a fault that passes it stays and is tried
 //! again. [`AppRecDrop`] also flags overdue the messages whose AppRec is
@@ -20,7 +20,7 @@ use super::files::{listed, move_into, write_atomic};
 use super::outgoing::Refusal;
 use super::settle::{Seen, Settling};
 use super::PartyFolders;
-use crate::replies::{self, NotSent, Reply};
+use crate::folder::replies::{self, NotSent, Reply};
 
 /// How often owed AppRecs are compared with the deadline.
 const OVERDUE_EVERY: Duration = Duration::from_secs(60);

@@ -33,12 +33,14 @@
 //! - [`files`]: names, atomic writes, claims and moves;
 //! - [`drop_box`]: the loop that takes OUT files and sends them;
 //! - [`taken`]: an IN file the EHR took away makes its message `DELIVERED`;
+//! - [`replies`]: the EHR's own AppRecs, built from the kept original and sent;
 //! - [`apprec`]: the APPREC folder, and owed AppRecs that became overdue.
 
 pub mod apprec;
 pub mod drop_box;
 pub mod files;
 pub mod outgoing;
+pub mod replies;
 pub mod settle;
 pub mod taken;
 

@@ -21,8 +21,8 @@ use serde_json::json;
 use super::messages::{find, query_problem, Which};
 use super::problem::Problem;
 use super::Api;
+use crate::folder::replies::{self, NotSent, Reply};
 use crate::records::record_json;
-use crate::replies::{self, NotSent, Reply};
 
 /// How long a lease lasts unless asked otherwise, and at most.
 const LEASE_SECONDS: u64 = 300;
@@ -143,19 +143,9 @@ pub async fn ack(
     Path(id): Path<String>,
     which: Result<Query<Which>, QueryRejection>,
 ) -> Result<Response, Problem> {
-    let record = incoming(&api, &id, which).await?;
-    let record = api
-        .messenger()
-        .store()
-        .messages()
-        .transition(
-            record.id,
-            &[MessageState::Leased, MessageState::Available],
-            MessageState::Delivered,
-            Utc::now(),
-            "acknowledge it through the API",
-        )
-        .await?;
+    let from = [MessageState::Leased, MessageState::Available];
+    let action = "acknowledge it through the API";
+    let record = move_incoming(&api, &id, which, &from, MessageState::Delivered, action).await?;
     // The record says DELIVERED first: a crash here leaves files the EHR
     // may delete, never a message marked taken that is still offered.
     for extension in ["xml", "json"] {
@@ -174,19 +164,9 @@ pub async fn release(
     Path(id): Path<String>,
     which: Result<Query<Which>, QueryRejection>,
 ) -> Result<Response, Problem> {
-    let record = incoming(&api, &id, which).await?;
-    let record = api
-        .messenger()
-        .store()
-        .messages()
-        .transition(
-            record.id,
-            &[MessageState::Leased],
-            MessageState::Available,
-            Utc::now(),
-            "give it back through the API",
-        )
-        .await?;
+    let from = [MessageState::Leased];
+    let action = "give it back through the API";
+    let record = move_incoming(&api, &id, which, &from, MessageState::Available, action).await?;
     Ok(Json(record_json(&record)).into_response())
 }
 
@@ -222,6 +202,23 @@ pub async fn apprec(
         }
         Err(NotSent::Later(reason)) => Err(Problem::unavailable(&reason)),
     }
+}
+
+/// The incoming message `id` moved from one of `from` to `to`, or a
+/// problem (404 unknown, 409 in another state).
+async fn move_incoming(
+    api: &Api,
+    id: &str,
+    which: Result<Query<Which>, QueryRejection>,
+    from: &[MessageState],
+    to: MessageState,
+    action: &'static str,
+) -> Result<MessageRecord, Problem> {
+    let record = incoming(api, id, which).await?;
+    let messages = api.messenger().store().messages();
+    Ok(messages
+        .transition(record.id, from, to, Utc::now(), action)
+        .await?)
 }
 
 async fn incoming(

@@ -191,19 +191,13 @@ pub async fn retry(
     Path(id): Path<String>,
     which: Result<Query<Which>, QueryRejection>,
 ) -> Result<Response, Problem> {
-    let Query(which) = which.map_err(|r| query_problem(&r))?;
-    let record = find(&api, &id, Some(Direction::Out), which.her_id).await?;
+    let record = outgoing(&api, &id, which).await?;
     let store = api.messenger().store();
     store.outbox().retry(&record.message_id, Utc::now()).await?;
-    let mut event = AuditEvent::new(AuditKind::OutboxRetried, "api", "pending");
-    event.message_id = Some(record.message_id.clone());
-    event.counterpart_her_id = Some(record.peer);
-    event.function = Some(record.function.clone());
-    event.reason = Some("retried through the HTTP API".into());
-    api.messenger().audit(event).await;
+    let reason = "retried through the HTTP API".to_owned();
+    audit_change(&api, AuditKind::OutboxRetried, "pending", &record, reason).await;
     // The pump sends it at its next round; nobody waits for that here.
-    let record = find(&api, &id, Some(Direction::Out), Some(record.ours)).await?;
-    Ok(Json(with_history(&api, &record).await?).into_response())
+    shown_again(&api, &id, &record).await
 }
 
 /// `DELETE /api/v1/messages/{id}`: a message not yet sent (ACCEPTED,
@@ -213,8 +207,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     which: Result<Query<Which>, QueryRejection>,
 ) -> Result<Response, Problem> {
-    let Query(which) = which.map_err(|r| query_problem(&r))?;
-    let record = find(&api, &id, Some(Direction::Out), which.her_id).await?;
+    let record = outgoing(&api, &id, which).await?;
     if !record.state.is_cancellable() {
         return Err(Problem::new(
             StatusCode::CONFLICT,
@@ -232,17 +225,44 @@ pub async fn cancel(
         .outbox()
         .remove(&record.message_id)
         .await?;
-    let mut event = AuditEvent::new(AuditKind::OutboxDropped, "api", "dropped");
-    event.message_id = Some(entry.message_id.clone());
-    event.counterpart_her_id = Some(entry.to_her_id);
-    event.function = Some(entry.function.clone());
-    event.reason = Some(format!(
+    let reason = format!(
         "cancelled through the HTTP API while {}",
         entry.state.name()
-    ));
+    );
+    audit_change(&api, AuditKind::OutboxDropped, "dropped", &record, reason).await;
+    shown_again(&api, &id, &record).await
+}
+
+/// The audit row of an outbox change made through the API.
+async fn audit_change(
+    api: &Api,
+    kind: AuditKind,
+    outcome: &str,
+    record: &MessageRecord,
+    reason: String,
+) {
+    let mut event = AuditEvent::new(kind, "api", outcome);
+    event.message_id = Some(record.message_id.clone());
+    event.counterpart_her_id = Some(record.peer);
+    event.function = Some(record.function.clone());
+    event.reason = Some(reason);
     api.messenger().audit(event).await;
-    let record = find(&api, &id, Some(Direction::Out), Some(record.ours)).await?;
-    Ok(Json(with_history(&api, &record).await?).into_response())
+}
+
+/// The outgoing message `id` (of `?her_id=` when given), or 404.
+async fn outgoing(
+    api: &Api,
+    id: &str,
+    which: Result<Query<Which>, QueryRejection>,
+) -> Result<MessageRecord, Problem> {
+    let Query(which) = which.map_err(|r| query_problem(&r))?;
+    find(api, id, Some(Direction::Out), which.her_id).await
+}
+
+/// The outgoing `record` as it is now, with its history.
+async fn shown_again(api: &Api, id: &str, record: &MessageRecord) -> Result<Response, Problem> {
+    let record = find(api, id, Some(Direction::Out), Some(record.ours)).await?;
+    Ok(Json(with_history(api, &record).await?).into_response())
 }
 
 /// The newest record known as `id`, or 404.

@@ -5,6 +5,8 @@
 //! tests know).
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod served;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -15,8 +15,8 @@ use helsemelding_wire::msghead::MsgHead;
 use helsemelding_wire::{Code, HerId};
 use serde::Deserialize;
 
-use crate::folder::outgoing::{refusal_of, Refusal};
-use crate::folder::PartyFolders;
+use super::outgoing::{refusal_of, Refusal};
+use super::PartyFolders;
 
 /// What the EHR answers, before it is an AppRec.
 #[derive(Debug, Clone, PartialEq, Eq)]
