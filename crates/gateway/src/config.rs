@@ -48,6 +48,7 @@
 //! root = "folders"                # <root>/<her-id>/OUT, SENT, FAILED, IN
 //! settle_ms = 2000                # a file is taken once its size and time stood still this long
 //! max_mib = 64                    # larger files go to FAILED
+//! sent_after = "broker"           # or "apprec": to SENT once its AppRec says OK (a rejection: FAILED)
 //! [http]                          # `serve`'s HTTP API (see the http module)
 //! listen = "127.0.0.1:8095"       # loopback; another address needs TLS and allow_remote = true
 //! token_file = "api.tokens"       # one `NAME TOKEN` a line, readable by its owner only
@@ -119,6 +120,20 @@ struct RawFolder {
     settle_ms: u64,
     #[serde(default = "default_folder_max_mib")]
     max_mib: usize,
+    #[serde(default)]
+    sent_after: SentAfter,
+}
+
+/// When a file in OUT moves to SENT (`[folder] sent_after`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SentAfter {
+    /// Once the broker took it.
+    #[default]
+    Broker,
+    /// A message asking for an AppRec: once its AppRec says OK (OK with
+    /// errors in parts too); a rejecting AppRec sends it to FAILED.
+    AppRec,
 }
 
 fn default_settle_ms() -> u64 {
@@ -478,6 +493,8 @@ pub struct Folder {
     pub settle: Duration,
     /// Larger files are refused (FAILED).
     pub max_bytes: usize,
+    /// When a file moves to SENT.
+    pub sent_after: SentAfter,
 }
 
 /// How strictly received messages are judged (`[receive]`).
@@ -1014,6 +1031,7 @@ fn validate_folder(raw: &RawFolder, resolve: &dyn Fn(&Path) -> PathBuf) -> Resul
         root,
         settle: Duration::from_millis(raw.settle_ms),
         max_bytes,
+        sent_after: raw.sent_after,
     })
 }
 

@@ -441,6 +441,14 @@ fn with_receipts_by_the_ehr_an_answer_in_apprec_goes_back_and_an_owed_one_turns_
     let mut text = std::fs::read_to_string(&b).unwrap();
     text.push_str("[receipts]\nautomatic = false\ndeadline_hours = 0\n");
     std::fs::write(&b, text).unwrap();
+    // A's files go to SENT only once their AppRec says OK.
+    let mut text = std::fs::read_to_string(&a).unwrap();
+    assert!(
+        text.trim_end().ends_with("settle_ms = 200"),
+        "[folder] is last"
+    );
+    text.push_str("sent_after = \"apprec\"\n");
+    std::fs::write(&a, text).unwrap();
     let mut serve_a = serve(&setup, &a, "a.log");
     let mut serve_b = serve(&setup, &b, "b1.log");
     let logs = || logs_of(&setup, &["a.log", "b1.log", "b2.log"]);
@@ -467,6 +475,11 @@ fn with_receipts_by_the_ehr_an_answer_in_apprec_goes_back_and_an_owed_one_turns_
     };
     // Nothing answers it by itself.
     std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        names(&folder(&setup, A, "SENT"), ".xml").is_empty(),
+        "SENT before its AppRec"
+    );
+    assert_eq!(names(&folder(&setup, A, ".work"), ".xml").len(), 1);
     let receipt = folder(&setup, A, "RECEIPTS").join(format!("{msg_id}.json"));
     assert!(
         !receipt.exists(),
@@ -508,6 +521,11 @@ fn with_receipts_by_the_ehr_an_answer_in_apprec_goes_back_and_an_owed_one_turns_
         || shown(&a)["state"] == "APPREC_REJECTED",
         logs,
     );
+    // Rejected by its AppRec: A's file goes to FAILED, saying so.
+    let failed = folder(&setup, A, "FAILED").join(format!("asks_{msg_id}.error.json"));
+    let failed = json_when("A's file in FAILED", Duration::from_secs(30), &failed, logs);
+    assert_eq!(failed["code"], "apprec-rejected", "{failed}");
+    assert!(names(&folder(&setup, A, "SENT"), ".xml").is_empty());
     let b_record = shown(&b);
     assert_eq!(b_record["state"], "APPREC_SENT", "{b_record}");
     assert!(

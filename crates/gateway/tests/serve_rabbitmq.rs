@@ -1,6 +1,7 @@
 //! Issue 14's end-to-end test: two `serve` processes (two HER-ids) over
 //! the private RabbitMQ, an EHR simulator on each side (this test):
-//! - 500 files dropped into one side's OUT (A's gateway SIGKILLed in the
+//! - 500 files dropped into one side's OUT (to SENT once their AppRec
+//!   says OK; A's gateway SIGKILLed in the
 //!   middle and started again) arrive in the other's IN exactly once, byte
 //!   for byte; the receiving EHR answers each through APPREC
 //!   (`[receipts] automatic = false`), the AppRecs come back into A's
@@ -76,6 +77,14 @@ fn five_hundred_files_and_a_hundred_posts_arrive_once_and_their_apprecs_come_bac
     let _queues = [broker.party_queues(a_id), broker.party_queues(b_id)];
     let setup = Setup::new(GatewayBroker::RabbitMq(broker.clone()));
     let a = with_folder_and_api(&setup, a_id, "");
+    // A's files go to SENT once their AppRec says OK: SENT then counts
+    // the answers too, and the kill leaves files waiting for theirs.
+    let text = std::fs::read_to_string(&a).unwrap();
+    let text = text.replace(
+        "settle_ms = 100\n",
+        "settle_ms = 100\nsent_after = \"apprec\"\n",
+    );
+    std::fs::write(&a, text).unwrap();
     let b = with_folder_and_api(&setup, b_id, "[receipts]\nautomatic = false\n");
     let gateway_b = Served::start(&setup, &b, "b");
     let mut gateway_a = Served::start(&setup, &a, "a1");
@@ -139,6 +148,12 @@ fn five_hundred_files_and_a_hundred_posts_arrive_once_and_their_apprecs_come_bac
             "{msg_id}"
         );
     }
+    until(
+        "every file in A's SENT",
+        Duration::from_secs(180),
+        &logs,
+        || xml_names(&sent).len() >= FILES,
+    );
     assert_eq!(xml_names(&sent).len(), FILES, "{}", logs());
     assert!(xml_names(&out).is_empty() && xml_names(&folder(&setup, a_id, ".work")).is_empty());
     until(

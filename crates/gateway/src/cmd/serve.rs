@@ -19,7 +19,7 @@ use helsemelding_messaging::{Messenger, ReceiveHealth};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{Folder, Http};
+use crate::config::{Folder, Http, SentAfter};
 use crate::folder::apprec::{Answered, AppRecDrop};
 use crate::folder::drop_box::{DropBox, Outcome};
 use crate::folder::taken::InboxTaken;
@@ -42,8 +42,11 @@ pub fn run(config: Option<&Path>, _args: Args) -> Result<ExitCode> {
     let mut chores: Vec<Box<dyn Chore>> = Vec::new();
     for her_id in &config.her_ids {
         let folders = PartyFolders::new(&folder.root, *her_id);
-        let drop_box = DropBox::open(folders, folder.settle, folder.max_bytes)
+        let mut drop_box = DropBox::open(folders, folder.settle, folder.max_bytes)
             .with_context(|| format!("the folder drop of HER-id {her_id}"))?;
+        if folder.sent_after == SentAfter::AppRec {
+            drop_box = drop_box.sent_on_apprec();
+        }
         if drop_box.in_work() > 0 {
             eprintln!(
                 "HER-id {her_id}: {} file(s) in .work from an earlier run are taken up again",

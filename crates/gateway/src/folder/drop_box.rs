@@ -46,6 +46,9 @@ pub fn message_id_for(from: HerId, msg_id: &str) -> String {
 const MSG_ID_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6d1f_0c6a_8e4b_4f0e_9a53_2f6e_7c1d_4b21);
 
+/// How often a sent file that waits for its AppRec looks at its record.
+const APPREC_LOOK: Duration = Duration::from_secs(2);
+
 /// What one file came to, for the log and the tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -88,6 +91,10 @@ struct Claimed {
     outgoing: Option<Outgoing>,
     message_id: Option<String>,
     tries: u32,
+    /// The broker took it; it waits in `.work` for its AppRec.
+    sent: bool,
+    /// While it waits for its AppRec: when to look at its record again.
+    next_look: Option<Instant>,
 }
 
 /// The OUT folder of one HER-id and the files it is working on.
@@ -95,6 +102,7 @@ pub struct DropBox {
     folders: PartyFolders,
     settling: Settling,
     max_bytes: usize,
+    sent_on_apprec: bool,
     claimed: HashMap<PathBuf, Claimed>,
 }
 
@@ -112,6 +120,7 @@ impl DropBox {
             folders,
             settling: Settling::new(settle),
             max_bytes,
+            sent_on_apprec: false,
             claimed: HashMap::new(),
         };
         for work in listed(&drop_box.folders.work, &[".xml"])? {
@@ -125,10 +134,20 @@ impl DropBox {
                     outgoing: None,
                     message_id: None,
                     tries: 0,
+                    sent: false,
+                    next_look: None,
                 },
             );
         }
         Ok(drop_box)
+    }
+
+    /// The same, keeping a sent file that asked for an AppRec in `.work`
+    /// until its AppRec came: to SENT when it says OK, to FAILED when it
+    /// rejects the message (`[folder] sent_after = "apprec"`).
+    pub fn sent_on_apprec(mut self) -> DropBox {
+        self.sent_on_apprec = true;
+        self
     }
 
     /// Whose drop box this is.
@@ -148,6 +167,12 @@ impl DropBox {
         let mut outcomes = Vec::new();
         let claimed: Vec<PathBuf> = self.claimed.keys().cloned().collect();
         for work in claimed {
+            if self.claimed[&work]
+                .next_look
+                .is_some_and(|at| at > Instant::now())
+            {
+                continue;
+            }
             let Some(mut file) = self.claimed.remove(&work) else {
                 continue;
             };
@@ -190,6 +215,8 @@ impl DropBox {
                     outgoing: None,
                     message_id: None,
                     tries: 0,
+                    sent: false,
+                    next_look: None,
                 },
             );
         }
@@ -206,6 +233,9 @@ impl DropBox {
                 }
                 Err(refusal) => return self.fail(file, &refusal),
             }
+        }
+        if file.sent {
+            return self.after_sent(messenger, file, false).await;
         }
         self.submit(messenger, file).await
     }
@@ -238,8 +268,12 @@ impl DropBox {
         let ours = file.tries > 0;
         file.tries += 1;
         match submitted {
-            Ok(Submitted::Sent(_)) => self.to_sent(file, false),
-            Ok(Submitted::Replay { state, .. }) => self.follow(file, &state, !ours),
+            Ok(Submitted::Sent(_)) => self.after_sent(messenger, file, false).await,
+            Ok(Submitted::Replay {
+                state: OutboxState::Sent { .. },
+                ..
+            }) => self.after_sent(messenger, file, !ours).await,
+            Ok(Submitted::Replay { state, .. }) => self.follow(file, &state),
             Err(Error::InOutbox { source, .. }) => Ok(Outcome::Waiting(source.to_string())),
             Err(error) => match refusal_of(&error) {
                 Some(refusal) => self.fail(file, &refusal),
@@ -265,17 +299,60 @@ impl DropBox {
         matches!(found, Ok(Some(record)) if record.state == MessageState::Cancelled)
     }
 
-    /// Moves a file whose message is in the outbox as far as its state
-    /// says; `replay`: the file was not submitted by this run (a second
-    /// drop of the same message, or what a crash left in `.work`).
-    fn follow(
+    /// A file whose message the broker took: to SENT, or (sent after its
+    /// AppRec) kept until its AppRec came; `replay`: the file was not
+    /// submitted by this run (a second drop of the same message, or what
+    /// a crash left in `.work`).
+    async fn after_sent(
         &self,
-        file: &Claimed,
-        state: &OutboxState,
+        messenger: &Messenger,
+        file: &mut Claimed,
         replay: bool,
     ) -> std::io::Result<Outcome> {
+        let outgoing = file.outgoing.clone().expect("judged before it is sent");
+        if !self.sent_on_apprec || !outgoing.asks_receipt {
+            return self.to_sent(file, replay);
+        }
+        file.sent = true;
+        let found = messenger
+            .store()
+            .messages()
+            .find(
+                &outgoing.msg_id,
+                Some(Direction::Out),
+                Some(outgoing.from.get()),
+            )
+            .await;
+        match found {
+            Ok(Some(record)) => match record.state {
+                MessageState::AppRecOk | MessageState::AppRecPartial => self.to_sent(file, replay),
+                MessageState::AppRecRejected => {
+                    let refusal = Refusal::new(
+                        "apprec-rejected",
+                        format!(
+                            "the receiver's AppRec rejects message {} (status {})",
+                            outgoing.msg_id,
+                            record.apprec_status.as_deref().unwrap_or("2")
+                        ),
+                        "see RECEIPTS/<MsgId>.json for the receiver's errors; correct and send it again with a new MsgId",
+                    );
+                    self.fail(file, &refusal)
+                }
+                _ => {
+                    file.next_look = Some(Instant::now() + APPREC_LOOK);
+                    Ok(Outcome::Waiting("sent; waiting for its AppRec".into()))
+                }
+            },
+            Ok(None) => Ok(Outcome::Waiting("sent; its record is not found yet".into())),
+            Err(error) => Ok(Outcome::Later(error.to_string())),
+        }
+    }
+
+    /// Moves a file whose message waits in the outbox or was given up as
+    /// far as its state says.
+    fn follow(&self, file: &Claimed, state: &OutboxState) -> std::io::Result<Outcome> {
         match state {
-            OutboxState::Sent { .. } => self.to_sent(file, replay),
+            OutboxState::Sent { .. } => self.to_sent(file, true),
             OutboxState::Pending { last_error, .. } => Ok(Outcome::Waiting(
                 last_error.clone().unwrap_or_else(|| "not sent yet".into()),
             )),

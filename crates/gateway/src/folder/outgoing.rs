@@ -24,6 +24,8 @@ pub struct Outgoing {
     /// The receiving communication party: the most specific HER-id of
     /// `MsgInfo/Receiver` (the department or person, else the organisation).
     pub to: HerId,
+    /// `MsgInfo/Ack` asks for an AppRec.
+    pub asks_receipt: bool,
 }
 
 /// Why a file cannot be sent, as a person can act on it.
@@ -113,6 +115,7 @@ pub fn read(bytes: &[u8], ours: &[HerId], max_bytes: usize) -> Result<Outgoing, 
         msg_id: msg_id.to_owned(),
         function,
         to,
+        asks_receipt: head.wants_receipt(),
     })
 }
 
