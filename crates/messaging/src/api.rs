@@ -231,7 +231,7 @@ impl std::fmt::Display for HandlerError {
 impl std::error::Error for HandlerError {}
 
 /// A message handed over earlier that the application answers now
-/// ([`Messenger::send_application_receipt`](crate::Messenger::send_application_receipt)).
+/// ([`Node::send_application_receipt`](crate::Node::send_application_receipt)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answering {
     /// Our HER-id it was addressed to.
