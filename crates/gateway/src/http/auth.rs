@@ -9,9 +9,14 @@
 //! the token tried, the peer address, the method and path), as Normen's
 //! fact sheet on remote access asks for attempts at unauthorised use;
 //! every accepted request that changes something is there under its
-//! token's name (`api-request`); reads are traced.
+//! token's name (`api-request`); reads are traced. A flood of refusals
+//! from one address gets [`REFUSALS_LOGGED_PER_MINUTE`] rows a minute, the
+//! rest counted in the next row.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, Method, StatusCode};
@@ -101,6 +106,66 @@ impl Tokens {
     }
 }
 
+/// Refused requests logged one by one per peer address and minute; the
+/// rest are counted and said in the next row, so that a flood of bad
+/// tokens cannot fill the audit log (or the disk) at the speed of HTTP.
+pub const REFUSALS_LOGGED_PER_MINUTE: u32 = 20;
+
+/// The audit rows of refused requests, per peer address and minute.
+#[derive(Default)]
+pub struct Refusals {
+    by_peer: std::sync::Mutex<HashMap<IpAddr, Window>>,
+}
+
+struct Window {
+    started: Instant,
+    logged: u32,
+    unlogged: u64,
+}
+
+/// Whether one more refusal gets its own audit row.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// Yes, saying how many were not logged before it.
+    Log {
+        /// Refusals from the same peer counted, not logged, since its last row.
+        unlogged: u64,
+    },
+    /// No: counted for the next row.
+    Count,
+}
+
+impl Refusals {
+    /// One more refusal of a request from `peer` at `now`.
+    pub fn admit(&self, peer: IpAddr, now: Instant) -> Admit {
+        let mut by_peer = self.by_peer.lock().unwrap_or_else(|p| p.into_inner());
+        // Windows of peers gone quiet are dropped, so the map stays small.
+        if by_peer.len() > 10_000 {
+            by_peer.retain(|_, w| now.duration_since(w.started) < MINUTE);
+        }
+        let window = by_peer.entry(peer).or_insert(Window {
+            started: now,
+            logged: 0,
+            unlogged: 0,
+        });
+        if now.duration_since(window.started) >= MINUTE {
+            window.started = now;
+            window.logged = 0;
+        }
+        if window.logged < REFUSALS_LOGGED_PER_MINUTE {
+            window.logged += 1;
+            Admit::Log {
+                unlogged: std::mem::take(&mut window.unlogged),
+            }
+        } else {
+            window.unlogged += 1;
+            Admit::Count
+        }
+    }
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
 /// The token a request presents: `Authorization: Bearer TOKEN`.
 fn bearer(request: &Request) -> Option<&str> {
     let value = request
@@ -144,9 +209,21 @@ pub async fn authenticate(
             Some(token) => format!("bearer token {}", fingerprint(token)),
             None => "no bearer token".to_owned(),
         };
-        let mut event = AuditEvent::new(AuditKind::AuthenticationFailed, "api", "refused");
-        event.reason = Some(format!("{tried} from {peer} for {method} {path}"));
-        api.messenger().audit(event).await;
+        match api.refusals().admit(peer.ip(), std::time::Instant::now()) {
+            Admit::Log { unlogged } => {
+                let mut reason = format!("{tried} from {peer} for {method} {path}");
+                if unlogged > 0 {
+                    reason += &format!(
+                        "; {unlogged} more refused from {} in the minute before, not logged one by one",
+                        peer.ip()
+                    );
+                }
+                let mut event = AuditEvent::new(AuditKind::AuthenticationFailed, "api", "refused");
+                event.reason = Some(reason);
+                api.messenger().audit(event).await;
+            }
+            Admit::Count => {}
+        }
         tracing::warn!(%peer, %method, path, tried, "API request refused for its token");
         return Problem::new(
             StatusCode::UNAUTHORIZED,
@@ -189,6 +266,23 @@ mod tests {
         assert_eq!(tokens.name_of(""), None);
         assert_ne!(fingerprint(EHR), fingerprint(OPS));
         assert_eq!(fingerprint(EHR).len(), 8);
+    }
+
+    #[test]
+    fn refusals_past_the_minute_s_share_are_counted_and_said_in_the_next_row() {
+        let refusals = Refusals::default();
+        let (peer, other) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+        let t0 = Instant::now();
+        for _ in 0..REFUSALS_LOGGED_PER_MINUTE {
+            assert_eq!(refusals.admit(peer, t0), Admit::Log { unlogged: 0 });
+        }
+        for _ in 0..500 {
+            assert_eq!(refusals.admit(peer, t0), Admit::Count);
+        }
+        assert_eq!(refusals.admit(other, t0), Admit::Log { unlogged: 0 });
+        let later = t0 + Duration::from_secs(61);
+        assert_eq!(refusals.admit(peer, later), Admit::Log { unlogged: 500 });
+        assert_eq!(refusals.admit(peer, later), Admit::Log { unlogged: 0 });
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod tls;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use helsemelding_messaging::{Messenger, ReceiveHealth};
@@ -50,6 +51,7 @@ struct Inner {
     folder_root: PathBuf,
     max_bytes: usize,
     receiving: Option<ReceiveHealth>,
+    refusals: auth::Refusals,
 }
 
 impl Api {
@@ -69,6 +71,7 @@ impl Api {
                 folder_root,
                 max_bytes,
                 receiving,
+                refusals: auth::Refusals::default(),
             }),
         }
     }
@@ -76,6 +79,10 @@ impl Api {
     /// The messenger the API works through.
     pub fn messenger(&self) -> &Messenger {
         &self.inner.messenger
+    }
+
+    fn refusals(&self) -> &auth::Refusals {
+        &self.inner.refusals
     }
 
     fn tokens(&self) -> &Tokens {
@@ -101,12 +108,15 @@ impl Api {
 
 /// Every route of the API, behind the token check.
 pub fn router(api: Api) -> Router {
+    // A MsgHead up to the size limit, as XML or base64 in JSON; a body
+    // above it is refused before it is read (413), never buffered whole.
+    let message_body = DefaultBodyLimit::max(body_limit(api.max_bytes()));
     let routes = Router::new()
         .route(
             "/api/v1/messages",
             post(messages::submit)
                 .get(messages::list)
-                .layer(axum::extract::DefaultBodyLimit::disable()),
+                .layer(message_body),
         )
         .route(
             "/api/v1/messages/{id}",
@@ -117,7 +127,10 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/inbox/{id}", get(inbox::read))
         .route("/api/v1/inbox/{id}/ack", post(inbox::ack))
         .route("/api/v1/inbox/{id}/release", post(inbox::release))
-        .route("/api/v1/inbox/{id}/apprec", post(inbox::apprec))
+        .route(
+            "/api/v1/inbox/{id}/apprec",
+            post(inbox::apprec).layer(message_body),
+        )
         .route("/api/v1/events", get(feed::events))
         .route("/api/v1/commtest", post(feed::commtest))
         .route("/api/v1/openapi.json", get(openapi::serve))
@@ -130,6 +143,14 @@ pub fn router(api: Api) -> Router {
             auth::authenticate,
         ))
         .with_state(api)
+}
+
+/// The largest body read for a message of at most `max_bytes`: base64
+/// in JSON is a third larger, and a little room for the JSON around it.
+fn body_limit(max_bytes: usize) -> usize {
+    max_bytes
+        .saturating_add(max_bytes / 3)
+        .saturating_add(64 * 1024)
 }
 
 /// Serves `router` on `listener` until `stopping` completes; requests in
