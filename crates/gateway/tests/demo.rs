@@ -315,3 +315,34 @@ fn the_demo_runs_through_rabbitmq() {
         }
     }
 }
+
+#[test]
+fn the_demo_runs_through_two_serve_processes_by_the_folders_and_the_api() {
+    let kept = tempfile::tempdir().unwrap();
+    let dir = kept.path().join("demo");
+    let output = demo(&["--serve", "--json", "--keep", dir.to_str().unwrap()], &[]);
+    let events = json_lines(&output);
+    let summary = step(&events, "summary");
+    assert_eq!(summary["ok"], true, "{events:#?}");
+    assert!(output.status.success());
+    for name in [
+        "folder.dropped",
+        "folder.delivered",
+        "folder.apprec",
+        "api.posted",
+        "api.read",
+        "api.acknowledged",
+        "api.apprec",
+        "api.commtest",
+        "api.refused",
+    ] {
+        assert_eq!(step(&events, name)["ok"], true, "{name}: {events:#?}");
+    }
+    let stopped = events
+        .iter()
+        .filter(|e| e["step"] == "serve.stopped" && e["ok"] == true);
+    assert_eq!(stopped.count(), 2, "both exited 0 on SIGTERM");
+    assert_no_secrets(&output);
+    // The gateways' own records say the same: the kept sandbox holds them.
+    assert!(dir.join("sandbox/91462.sqlite").exists());
+}

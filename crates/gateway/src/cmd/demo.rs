@@ -24,6 +24,7 @@
 mod inbox;
 pub(crate) mod payloads;
 mod report;
+mod through_serve;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -97,6 +98,10 @@ pub struct Args {
     /// Print the events as JSON lines (one object per event, then a summary).
     #[arg(long)]
     json: bool,
+    /// Run it through two `helsemelding serve` processes, the way an EHR
+    /// uses the gateway: the folders and the HTTP API (the local queue only).
+    #[arg(long, conflicts_with_all = ["broker", "her_ids"])]
+    serve: bool,
     /// How long to wait for each expected event.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     step_timeout: u64,
@@ -113,6 +118,16 @@ async fn run_demo(args: Args) -> Result<ExitCode> {
     let cast = Cast::new(args.her_ids.as_deref())?;
     let (dir, temporary) = work_dir(args.keep.as_deref())?;
     let mut reporter = Reporter::new(args.json);
+    if args.serve {
+        let within = Duration::from_secs(args.step_timeout);
+        let ok = through_serve::run(&dir, &mut reporter, within).await?;
+        drop(temporary);
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     let world = World::set_up(&args, &cast, &dir, &reporter)
         .await
         .context("setting up the demo")?;

@@ -33,7 +33,35 @@ const PARTIES: [(u32, &str, u16); 2] = [
 
 /// Makes the sandbox in `args.dir` and says how to use it.
 pub fn run(args: Args) -> Result<ExitCode> {
-    let dir = prepare(&args.dir)?;
+    let sandbox = make(&args.dir)?;
+    println!("{}", instructions(&sandbox));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What [`make`] made.
+pub(crate) struct Sandbox {
+    /// Where it is (absolute).
+    pub dir: PathBuf,
+    /// The municipality first, then the directorate.
+    pub parties: Vec<SandboxParty>,
+    /// A dialogue note from the first party to the second.
+    pub example: PathBuf,
+}
+
+/// One party of a sandbox.
+pub(crate) struct SandboxParty {
+    pub her_id: HerId,
+    pub name: String,
+    pub config: PathBuf,
+    /// The bare API token (owner-only).
+    pub token: PathBuf,
+    /// The port its configuration gives the API.
+    pub port: u16,
+}
+
+/// Makes a sandbox in `dir` (new or empty).
+pub(crate) fn make(dir: &Path) -> Result<Sandbox> {
+    let dir = prepare(dir)?;
     let pki = DevPki::new("helsemelding sandbox CA (development)")?;
     let pki_dir = dir.join("pki");
     std::fs::create_dir_all(&pki_dir)?;
@@ -46,19 +74,36 @@ pub fn run(args: Args) -> Result<ExitCode> {
         party.register(&registry, None)?;
         let files = party.write_pem(&pki_dir)?;
         let config = write_config(&dir, &party, &files, &ca, port)?;
-        parties.push((party, config, port));
+        parties.push(SandboxParty {
+            her_id,
+            name: party.name.clone(),
+            config,
+            token: dir.join(format!("{her_id}.token")),
+            port,
+        });
     }
-    let (ours, theirs) = (&parties[0].0, &parties[1].0);
     let example = dir.join("example-note.xml");
-    let note = payloads::dialogue_note(
+    let note = note(
+        &parties[0],
+        &parties[1],
         &uuid::Uuid::new_v4().hyphenated().to_string(),
-        chrono::Utc::now(),
-        payloads::party(ours.her_id, &ours.name),
-        payloads::party(theirs.her_id, &theirs.name),
     );
     std::fs::write(&example, note).with_context(|| format!("writing {}", example.display()))?;
-    println!("{}", instructions(&dir, &parties, &example));
-    Ok(ExitCode::SUCCESS)
+    Ok(Sandbox {
+        dir,
+        parties,
+        example,
+    })
+}
+
+/// A dialogue note from `from` to `to` with `msg_id`, asking for an AppRec.
+pub(crate) fn note(from: &SandboxParty, to: &SandboxParty, msg_id: &str) -> String {
+    payloads::dialogue_note(
+        msg_id,
+        chrono::Utc::now(),
+        payloads::party(from.her_id, &from.name),
+        payloads::party(to.her_id, &to.name),
+    )
 }
 
 /// The directory, made if missing; refused when it holds anything.
@@ -149,10 +194,10 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-fn instructions(dir: &Path, parties: &[(DevParty, PathBuf, u16)], example: &Path) -> String {
-    let (ours, our_config, port) = &parties[0];
-    let (theirs, their_config, _) = &parties[1];
-    let d = dir.display();
+fn instructions(sandbox: &Sandbox) -> String {
+    let (ours, theirs) = (&sandbox.parties[0], &sandbox.parties[1]);
+    let d = sandbox.dir.display();
+    let port = ours.port;
     format!(
         "sandbox in {d}: {} ({}) and {} ({}), the local queue, a file registry, SQLite\n\
          \n\
@@ -164,20 +209,20 @@ fn instructions(dir: &Path, parties: &[(DevParty, PathBuf, u16)], example: &Path
          \x20 cp {} {d}/folders/{}/OUT/\n\
          \n\
          or through the API, and see what was sent:\n\
-         \x20 curl -H \"Authorization: Bearer $(cat {d}/{}.token)\" -H 'content-type: application/xml' \\\n\
+         \x20 curl -H \"Authorization: Bearer $(cat {})\" -H 'content-type: application/xml' \\\n\
          \x20      --data-binary @{} http://127.0.0.1:{port}/api/v1/messages\n\
-         \x20 curl -H \"Authorization: Bearer $(cat {d}/{}.token)\" http://127.0.0.1:{port}/api/v1/messages",
+         \x20 curl -H \"Authorization: Bearer $(cat {})\" http://127.0.0.1:{port}/api/v1/messages",
         ours.name,
         ours.her_id,
         theirs.name,
         theirs.her_id,
-        their_config.display(),
-        our_config.display(),
+        theirs.config.display(),
+        ours.config.display(),
         theirs.her_id,
-        example.display(),
+        sandbox.example.display(),
         ours.her_id,
-        ours.her_id,
-        example.display(),
-        ours.her_id,
+        ours.token.display(),
+        sandbox.example.display(),
+        ours.token.display(),
     )
 }
