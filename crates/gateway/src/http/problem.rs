@@ -126,3 +126,56 @@ impl IntoResponse for Problem {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_that_fails_is_503_and_a_record_in_the_way_is_404_or_409() {
+        let down = StoreError::Commit {
+            reason: "disk I/O error".into(),
+        };
+        let problem = Problem::of_store(&down);
+        assert_eq!(
+            (problem.status, problem.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable")
+        );
+        assert!(problem.detail.contains("disk I/O error") && problem.hint.is_some());
+        let unknown = Problem::of_store(&StoreError::UnknownRecord { record: 7 });
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+        let busy = StoreError::RecordState {
+            record: 7,
+            state: "DELIVERED".into(),
+            action: "ack",
+        };
+        assert_eq!(Problem::of_store(&busy).status, StatusCode::CONFLICT);
+    }
+
+    #[test]
+    fn each_refusal_code_has_its_status() {
+        for (code, status) in [
+            ("not-a-msghead", 400),
+            ("bad-apprec", 400),
+            ("too-large", 413),
+            ("msgid-reused", 409),
+            ("sender-not-ours", 422),
+            ("receiver-unknown", 422),
+            ("certificate-unusable", 422),
+        ] {
+            let problem = Problem::of_refusal(&Refusal::new(code, "why", "what to do"));
+            assert_eq!(problem.status.as_u16(), status, "{code}");
+        }
+    }
+
+    #[test]
+    fn the_body_is_problem_json_with_its_code() {
+        let response =
+            Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "no token").into_response();
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+}
