@@ -286,4 +286,36 @@ mod tests {
             assert!(refusal.reason.contains(says), "{refusal:?}");
         }
     }
+
+    #[test]
+    fn hostile_answers_are_refused_never_a_panic() {
+        let mut rng = fastrand::Rng::with_seed(8221);
+        let seeds: [&[u8]; 4] = [
+            br#"{"status": "2", "errors": [{"code": "E10", "description": "x"}]}"#,
+            br#"{"status": "1"}"#,
+            br#"{"status": ["1"], "errors": {"code": 1}}"#,
+            b"\xff\xfe{\"status\":\"\\u0000\"}",
+        ];
+        for _ in 0..20_000 {
+            let mut bytes = seeds[rng.usize(..seeds.len())].to_vec();
+            for _ in 0..rng.usize(1..8) {
+                match rng.u8(..3) {
+                    0 if !bytes.is_empty() => {
+                        let at = rng.usize(..bytes.len());
+                        bytes[at] = rng.u8(..);
+                    }
+                    1 => bytes.insert(rng.usize(..=bytes.len()), rng.u8(..)),
+                    _ if !bytes.is_empty() => {
+                        bytes.remove(rng.usize(..bytes.len()));
+                    }
+                    _ => {}
+                }
+            }
+            if let Err(refusal) = Reply::from_json(&bytes) {
+                assert_eq!(refusal.code, "bad-apprec");
+            }
+        }
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(Reply::from_json(deep.as_bytes()).is_err());
+    }
 }
