@@ -46,6 +46,18 @@ pub fn message_id_for(from: HerId, msg_id: &str) -> String {
 const MSG_ID_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6d1f_0c6a_8e4b_4f0e_9a53_2f6e_7c1d_4b21);
 
+/// The record of the message a file holds.
+async fn record_of(
+    messenger: &Messenger,
+    outgoing: &Outgoing,
+) -> helsemelding_store::Result<Option<helsemelding_store::messages::MessageRecord>> {
+    let ours = Some(outgoing.from.get());
+    let messages = messenger.store().messages();
+    messages
+        .find(&outgoing.msg_id, Some(Direction::Out), ours)
+        .await
+}
+
 /// How often a sent file that waits for its AppRec looks at its record.
 const APPREC_LOOK: Duration = Duration::from_secs(2);
 
@@ -287,15 +299,7 @@ impl DropBox {
     /// store that cannot answer now is asked again at the next pass by
     /// the submission that follows.
     async fn cancelled(&self, messenger: &Messenger, outgoing: &Outgoing) -> bool {
-        let found = messenger
-            .store()
-            .messages()
-            .find(
-                &outgoing.msg_id,
-                Some(Direction::Out),
-                Some(outgoing.from.get()),
-            )
-            .await;
+        let found = record_of(messenger, outgoing).await;
         matches!(found, Ok(Some(record)) if record.state == MessageState::Cancelled)
     }
 
@@ -314,15 +318,7 @@ impl DropBox {
             return self.to_sent(file, replay);
         }
         file.sent = true;
-        let found = messenger
-            .store()
-            .messages()
-            .find(
-                &outgoing.msg_id,
-                Some(Direction::Out),
-                Some(outgoing.from.get()),
-            )
-            .await;
+        let found = record_of(messenger, &outgoing).await;
         match found {
             Ok(Some(record)) => match record.state {
                 MessageState::AppRecOk | MessageState::AppRecPartial => self.to_sent(file, replay),

@@ -217,6 +217,14 @@ pub async fn run(dir: &Path, reporter: &mut Reporter, within: Duration) -> Resul
     Ok(reporter.finish())
 }
 
+/// A dialogue note from the municipality to the directorate with a MsgId
+/// of its own.
+fn fresh_note(sandbox: &Sandbox) -> (String, String) {
+    let msg_id = uuid::Uuid::new_v4().hyphenated().to_string();
+    let note = sandbox::note(&sandbox.parties[0], &sandbox.parties[1], &msg_id);
+    (msg_id, note)
+}
+
 async fn through_the_folders(
     sandbox: &Sandbox,
     ours: &Gateway,
@@ -225,8 +233,7 @@ async fn through_the_folders(
     within: Duration,
 ) -> Result<()> {
     let (from, to) = (&sandbox.parties[0], &sandbox.parties[1]);
-    let msg_id = uuid::Uuid::new_v4().hyphenated().to_string();
-    let note = sandbox::note(from, to, &msg_id);
+    let (msg_id, note) = fresh_note(sandbox);
     let folders = sandbox.dir.join("folders");
     let out = folders.join(from.her_id.to_string()).join("OUT");
     let temp = out.join(format!(".{msg_id}.tmp"));
@@ -302,9 +309,7 @@ async fn through_the_api(
     reporter: &mut Reporter,
     within: Duration,
 ) -> Result<()> {
-    let (from, to) = (&sandbox.parties[0], &sandbox.parties[1]);
-    let msg_id = uuid::Uuid::new_v4().hyphenated().to_string();
-    let note = sandbox::note(from, to, &msg_id);
+    let (msg_id, note) = fresh_note(sandbox);
     let what = format!("dialogue note (MsgId {})", short_id(&msg_id));
     let body = Some(("application/xml", note.clone().into_bytes()));
     let (status, _) = ours
